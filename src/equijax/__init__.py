@@ -1,0 +1,3 @@
+"""equijax: E(3)-equivariant interatomic potentials in JAX."""
+
+__version__ = "0.1.0"
