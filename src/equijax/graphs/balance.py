@@ -1,0 +1,152 @@
+"""Load balancing: split graphs into per-device batches of nearly equal estimated cost
+(as FastCHGNet does for multi-GPU training).
+
+Under `shard_map` every device runs the same padded shape, so balancing the real work also
+minimises the common bucket all devices are padded to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from equijax.graphs.crystal_graph import CrystalGraph
+
+
+def graph_counts(graphs: Sequence[CrystalGraph]) -> np.ndarray:
+    """(n_graphs, 3) array of atoms, directed edges and angles per graph."""
+    return np.array(
+        [
+            (int(np.sum(g.atoms.n_node)), int(np.sum(g.atoms.n_edge)), int(np.sum(g.bonds.n_edge)))
+            for g in graphs
+        ],
+        dtype=np.float64,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class CostModel:
+    """Estimated cost of a graph: ``per_graph + per_atom * atoms + per_edge * edges +
+    per_angle * angles`` (seconds, or any consistent unit).
+
+    The defaults come from `calibrate_cost_model` on the CHGNet-sized proxy step
+    (`equijax.bench.proxy`), run with ``equijax bench graphs --calibrate`` on a 2-core CPU;
+    only their ratios matter for balancing. Recalibrate for your model and device.
+    """
+
+    per_graph: float = 0.0
+    per_atom: float = 1.2e-6
+    per_edge: float = 2.9e-7
+    per_angle: float = 2.2e-7
+
+    def __call__(self, counts: np.ndarray) -> np.ndarray:
+        """Costs of graphs given their ``(atoms, edges, angles)`` counts, shape (..., 3)."""
+        counts = np.asarray(counts, dtype=np.float64)
+        w = np.array([self.per_atom, self.per_edge, self.per_angle])
+        return self.per_graph + counts @ w
+
+    def graph_costs(self, graphs: Sequence[CrystalGraph]) -> np.ndarray:
+        """Costs of a list of graphs, shape (n_graphs,)."""
+        return self(graph_counts(graphs))
+
+
+def fit_cost_model(counts: np.ndarray, seconds: np.ndarray) -> CostModel:
+    """Least-squares fit with non-negative coefficients of measured times (batches x 3 counts)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    seconds = np.asarray(seconds, dtype=np.float64)
+    if counts.ndim != 2 or counts.shape[1] != 3 or counts.shape[0] != seconds.shape[0]:
+        raise ValueError(f"need counts (M, 3) and seconds (M,), got {counts.shape} {seconds.shape}")
+    design = np.concatenate([np.ones((counts.shape[0], 1)), counts], axis=1)
+    active = np.ones(4, dtype=bool)
+    while True:  # drop negative coefficients one at a time (tiny active-set NNLS)
+        coef = np.zeros(4)
+        coef[active] = np.linalg.lstsq(design[:, active], seconds, rcond=None)[0]
+        if (coef >= 0).all():
+            break
+        active[np.argmin(coef)] = False
+    return CostModel(*coef.tolist())
+
+
+def calibrate_cost_model(
+    step: Callable[[object], object],
+    batches: Sequence[tuple[object, np.ndarray]],
+    repeats: int = 5,
+) -> CostModel:
+    """Measure ``step`` on batches of known (atoms, edges, angles) counts and fit a `CostModel`.
+
+    Args:
+        step: a function of one padded batch that returns a jax value (it is blocked on).
+        batches: ``(batch, counts)`` pairs; ``counts`` is the (3,) size the step really computes
+            on (for static shapes: the padded sizes).
+        repeats: timed calls per batch after one warm-up (compilation) call; the median is used.
+    """
+    import jax
+
+    counts, seconds = [], []
+    for batch, count in batches:
+        jax.block_until_ready(step(batch))
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(step(batch))
+            times.append(time.perf_counter() - t0)
+        counts.append(count)
+        seconds.append(float(np.median(times)))
+    return fit_cost_model(np.array(counts), np.array(seconds))
+
+
+def split_balanced(costs: np.ndarray, n_devices: int, max_rounds: int = 1000) -> list[np.ndarray]:
+    """Partition item indices into ``n_devices`` groups of nearly equal total cost.
+
+    Longest-processing-time greedy assignment, then moves and swaps between the most and least
+    loaded devices while they lower the maximum load. Returns index arrays (sorted).
+    """
+    costs = np.asarray(costs, dtype=np.float64)
+    if n_devices < 1:
+        raise ValueError(f"n_devices must be >= 1, got {n_devices}")
+    if costs.size < n_devices:
+        raise ValueError(f"cannot split {costs.size} graphs over {n_devices} devices")
+    if not np.isfinite(costs).all() or (costs < 0).any():
+        raise ValueError("costs must be finite and non-negative")
+    owner = np.empty(costs.size, dtype=np.int64)
+    loads = np.zeros(n_devices)
+    for k in np.argsort(-costs, kind="stable"):
+        d = int(np.argmin(loads))
+        owner[k] = d
+        loads[d] += costs[k]
+    for _ in range(max_rounds):
+        hi, lo = int(np.argmax(loads)), int(np.argmin(loads))
+        gap = loads[hi] - loads[lo]
+        if gap <= 0:
+            break
+        items_hi = np.flatnonzero(owner == hi)
+        items_lo = np.flatnonzero(owner == lo)
+        # Moving delta from hi to lo lowers the pair's maximum iff 0 < delta < gap; best is gap/2.
+        best, best_move = gap, None
+        if items_hi.size > 1:
+            deltas = costs[items_hi]
+            k = int(np.argmin(np.abs(deltas - gap / 2)))
+            if 0 < deltas[k] < gap and abs(deltas[k] - gap / 2) < abs(best - gap / 2):
+                best, best_move = deltas[k], (items_hi[k], None)
+        deltas = costs[items_hi][:, None] - costs[items_lo][None, :]
+        k = np.unravel_index(np.argmin(np.abs(deltas - gap / 2)), deltas.shape)
+        if 0 < deltas[k] < gap and abs(deltas[k] - gap / 2) < abs(best - gap / 2):
+            best, best_move = deltas[k], (items_hi[k[0]], items_lo[k[1]])
+        if best_move is None:
+            break
+        a, b = best_move
+        owner[a] = lo
+        if b is not None:
+            owner[b] = hi
+        loads[hi] -= best
+        loads[lo] += best
+    return [np.flatnonzero(owner == d) for d in range(n_devices)]
+
+
+def load_imbalance(costs: np.ndarray, groups: Sequence[np.ndarray]) -> float:
+    """max / mean of the per-device total cost (1.0 is perfect balance)."""
+    loads = np.array([np.sum(np.asarray(costs)[g]) for g in groups])
+    return float(loads.max() / loads.mean())
