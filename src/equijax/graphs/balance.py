@@ -29,24 +29,26 @@ def graph_counts(graphs: Sequence[CrystalGraph]) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class CostModel:
-    """Estimated cost of a graph: ``per_graph + per_atom * atoms + per_edge * edges +
-    per_angle * angles`` (seconds, or any consistent unit).
+    """Estimated cost of a graph: ``per_atom * atoms + per_edge * edges + per_angle * angles``
+    (seconds of one training step). ``per_batch`` is the fixed cost of a step; it is reported by
+    calibration but does not affect balancing.
 
-    The defaults come from `calibrate_cost_model` on the CHGNet-sized proxy step
-    (`equijax.bench.proxy`), run with ``equijax bench graphs --calibrate`` on a 2-core CPU;
-    only their ratios matter for balancing. Recalibrate for your model and device.
+    The defaults were fitted by `calibrate_cost_model` on the CHGNet-sized proxy step
+    (`equijax.bench.proxy`, forward + backward) with ``equijax bench graphs --calibrate`` on a
+    2-core AMD EPYC CPU (jax 0.10.2): per step 11.6 ms + 6.1 µs/edge + 5.5 µs/angle, with the
+    per-atom term fitted to zero (node work is small next to edge and angle MLPs). Only the
+    ratios matter for balancing; recalibrate for your model and device.
     """
 
-    per_graph: float = 0.0
-    per_atom: float = 1.2e-6
-    per_edge: float = 2.9e-7
-    per_angle: float = 2.2e-7
+    per_atom: float = 0.0
+    per_edge: float = 6.1e-6
+    per_angle: float = 5.5e-6
+    per_batch: float = 0.0
 
     def __call__(self, counts: np.ndarray) -> np.ndarray:
         """Costs of graphs given their ``(atoms, edges, angles)`` counts, shape (..., 3)."""
         counts = np.asarray(counts, dtype=np.float64)
-        w = np.array([self.per_atom, self.per_edge, self.per_angle])
-        return self.per_graph + counts @ w
+        return counts @ np.array([self.per_atom, self.per_edge, self.per_angle])
 
     def graph_costs(self, graphs: Sequence[CrystalGraph]) -> np.ndarray:
         """Costs of a list of graphs, shape (n_graphs,)."""
@@ -54,20 +56,29 @@ class CostModel:
 
 
 def fit_cost_model(counts: np.ndarray, seconds: np.ndarray) -> CostModel:
-    """Least-squares fit with non-negative coefficients of measured times (batches x 3 counts)."""
+    """Least-squares fit, with non-negative coefficients, of step times to their counts.
+
+    Args:
+        counts: (M, 3) atoms, edges and angles each measured step computed on.
+        seconds: (M,) the measured step times.
+
+    The model is ``seconds = per_batch + counts @ (per_atom, per_edge, per_angle)``.
+    """
     counts = np.asarray(counts, dtype=np.float64)
     seconds = np.asarray(seconds, dtype=np.float64)
     if counts.ndim != 2 or counts.shape[1] != 3 or counts.shape[0] != seconds.shape[0]:
         raise ValueError(f"need counts (M, 3) and seconds (M,), got {counts.shape} {seconds.shape}")
+    if counts.shape[0] < 4:
+        raise ValueError(f"need at least 4 measurements to fit 4 coefficients, got {counts.shape[0]}")
     design = np.concatenate([np.ones((counts.shape[0], 1)), counts], axis=1)
     active = np.ones(4, dtype=bool)
-    while True:  # drop negative coefficients one at a time (tiny active-set NNLS)
+    while True:  # drop negative coefficients one at a time (a tiny active-set NNLS)
         coef = np.zeros(4)
         coef[active] = np.linalg.lstsq(design[:, active], seconds, rcond=None)[0]
         if (coef >= 0).all():
             break
         active[np.argmin(coef)] = False
-    return CostModel(*coef.tolist())
+    return CostModel(per_atom=coef[1], per_edge=coef[2], per_angle=coef[3], per_batch=coef[0])
 
 
 def calibrate_cost_model(

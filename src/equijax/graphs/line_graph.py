@@ -37,23 +37,22 @@ def bond_graph(edges: DirectedEdges, bond_cutoff: float) -> BondGraph:
 
     # Group the short edges by centre and enumerate every ordered pair inside each group.
     centers = edges.centers[short]
-    n_short = short.size
-    group_start = np.searchsorted(centers, centers, side="left")
-    group_size = np.searchsorted(centers, centers, side="right") - group_start
-    first_of_angle = np.repeat(np.arange(n_short), group_size)
+    bond_of_short = bond_of_pair[edges.pair[short]]
+    per_center = np.bincount(centers, minlength=1)
+    center_start = np.cumsum(per_center) - per_center
+    group_size = per_center[centers]
+    first = np.repeat(np.arange(short.size), group_size)  # intp indices: no conversions
+    # position inside the run of repeats = global index - start of the run
     run_start = np.repeat(np.cumsum(group_size) - group_size, group_size)
-    second_of_angle = np.repeat(group_start, group_size) + (
-        np.arange(first_of_angle.size) - run_start
-    )
-    keep = first_of_angle != second_of_angle
-    e_ij = short[first_of_angle[keep]]
-    e_ik = short[second_of_angle[keep]]
+    second = np.repeat(center_start[centers], group_size) + (np.arange(first.size) - run_start)
+    keep = first != second
+    first, second = first[keep], second[keep]
     return BondGraph(
         bond_edge=edges.pair_edge[bond_pair],
         bond_pair=bond_pair.astype(np.int32),
-        angle_receivers=bond_of_pair[edges.pair[e_ij]],
-        angle_senders=bond_of_pair[edges.pair[e_ik]],
-        angle_center=edges.centers[e_ij],
-        angle_edge_ij=e_ij.astype(np.int32),
-        angle_edge_ik=e_ik.astype(np.int32),
+        angle_receivers=np.take(bond_of_short, first),
+        angle_senders=np.take(bond_of_short, second),
+        angle_center=np.take(centers, first),
+        angle_edge_ij=np.take(short.astype(np.int32), first),
+        angle_edge_ik=np.take(short.astype(np.int32), second),
     )

@@ -1,0 +1,74 @@
+"""Shared benchmark helpers: the packaged benchmark structures, machine description, tables."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata, resources
+
+BENCHMARK_FILE = "mptrj_like_256.extxyz"
+
+
+def benchmark_structures_path() -> str:
+    """Path of the packaged benchmark set: 256 MPtrj-like structures (6-80 atoms, mean 34)."""
+    return str(resources.files("equijax.bench") / "data" / BENCHMARK_FILE)
+
+
+def load_benchmark_structures(n: int | None = None):
+    """The benchmark structures as a list of `ase.Atoms` (the first ``n`` if given)."""
+    import ase.io
+
+    structures = ase.io.read(benchmark_structures_path(), index=":")
+    return structures if n is None else structures[:n]
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info() -> dict:
+    """Processor, core count, accelerator and library versions, for benchmark reports."""
+    import jax
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    devices = [d.device_kind for d in jax.devices()]
+    info = {
+        "cpu": cpu, "cpu_count": os.cpu_count(), "jax_backend": jax.default_backend(),
+        "jax_devices": devices, "python": platform.python_version(),
+        "versions": {p: _version(p) for p in ("equijax", "jax", "jaxlib", "vesin", "ase", "jraph",
+                                                "chgnet", "torch", "numpy")},
+    }
+    info["summary"] = (f"{cpu} ({os.cpu_count()} cores), jax {info['versions']['jax']} on "
+                       f"{jax.default_backend()} [{', '.join(sorted(set(devices)))}]")
+    return info
+
+
+class Table:
+    """A plain-text table printed with aligned columns."""
+
+    def __init__(self, title: str, columns: list[str]):
+        self.title, self.columns, self.rows = title, columns, []
+
+    def add(self, *cells) -> None:
+        self.rows.append([str(c) for c in cells])
+
+    def render(self) -> str:
+        widths = [max(len(str(c)) for c in col) for col in zip(self.columns, *self.rows)]
+        line = "  ".join("-" * w for w in widths)
+        fmt = lambda cells: "  ".join(  # noqa: E731
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "\n".join([self.title, line, fmt(self.columns), line, *map(fmt, self.rows), line])
+
+    def print(self) -> None:
+        print(self.render())

@@ -1,0 +1,61 @@
+"""The `equijax` command line: `equijax demo`, `equijax bench graphs`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _single_thread() -> None:
+    """Pin numeric libraries to one thread, as the graph benchmark's anchor was measured."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
+def _bench_graphs(args) -> int:
+    from equijax.bench import graphs
+
+    graphs.run(out=args.out, rounds=args.rounds, reference=not args.no_reference,
+               do_calibrate=args.calibrate, batch_size=args.batch_size, n_devices=args.devices)
+    return 0
+
+
+def _demo(args) -> int:
+    from equijax.bench import graphs
+
+    print("equijax demo: crystal graphs for the 256 packaged MPtrj-like structures\n")
+    graphs.run(out=args.out, rounds=2, reference=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="equijax", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="the main job on embedded defaults")
+    demo.add_argument("--out", default="results/demo_graphs.json", help="JSON output path")
+    demo.set_defaults(func=_demo)
+
+    bench = sub.add_parser("bench", help="benchmarks (print a table, write JSON)")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    g = bench_sub.add_parser("graphs", help="graph construction vs CHGNet's converter, padding, balance")
+    g.add_argument("--out", default="results/bench_graphs.json", help="JSON output path")
+    g.add_argument("--rounds", type=int, default=3, help="timed rounds (best is reported)")
+    g.add_argument("--no-reference", action="store_true", help="skip the PyTorch chgnet converter")
+    g.add_argument("--calibrate", action="store_true", help="fit the cost model on the proxy step")
+    g.add_argument("--batch-size", type=int, default=40, help="graphs per batch for the padding report")
+    g.add_argument("--devices", type=int, default=8, help="devices for the load-balance report")
+    g.set_defaults(func=_bench_graphs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `equijax` command."""
+    _single_thread()
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Shared fixtures: the benchmark structures and a field-by-field comparison of crystal graphs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ase.io
+import jax
+import numpy as np
+import pytest
+
+BENCH_FILE = (
+    Path(__file__).resolve().parents[1] / "src" / "equijax" / "bench" / "data" / "mptrj_like_256.extxyz"
+)
+
+
+@pytest.fixture(scope="session")
+def bench_structures() -> list:
+    """The 256 MPtrj-like benchmark structures (ase.Atoms)."""
+    return ase.io.read(BENCH_FILE, ":")
+
+
+def _named_leaves(graph):
+    leaves, _ = jax.tree_util.tree_flatten_with_path(graph)
+    return {jax.tree_util.keystr(path): leaf for path, leaf in leaves}
+
+
+def assert_graphs_identical(got, want, context: str = "") -> None:
+    """Same pytree structure, and every leaf has the same shape, dtype and values."""
+    got_leaves, want_leaves = _named_leaves(got), _named_leaves(want)
+    assert got_leaves.keys() == want_leaves.keys(), context
+    assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(want), context
+    for name, w in want_leaves.items():
+        g = got_leaves[name]
+        g, w = np.asarray(g), np.asarray(w)
+        assert g.dtype == w.dtype, f"{context}{name}: dtype {g.dtype} != {w.dtype}"
+        assert g.shape == w.shape, f"{context}{name}: shape {g.shape} != {w.shape}"
+        np.testing.assert_array_equal(g, w, err_msg=f"{context}{name}")
+
+
+@pytest.fixture(scope="session")
+def graphs_identical():
+    """The `assert_graphs_identical` helper, as a fixture (conftest is not importable)."""
+    return assert_graphs_identical
