@@ -17,7 +17,8 @@ def _bench_graphs(args) -> int:
     from equijax.bench import graphs
 
     graphs.run(out=args.out, rounds=args.rounds, reference=not args.no_reference,
-               do_calibrate=args.calibrate, batch_size=args.batch_size, n_devices=args.devices)
+               do_calibrate=args.calibrate, batch_size=args.batch_size, n_devices=args.devices,
+               global_batch=args.global_batch, limit=args.limit)
     return 0
 
 
@@ -46,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--calibrate", action="store_true", help="fit the cost model on the proxy step")
     g.add_argument("--batch-size", type=int, default=40, help="graphs per batch for the padding report")
     g.add_argument("--devices", type=int, default=8, help="devices for the load-balance report")
+    g.add_argument("--global-batch", type=int, default=64,
+                   help="graphs per step split over the devices in the load-balance report")
+    g.add_argument("--limit", type=int, default=None, help="use only the first N structures")
     g.set_defaults(func=_bench_graphs)
     return parser
 

@@ -118,9 +118,12 @@ def calibrate(graphs, seed: int = 0) -> dict:
 
 def run(out: str | None = "results/bench_graphs.json", rounds: int = 3, reference: bool = True,
         do_calibrate: bool = False, batch_size: int = 40, n_devices: int = 8,
-        global_batch: int = 64) -> dict:
-    """Run the benchmark, print a table and write JSON to ``out``; returns the results."""
-    structures = load_benchmark_structures()
+        global_batch: int = 64, limit: int | None = None) -> dict:
+    """Run the benchmark, print a table and write JSON to ``out``; returns the results.
+
+    ``limit`` uses only the first structures of the benchmark set (for quick checks).
+    """
+    structures = load_benchmark_structures(limit)
     n = len(structures)
 
     def build():
