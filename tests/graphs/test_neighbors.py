@@ -55,6 +55,24 @@ def _cases():
     slab = ase.build.fcc111("Cu", (2, 2, 3), vacuum=5.0)  # ase slab, pbc=[T, T, F]
     slab.rattle(0.05, seed=1)
     cases.append(("fcc111_slab", slab, 5.0))
+    # left-handed cell (negative determinant)
+    left = _random_cell(rng)[[1, 0, 2]]
+    assert np.linalg.det(left) < 0
+    cases.append(("left_handed", _random_structure(rng, 3, left, True), 5.0))
+    # general random cells (any orientation, strong shear) with random periodicity
+    while sum(name.startswith("general") for name, _, _ in cases) < 5:
+        cell = rng.normal(0.0, 3.0, size=(3, 3))
+        lengths = np.linalg.norm(cell, axis=1)
+        if lengths.min() < 1.5 or abs(np.linalg.det(cell)) < 0.05 * np.prod(lengths):
+            continue
+        pbc = rng.random(3) < 0.7
+        pbc[int(rng.integers(3))] = True
+        atoms, cutoff = _random_structure(rng, 3, cell, pbc), float(rng.uniform(3.0, 6.0))
+        if np.unique(neighbor_list("i", atoms, cutoff)).size < len(atoms):
+            continue  # an isolated atom: not a valid graph input
+        k = sum(name.startswith("general") for name, _, _ in cases)
+        pbc_name = "".join("T" if p else "F" for p in pbc)
+        cases.append((f"general{k}_{pbc_name}", atoms, cutoff))
     # molecules: no cell, no periodicity
     cases.append(("ethanol", ase.build.molecule("CH3CH2OH"), 6.0))
     c60 = ase.build.molecule("C60")
@@ -159,3 +177,53 @@ def test_invariant_under_atom_permutation():
         (int(perm[i]), int(perm[j]), s) for i, j, s in _keys(a1.receivers, a1.senders, a1.edges["shift"])
     )
     assert keys0 == keys1
+
+
+def test_field_dtypes_and_shapes_as_documented(case):
+    """Every field has the dtype and shape documented in equijax.graphs.crystal_graph."""
+    atoms, _, graph, _ = case
+    a, b = graph.atoms, graph.bonds
+    n, e = len(atoms), a.senders.shape[0]
+    n_bond, n_angle = b.nodes["edge"].shape[0], b.senders.shape[0]
+    expected = [
+        (a.nodes["numbers"], np.int32, (n,)), (a.nodes["positions"], np.float64, (n, 3)),
+        (a.edges["shift"], np.int32, (e, 3)), (a.edges["pair"], np.int32, (e,)),
+        (a.senders, np.int32, (e,)), (a.receivers, np.int32, (e,)),
+        (a.globals["cell"], np.float64, (1, 3, 3)), (a.globals["volume"], np.float64, (1,)),
+        (a.globals["n_atoms"], np.int32, (1,)), (a.globals["pbc"], np.bool_, (1, 3)),
+        (a.globals["n_pairs"], np.int32, (1,)),
+        (b.nodes["edge"], np.int32, (n_bond,)), (b.nodes["pair"], np.int32, (n_bond,)),
+        (b.edges["center"], np.int32, (n_angle,)), (b.edges["edge_ij"], np.int32, (n_angle,)),
+        (b.edges["edge_ik"], np.int32, (n_angle,)), (b.receivers, np.int32, (n_angle,)),
+        (b.senders, np.int32, (n_angle,)),
+    ]
+    for k, (arr, dtype, shape) in enumerate(expected):
+        assert isinstance(arr, np.ndarray), k
+        assert arr.dtype == dtype and arr.shape == shape, (k, arr.dtype, arr.shape)
+    assert b.globals is None
+    np.testing.assert_array_equal(a.n_node, [n])
+    np.testing.assert_array_equal(a.n_edge, [e])
+    np.testing.assert_array_equal(b.n_node, [n_bond])
+    np.testing.assert_array_equal(b.n_edge, [n_angle])
+
+
+@pytest.mark.parametrize("n_atoms", [32767, 32775])
+def test_many_atoms_shuffled_chain(n_atoms):
+    """A shuffled open chain of > 2**15 atoms: neighbours are exactly the chain neighbours, sorted."""
+    rng = np.random.default_rng(n_atoms)
+    perm = rng.permutation(n_atoms)  # atom perm[k] sits at chain position k
+    positions = np.zeros((n_atoms, 3))
+    positions[perm, 0] = 1.5 * np.arange(n_atoms)
+    atoms = ase.Atoms(numbers=np.ones(n_atoms, dtype=int), positions=positions, pbc=False)
+    graph = atoms_to_graph(atoms, cutoff=2.0, bond_cutoff=1.6)
+    a = graph.atoms
+    left, right = perm[:-1], perm[1:]
+    want = np.concatenate([np.stack([left, right], 1), np.stack([right, left], 1)])
+    got = np.stack([a.receivers, a.senders], 1)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(np.unique(got, axis=0), np.unique(want, axis=0))
+    assert got.shape == want.shape
+    assert np.all(np.diff(a.receivers) >= 0)
+    assert not np.any(a.edges["shift"])
+    # every inner atom has two short bonds, so two ordered angles; the ends have none
+    assert int(graph.bonds.n_edge[0]) == 2 * (n_atoms - 2)
