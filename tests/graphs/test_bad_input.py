@@ -119,12 +119,6 @@ def test_bad_cutoffs_raise(cutoffs):
         atoms_to_graph(_good("ok"), cutoff, bond_cutoff)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="src bug: validation.py validate_atoms formats the StructureLabel of a non-Atoms input, "
-    "whose structure_label() reads atoms.info -> AttributeError instead of the documented TypeError",
-)
 def test_non_atoms_input_raises_type_error():
     """A non-ase input raises TypeError rather than failing later."""
     with pytest.raises(TypeError, match="ase.Atoms"):

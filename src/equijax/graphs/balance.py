@@ -70,14 +70,13 @@ def fit_cost_model(counts: np.ndarray, seconds: np.ndarray) -> CostModel:
         raise ValueError(f"need counts (M, 3) and seconds (M,), got {counts.shape} {seconds.shape}")
     if counts.shape[0] < 4:
         raise ValueError(f"need at least 4 measurements to fit 4 coefficients, got {counts.shape[0]}")
+    from scipy.optimize import nnls  # scipy comes with ase
+
     design = np.concatenate([np.ones((counts.shape[0], 1)), counts], axis=1)
-    active = np.ones(4, dtype=bool)
-    while True:  # drop negative coefficients one at a time (a tiny active-set NNLS)
-        coef = np.zeros(4)
-        coef[active] = np.linalg.lstsq(design[:, active], seconds, rcond=None)[0]
-        if (coef >= 0).all():
-            break
-        active[np.argmin(coef)] = False
+    # Columns differ by orders of magnitude (1 vs 1e4 angles): solve on unit-norm columns.
+    norms = np.linalg.norm(design, axis=0)
+    norms[norms == 0] = 1.0
+    coef = nnls(design / norms, seconds)[0] / norms
     return CostModel(per_atom=coef[1], per_edge=coef[2], per_angle=coef[3], per_batch=coef[0])
 
 
@@ -124,10 +123,12 @@ def split_balanced(costs: np.ndarray, n_devices: int, max_rounds: int = 1000) ->
         raise ValueError("costs must be finite and non-negative")
     owner = np.empty(costs.size, dtype=np.int64)
     loads = np.zeros(n_devices)
+    counts = np.zeros(n_devices, dtype=np.int64)
     for k in np.argsort(-costs, kind="stable"):
-        d = int(np.argmin(loads))
+        d = int(np.lexsort((counts, loads))[0])  # least loaded; ties: fewest graphs
         owner[k] = d
         loads[d] += costs[k]
+        counts[d] += 1
     for _ in range(max_rounds):
         hi, lo = int(np.argmax(loads)), int(np.argmin(loads))
         gap = loads[hi] - loads[lo]

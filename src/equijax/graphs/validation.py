@@ -26,6 +26,8 @@ class StructureLabel:
 
 def structure_label(atoms: ase.Atoms, index: int | None = None) -> str:
     """A short human-readable name for error messages: id from ``atoms.info`` and formula."""
+    if not isinstance(atoms, ase.Atoms):
+        return f"input{'' if index is None else f' #{index}'} of type {type(atoms).__name__}"
     ident = None
     for key in ("id", "name", "mp_id", "material_id", "structure_id"):
         if key in atoms.info:
