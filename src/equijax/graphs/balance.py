@@ -35,14 +35,14 @@ class CostModel:
 
     The defaults were fitted by `calibrate_cost_model` on the CHGNet-sized proxy step
     (`equijax.bench.proxy`, forward + backward) with ``equijax bench graphs --calibrate`` on a
-    2-core AMD EPYC CPU (jax 0.10.2): per step 11.6 ms + 6.1 µs/edge + 5.5 µs/angle, with the
-    per-atom term fitted to zero (node work is small next to edge and angle MLPs). Only the
-    ratios matter for balancing; recalibrate for your model and device.
+    2-core AMD EPYC CPU (jax 0.10.2), rounded over three calibrations: about 5.8 µs per edge,
+    5.7 µs per angle and 0-2 µs per atom (node work is small next to the edge and angle MLPs).
+    Only the ratios matter for balancing; recalibrate for your model and device.
     """
 
-    per_atom: float = 0.0
-    per_edge: float = 6.1e-6
-    per_angle: float = 5.5e-6
+    per_atom: float = 0.7e-6
+    per_edge: float = 5.8e-6
+    per_angle: float = 5.7e-6
     per_batch: float = 0.0
 
     def __call__(self, counts: np.ndarray) -> np.ndarray:
@@ -77,7 +77,8 @@ def fit_cost_model(counts: np.ndarray, seconds: np.ndarray) -> CostModel:
     norms = np.linalg.norm(design, axis=0)
     norms[norms == 0] = 1.0
     coef = nnls(design / norms, seconds)[0] / norms
-    return CostModel(per_atom=coef[1], per_edge=coef[2], per_angle=coef[3], per_batch=coef[0])
+    return CostModel(per_atom=float(coef[1]), per_edge=float(coef[2]), per_angle=float(coef[3]),
+                     per_batch=float(coef[0]))
 
 
 def calibrate_cost_model(
