@@ -222,3 +222,25 @@ def test_zero_costs_still_spread_over_all_devices():
     """With all costs equal to zero, graphs are spread evenly by count (no empty device)."""
     groups = split_balanced(np.zeros(16), 4)
     assert sorted(len(g) for g in groups) == [4, 4, 4, 4]
+
+
+def test_size_stage_keeps_cost_within_tolerance_and_lowers_common_shape(bench_graphs):
+    """With sizes, the cost stays within 5% and the per-dimension maximum does not grow."""
+    costs_all = CostModel().graph_costs(bench_graphs)
+    sizes_all = np.array([g.sizes[:4] for g in bench_graphs], dtype=np.float64)
+    rng = np.random.default_rng(7)
+    for _ in range(4):
+        idx = rng.choice(len(bench_graphs), 64, replace=False)
+        costs, sizes = costs_all[idx], sizes_all[idx]
+        cost_only = split_balanced(costs, N_DEVICES)
+        both = split_balanced(costs, N_DEVICES, sizes=sizes)
+        assert sorted(np.concatenate(both).tolist()) == list(range(64))
+        loads = np.array([costs[g].sum() for g in both])
+        assert loads.max() / loads.mean() <= 1.05 + 1e-9
+        share = sizes.sum(axis=0) / N_DEVICES
+
+        def worst(groups):
+            """Largest per-device size relative to its ideal share, over devices and dimensions."""
+            return max(float((sizes[g].sum(axis=0) / share).max()) for g in groups)
+
+        assert worst(both) <= worst(cost_only) + 1e-12

@@ -71,16 +71,26 @@ def _padding_report(graphs, counts, batch_size: int, n_devices: int, global_batc
     cost_model = CostModel()
     costs = cost_model(counts)
     whole = split_balanced(costs, n_devices)
-    imbalances, d_real, d_padded = [], [], []
-    device_policy = BucketPolicy()
-    for start in range(0, len(order) - global_batch + 1, global_batch):
-        idx = order[start : start + global_batch]
-        groups = split_balanced(costs[idx], n_devices)
-        imbalances.append(load_imbalance(costs[idx], groups))
-        sizes = [pad_batch([graphs[idx[k]] for k in g], device_policy)[1] for g in groups]
-        common = max_sizes(device_policy.sizes_for(s) for s in sizes)
-        d_real.extend(sizes)
-        d_padded.extend([common] * len(sizes))
+    graph_sizes = np.array([graphs[i].sizes[:4] for i in range(len(graphs))], dtype=np.float64)
+
+    device_policy = BucketPolicy(fixed_graphs=global_batch)  # one graph count for all steps
+
+    def common_shape_padding(split):
+        """Cost imbalances and padding of per-device batches padded to their common shape."""
+        imbalances, real, padded = [], [], []
+        for start in range(0, len(order) - global_batch + 1, global_batch):
+            idx = order[start : start + global_batch]
+            groups = split(idx)
+            imbalances.append(load_imbalance(costs[idx], groups))
+            sizes = [pad_batch([graphs[idx[k]] for k in g], device_policy)[1] for g in groups]
+            common = max_sizes(device_policy.sizes_for(s) for s in sizes)
+            real.extend(sizes)
+            padded.extend([common] * len(sizes))
+        return imbalances, padding_fraction(real, padded)
+
+    imbalances, padding = common_shape_padding(
+        lambda idx: split_balanced(costs[idx], n_devices, sizes=graph_sizes[idx]))
+    _, padding_cost_only = common_shape_padding(lambda idx: split_balanced(costs[idx], n_devices))
     return {
         "single_device": single,
         "multi_device": {
@@ -88,7 +98,8 @@ def _padding_report(graphs, counts, batch_size: int, n_devices: int, global_batc
             "whole_set_imbalance": load_imbalance(costs, whole),
             "global_batch": global_batch, "per_step_imbalance_max": float(np.max(imbalances)),
             "per_step_imbalance_mean": float(np.mean(imbalances)),
-            "padding_fraction_common_shape": padding_fraction(d_real, d_padded),
+            "padding_fraction_common_shape": padding,
+            "padding_fraction_common_shape_cost_only": padding_cost_only,
         },
     }
 
@@ -170,6 +181,9 @@ def run(out: str | None = "results/bench_graphs.json", rounds: int = 3, referenc
     print(f"load balance over {n_devices} devices: whole set max/mean {md['whole_set_imbalance']:.4f};"
           f" global batches of {md['global_batch']}: max/mean worst {md['per_step_imbalance_max']:.4f},"
           f" mean {md['per_step_imbalance_mean']:.4f}")
+    pc, po = md["padding_fraction_common_shape"], md["padding_fraction_common_shape_cost_only"]
+    print(f"  padding of the common per-device shape: edges {pc['n_edge']:.1%} angles {pc['n_angle']:.1%}"
+          f" (cost-only balancing: edges {po['n_edge']:.1%} angles {po['n_angle']:.1%})")
     if do_calibrate:
         print("calibrated cost model (proxy step, seconds):", results["calibrated_cost_model"])
     print(f"machine: {results['machine']['summary']}")

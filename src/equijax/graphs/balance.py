@@ -109,54 +109,113 @@ def calibrate_cost_model(
     return fit_cost_model(np.array(counts), np.array(seconds))
 
 
-def split_balanced(costs: np.ndarray, n_devices: int, max_rounds: int = 1000) -> list[np.ndarray]:
+def split_balanced(
+    costs: np.ndarray,
+    n_devices: int,
+    sizes: np.ndarray | None = None,
+    tolerance: float = 0.05,
+    max_rounds: int = 1000,
+) -> list[np.ndarray]:
     """Partition item indices into ``n_devices`` groups of nearly equal total cost.
 
-    Longest-processing-time greedy assignment, then moves and swaps between the most and least
-    loaded devices while they lower the maximum load. Returns index arrays (sorted).
+    Args:
+        costs: (n,) estimated cost of each graph (e.g. `CostModel.graph_costs`).
+        n_devices: number of groups.
+        sizes: optional (n, k) array sizes of each graph (e.g. atoms, edges, bonds, angles).
+            Under `shard_map` every device is padded to the per-dimension maximum, so after the
+            cost is balanced, graphs are exchanged to balance these too, keeping every device's
+            cost within ``tolerance`` of the mean (or no worse than after the first stage).
+        tolerance: allowed relative cost excess per device in the second stage.
+        max_rounds: bound on improvement steps per stage.
+
+    Stage 1: largest-first greedy assignment, then moves and swaps out of the most loaded
+    device while they lower the larger of the two devices' loads. Stage 2 (with ``sizes``): the
+    same on the largest normalised size, under the cost cap. Returns sorted index arrays.
     """
     costs = np.asarray(costs, dtype=np.float64)
     if n_devices < 1:
         raise ValueError(f"n_devices must be >= 1, got {n_devices}")
+    if costs.ndim != 1:
+        raise ValueError(f"costs must have shape (n,), got {costs.shape}")
     if costs.size < n_devices:
         raise ValueError(f"cannot split {costs.size} graphs over {n_devices} devices")
     if not np.isfinite(costs).all() or (costs < 0).any():
         raise ValueError("costs must be finite and non-negative")
+    cost = _normalised(costs[:, None], n_devices)
     owner = np.empty(costs.size, dtype=np.int64)
-    loads = np.zeros(n_devices)
+    cost_loads = np.zeros((n_devices, 1))
     counts = np.zeros(n_devices, dtype=np.int64)
     for k in np.argsort(-costs, kind="stable"):
-        d = int(np.lexsort((counts, loads))[0])  # least loaded; ties: fewest graphs
+        d = int(np.lexsort((counts, cost_loads[:, 0]))[0])  # least loaded; ties: fewest graphs
         owner[k] = d
-        loads[d] += costs[k]
+        cost_loads[d] += cost[k]
         counts[d] += 1
     for _ in range(max_rounds):
-        hi, lo = int(np.argmax(loads)), int(np.argmin(loads))
-        gap = loads[hi] - loads[lo]
-        if gap <= 0:
+        if not _improve_most_loaded(cost, owner, cost_loads):
             break
-        items_hi = np.flatnonzero(owner == hi)
-        items_lo = np.flatnonzero(owner == lo)
-        # Moving delta from hi to lo lowers the pair's maximum iff 0 < delta < gap; best is gap/2.
-        best, best_move = gap, None
-        if items_hi.size > 1:
-            deltas = costs[items_hi]
-            k = int(np.argmin(np.abs(deltas - gap / 2)))
-            if 0 < deltas[k] < gap and abs(deltas[k] - gap / 2) < abs(best - gap / 2):
-                best, best_move = deltas[k], (items_hi[k], None)
-        deltas = costs[items_hi][:, None] - costs[items_lo][None, :]
-        k = np.unravel_index(np.argmin(np.abs(deltas - gap / 2)), deltas.shape)
-        if 0 < deltas[k] < gap and abs(deltas[k] - gap / 2) < abs(best - gap / 2):
-            best, best_move = deltas[k], (items_hi[k[0]], items_lo[k[1]])
-        if best_move is None:
-            break
-        a, b = best_move
-        owner[a] = lo
-        if b is not None:
-            owner[b] = hi
-        loads[hi] -= best
-        loads[lo] += best
+    if sizes is not None:
+        sizes = np.asarray(sizes, dtype=np.float64)
+        if sizes.ndim != 2 or sizes.shape[0] != costs.size:
+            raise ValueError(f"sizes must have shape ({costs.size}, k), got {sizes.shape}")
+        x = _normalised(sizes, n_devices)
+        loads = np.stack([x[owner == d].sum(axis=0) for d in range(n_devices)])
+        cap = max(1.0 + tolerance, float(cost_loads.max()))
+        for _ in range(max_rounds):
+            if not _improve_most_loaded(x, owner, loads, cost, cost_loads, cap):
+                break
     return [np.flatnonzero(owner == d) for d in range(n_devices)]
+
+
+def _normalised(x: np.ndarray, n_devices: int) -> np.ndarray:
+    share = x.sum(axis=0) / n_devices
+    return x / np.where(share > 0, share, 1.0)  # ideal per-device load: 1 in every column
+
+
+def _improve_most_loaded(x, owner, loads, cost=None, cost_loads=None, cost_cap=np.inf) -> bool:
+    """Apply the best move or swap between the most loaded device and another one; return False
+    if none lowers the larger of the two loads (a device's load: its largest column of ``x``).
+    With ``cost``, changes that would put a device's cost above ``cost_cap`` are not allowed."""
+    device_load = loads.max(axis=1)
+    hi = int(np.argmax(device_load))
+    items_hi = np.flatnonzero(owner == hi)
+    best, best_change = device_load[hi] * (1 - 1e-12), None
+    for lo in np.argsort(device_load):
+        if lo == hi:
+            continue
+        items_lo = np.flatnonzero(owner == lo)
+        # column 0 of the candidates moves a alone; column b > 0 swaps a with items_lo[b - 1]
+        def delta(v, items_a, items_b):
+            take = np.concatenate([np.zeros((1, v.shape[1])), v[items_b]])[None]
+            return v[items_a][:, None, :], take
+
+        give, take = delta(x, items_hi, items_lo)
+        worst = np.maximum((loads[hi] - give + take).max(-1), (loads[lo] + give - take).max(-1))
+        if cost is not None:
+            give_c, take_c = delta(cost, items_hi, items_lo)
+            over = np.maximum((cost_loads[hi] - give_c + take_c)[..., 0],
+                              (cost_loads[lo] + give_c - take_c)[..., 0]) > cost_cap
+            worst[over] = np.inf
+        if items_hi.size == 1:
+            worst[:, 0] = np.inf  # never leave a device empty
+        a, b = np.unravel_index(np.argmin(worst), worst.shape)
+        if worst[a, b] < best:
+            best = worst[a, b]
+            best_change = (int(lo), items_hi[a], None if b == 0 else items_lo[b - 1])
+    if best_change is None:
+        return False
+    lo, a, b = best_change
+    for arr, val in ((loads, x), (cost_loads, cost)):
+        if arr is None:
+            continue
+        arr[hi] -= val[a]
+        arr[lo] += val[a]
+        if b is not None:
+            arr[lo] -= val[b]
+            arr[hi] += val[b]
+    owner[a] = lo
+    if b is not None:
+        owner[b] = hi
+    return True
 
 
 def load_imbalance(costs: np.ndarray, groups: Sequence[np.ndarray]) -> float:
