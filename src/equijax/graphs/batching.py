@@ -121,11 +121,6 @@ def _to_numpy(graph: jraph.GraphsTuple) -> jraph.GraphsTuple:
     return jax.tree_util.tree_map(np.asarray, graph)
 
 
-def real_sizes(graph: CrystalGraph) -> GraphSizes:
-    """Sizes of an unpadded (batched) graph; padding needs each bucket to exceed these."""
-    return graph.sizes
-
-
 def pad_graph(graph: CrystalGraph, sizes: GraphSizes) -> CrystalGraph:
     """Pad a batched graph to exactly ``sizes`` by appending padding graphs (jraph convention).
 
