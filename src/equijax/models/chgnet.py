@@ -1,0 +1,172 @@
+"""CHGNet (Deng et al. 2023) as a `flax.linen` module over `CrystalGraph`.
+
+The same function as the PyTorch ``chgnet`` package: atom embedding, Bessel bases with a
+polynomial envelope on undirected bonds, Fourier angle bases, ``n_conv`` atom convolutions
+interleaved with ``n_conv - 1`` bond convolutions and angle updates, magnetic moments after the
+second-to-last atom convolution, and per-atom energies summed per structure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from equijax.graphs.crystal_graph import CrystalGraph
+from equijax.nn.chgnet import AngleUpdate, AtomConv, BondConv
+from equijax.nn.mlp import hidden_layers
+from equijax.nn.radial import FourierAngle, RadialBessel, angle_between
+from equijax.nn.readout import MAX_ELEMENTS, AtomRef, SiteEnergies, SiteMagmoms
+
+
+@dataclasses.dataclass(frozen=True)
+class CHGNetConfig:
+    """Hyperparameters, named as in ``chgnet.model.CHGNet`` (defaults: the 0.3.0 model)."""
+
+    atom_fea_dim: int = 64
+    bond_fea_dim: int = 64
+    angle_fea_dim: int = 64
+    num_radial: int = 31
+    num_angular: int = 31
+    n_conv: int = 4
+    atom_conv_hidden_dim: tuple[int, ...] = (64,)
+    bond_conv_hidden_dim: tuple[int, ...] = (64,)
+    angle_layer_hidden_dim: tuple[int, ...] = ()
+    update_bond: bool = True
+    update_angle: bool = True
+    mlp_hidden_dims: tuple[int, ...] = (64, 64, 64)
+    atom_graph_cutoff: float = 6.0
+    bond_graph_cutoff: float = 3.0
+    cutoff_coeff: float = 8.0
+    learnable_rbf: bool = True
+    non_linearity: str = "silu"
+    gMLP_norm: str | None = "layer"  # noqa: N815 (chgnet's name)
+    readout_norm: str | None = "layer"
+    conv_norm: str | None = None
+    mlp_out_bias: bool = False
+    composition_model: bool = True
+    is_intensive: bool = True
+
+    def __post_init__(self):
+        for name in ("atom_conv_hidden_dim", "bond_conv_hidden_dim", "angle_layer_hidden_dim",
+                     "mlp_hidden_dims"):
+            object.__setattr__(self, name, hidden_layers(getattr(self, name)))
+        if self.n_conv < 1:
+            raise ValueError(f"n_conv must be >= 1, got {self.n_conv}")
+        if not 0 < self.bond_graph_cutoff <= self.atom_graph_cutoff:
+            raise ValueError("need 0 < bond_graph_cutoff <= atom_graph_cutoff")
+        if self.num_angular % 2 != 1:
+            raise ValueError(f"num_angular must be odd, got {self.num_angular}")
+
+    @classmethod
+    def from_chgnet_args(cls, model_args: dict[str, Any], **overrides) -> CHGNetConfig:
+        """Build from a chgnet checkpoint's ``model_args`` (unknown or unsupported keys raise)."""
+        if not model_args.get("mlp_first", True):
+            raise ValueError("only chgnet's mlp_first=True (sum of site energies) readout is supported")
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in model_args.items() if k in names}
+        kwargs["composition_model"] = model_args.get("composition_model") is not None
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+
+PRESETS: dict[str, CHGNetConfig] = {
+    "0.3.0": CHGNetConfig(),
+    "0.2.0": CHGNetConfig(num_radial=9, num_angular=9, atom_graph_cutoff=5.0, cutoff_coeff=5.0,
+                          mlp_hidden_dims=(64, 64), gMLP_norm=None, readout_norm=None,
+                          mlp_out_bias=True),
+}
+
+
+def pair_lengths(lengths: jnp.ndarray, pair: jnp.ndarray, n_pairs: int) -> jnp.ndarray:
+    """Length of each undirected pair as the mean of its directed edges' lengths, shape (P,).
+
+    Unused pair slots (possible only in padding) get 1 Å so every basis stays finite.
+    """
+    total = jax.ops.segment_sum(lengths, pair, n_pairs)
+    count = jax.ops.segment_sum(jnp.ones_like(lengths), pair, n_pairs)
+    return jnp.where(count > 0, total / jnp.maximum(count, 1), 1.0)
+
+
+class CHGNet(nn.Module):
+    """CHGNet over a (padded, batched) `CrystalGraph`.
+
+    Call with the graph and, optionally, positions (N, 3) Å and cells (G, 3, 3) Å that replace the
+    graph's (the potential passes strained ones to get forces and stress by autodiff).
+
+    Returns a dict:
+        ``site_energies`` (N,) eV, the learned per-atom energies;
+        ``energy`` (G,) eV, their sum per structure (without the composition reference);
+        ``atomref`` (N,) eV, per-atom composition reference (zeros without a composition model);
+        ``magmoms`` (N,) μB (zeros when ``n_conv == 1``).
+    """
+
+    config: CHGNetConfig = CHGNetConfig()
+
+    @nn.compact
+    def __call__(self, graph: CrystalGraph, positions=None, cell=None) -> dict[str, jnp.ndarray]:
+        cfg = self.config
+        atoms, bonds = graph.atoms, graph.bonds
+        positions = atoms.nodes["positions"] if positions is None else positions
+        cell = atoms.globals["cell"] if cell is None else cell
+        dtype = positions.dtype
+        n_atoms, n_edges, n_graphs = positions.shape[0], atoms.senders.shape[0], atoms.n_node.shape[0]
+        n_pairs = (n_edges + 1) // 2
+
+        graph_of_edge = jnp.repeat(jnp.arange(n_graphs), atoms.n_edge, total_repeat_length=n_edges)
+        shift = atoms.edges["shift"].astype(dtype)
+        vectors = (positions[atoms.senders] - positions[atoms.receivers]
+                   + jnp.einsum("ei,eij->ej", shift, cell[graph_of_edge]))
+        lengths = jnp.linalg.norm(vectors, axis=-1)
+        pair = atoms.edges["pair"]
+        undirected = pair_lengths(lengths, pair, n_pairs)
+
+        rbf = dict(num_radial=cfg.num_radial, cutoff_coeff=cfg.cutoff_coeff, learnable=cfg.learnable_rbf)
+        rbf_ag = RadialBessel(cutoff=cfg.atom_graph_cutoff, name="rbf_ag", **rbf)(undirected)
+        rbf_bg = RadialBessel(cutoff=cfg.bond_graph_cutoff, name="rbf_bg", **rbf)(undirected)
+        embedding = self.param("atom_embedding", nn.initializers.normal(1.0),
+                               (MAX_ELEMENTS, cfg.atom_fea_dim))
+        atom_feas = jnp.take(embedding, atoms.nodes["numbers"] - 1, axis=0, mode="clip")
+        bond_feas = nn.Dense(cfg.bond_fea_dim, use_bias=False, name="bond_embedding")(rbf_ag)
+        weights_ag = nn.Dense(cfg.atom_fea_dim, use_bias=False, name="bond_weights_ag")(rbf_ag)
+        weights_bg = nn.Dense(cfg.bond_fea_dim, use_bias=False, name="bond_weights_bg")(rbf_bg)
+
+        unit = vectors / lengths[:, None]
+        angles = angle_between(unit[bonds.edges["edge_ij"]], unit[bonds.edges["edge_ik"]])
+        angle_basis = FourierAngle(cfg.num_angular, cfg.learnable_rbf, name="angle_basis")(angles)
+        angle_feas = nn.Dense(cfg.angle_fea_dim, use_bias=False, name="angle_embedding")(angle_basis)
+        center = bonds.edges["center"]
+        pair_i = bonds.nodes["pair"][bonds.receivers]
+        pair_j = bonds.nodes["pair"][bonds.senders]
+
+        conv = dict(act=cfg.non_linearity, gated_norm=cfg.gMLP_norm, norm=cfg.conv_norm)
+        magmoms = jnp.zeros(n_atoms, dtype)
+        for i in range(cfg.n_conv):
+            atom_feas = AtomConv(cfg.atom_conv_hidden_dim, out_bias=cfg.mlp_out_bias,
+                                 name=f"atom_conv_{i}", **conv)(
+                atom_feas, bond_feas, weights_ag, atoms.receivers, atoms.senders, pair)
+            if i == cfg.n_conv - 1:
+                break
+            if cfg.update_bond:
+                bond_feas = BondConv(cfg.bond_conv_hidden_dim, out_bias=cfg.mlp_out_bias,
+                                     name=f"bond_conv_{i}", **conv)(
+                    atom_feas, bond_feas, weights_bg, angle_feas, center, pair_i, pair_j)
+                if cfg.update_angle:
+                    # the last update's output is unused; XLA removes it under jit
+                    angle_feas = AngleUpdate(cfg.angle_layer_hidden_dim, name=f"angle_update_{i}",
+                                             **conv)(atom_feas, bond_feas, angle_feas, center,
+                                                     pair_i, pair_j)
+            if i == cfg.n_conv - 2:
+                magmoms = SiteMagmoms(name="magmom")(atom_feas)
+
+        site_energies = SiteEnergies(cfg.mlp_hidden_dims, cfg.non_linearity, cfg.readout_norm,
+                                     name="energy_readout")(atom_feas)
+        graph_of_atom = jnp.repeat(jnp.arange(n_graphs), atoms.n_node, total_repeat_length=n_atoms)
+        energy = jax.ops.segment_sum(site_energies, graph_of_atom, n_graphs, indices_are_sorted=True)
+        atomref = (AtomRef(name="atomref")(atoms.nodes["numbers"]) if cfg.composition_model
+                   else jnp.zeros(n_atoms, dtype))
+        return {"site_energies": site_energies, "energy": energy, "atomref": atomref,
+                "magmoms": magmoms}

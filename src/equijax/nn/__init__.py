@@ -1,0 +1,1 @@
+"""Layers: pure functions first, thin `flax.linen` modules over them."""

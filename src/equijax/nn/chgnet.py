@@ -1,0 +1,106 @@
+"""CHGNet's interaction layers: atom convolution on the atom graph, bond convolution and angle
+update on the bond graph. Shapes: N atoms, E directed edges, P undirected pairs, A angles,
+F features. Bond features live on undirected pairs, as in CHGNet."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from equijax.nn.mlp import GatedMLP, layer_norm
+
+
+def _optional_norm(norm: str | None, name: str):
+    if norm is None:
+        return lambda x: x
+    if norm == "layer":
+        return layer_norm(name)
+    raise ValueError(f"unsupported conv norm {norm!r} (use 'layer' or None)")
+
+
+class AtomConv(nn.Module):
+    """Atom update ``x_i + W_out sum_j gMLP([x_i, b_ij, x_j]) * w_ij``.
+
+    Args (call):
+        atom_feas: (N, F) atom features.
+        bond_feas: (P, Fb) bond features per undirected pair.
+        bond_weights: (P, F) smooth radial weights per pair (zero at the cutoff).
+        receivers, senders: (E,) centre and neighbour atom of each directed edge.
+        pair: (E,) undirected pair of each directed edge.
+        receivers_sorted: whether ``receivers`` is sorted (true for equijax graphs).
+
+    Returns (N, F).
+    """
+
+    hidden: tuple[int, ...] = (64,)
+    act: str = "silu"
+    gated_norm: str | None = "layer"
+    out_bias: bool = False
+    norm: str | None = None
+
+    @nn.compact
+    def __call__(self, atom_feas, bond_feas, bond_weights, receivers, senders, pair,
+                 receivers_sorted: bool = True):
+        features = atom_feas.shape[-1]
+        messages = jnp.concatenate(
+            [atom_feas[receivers], bond_feas[pair], atom_feas[senders]], axis=-1)
+        messages = GatedMLP(features, self.hidden, self.act, self.gated_norm, name="gated_mlp")(messages)
+        messages = messages * bond_weights[pair]
+        summed = jax.ops.segment_sum(messages, receivers, atom_feas.shape[0],
+                                     indices_are_sorted=receivers_sorted)
+        out = nn.Dense(features, use_bias=self.out_bias, name="mlp_out")(summed) + atom_feas
+        return _optional_norm(self.norm, "norm")(out)
+
+
+def _bond_graph_inputs(atom_feas, bond_feas, angle_feas, center, pair_i, pair_j):
+    """CHGNet's bond-graph message input ``[b_i, b_j, a_ijk, x_center]``, shape (A, ...)."""
+    return jnp.concatenate([bond_feas[pair_i], bond_feas[pair_j], angle_feas, atom_feas[center]],
+                           axis=-1)
+
+
+class BondConv(nn.Module):
+    """Bond update ``b_i + W_out sum_{angles (i, j)} gMLP([b_i, b_j, a, x_c]) * w_i * w_j``.
+
+    Args (call):
+        atom_feas: (N, F); bond_feas: (P, Fb); bond_weights: (P, Fb) bond-graph radial weights;
+        angle_feas: (A, Fa); center: (A,) centre atom; pair_i, pair_j: (A,) undirected pairs
+        of the updated bond and of the other bond of each angle.
+
+    Returns (P, Fb); pairs outside the bond graph only get the output layer's bias.
+    """
+
+    hidden: tuple[int, ...] = (64,)
+    act: str = "silu"
+    gated_norm: str | None = "layer"
+    out_bias: bool = False
+    norm: str | None = None
+
+    @nn.compact
+    def __call__(self, atom_feas, bond_feas, bond_weights, angle_feas, center, pair_i, pair_j):
+        features = bond_feas.shape[-1]
+        inputs = _bond_graph_inputs(atom_feas, bond_feas, angle_feas, center, pair_i, pair_j)
+        update = GatedMLP(features, self.hidden, self.act, self.gated_norm, name="gated_mlp")(inputs)
+        update = update * bond_weights[pair_i] * bond_weights[pair_j]
+        summed = jax.ops.segment_sum(update, pair_i, bond_feas.shape[0])
+        out = nn.Dense(features, use_bias=self.out_bias, name="mlp_out")(summed) + bond_feas
+        return _optional_norm(self.norm, "norm")(out)
+
+
+class AngleUpdate(nn.Module):
+    """Angle update ``a + gMLP([b_i, b_j, a, x_c])``; arguments as `BondConv` minus the weights.
+
+    Returns (A, Fa).
+    """
+
+    hidden: tuple[int, ...] = ()
+    act: str = "silu"
+    gated_norm: str | None = "layer"
+    norm: str | None = None
+
+    @nn.compact
+    def __call__(self, atom_feas, bond_feas, angle_feas, center, pair_i, pair_j):
+        inputs = _bond_graph_inputs(atom_feas, bond_feas, angle_feas, center, pair_i, pair_j)
+        out = GatedMLP(angle_feas.shape[-1], self.hidden, self.act, self.gated_norm,
+                       name="gated_mlp")(inputs) + angle_feas
+        return _optional_norm(self.norm, "norm")(out)

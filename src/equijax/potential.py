@@ -1,0 +1,120 @@
+"""Model -> energy, forces, stress and magnetic moments.
+
+Forces and stress come from one `jax.grad` of the total energy with respect to the positions and a
+strain applied to each cell (``cell @ (1 + ε)``, positions likewise), as CHGNet does:
+``F = -dE/dr`` (eV/Å) and ``σ = (1/V) dE/dε`` converted to GPa (CHGNet's sign and unit; ASE's
+sign, in eV/Å³ after dividing by 160.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import ase
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from equijax.graphs import BucketPolicy, CrystalGraph, atoms_to_graph, pad_batch, padding_masks
+from equijax.graphs.validation import StructureLabel
+
+EV_PER_A3_TO_GPA = 160.21766208
+
+
+def predict_padded(module, params, graph: CrystalGraph, compute_stress: bool = True) -> dict:
+    """Predictions for every graph of a padded batch (pure; jit it, see `make_predictor`).
+
+    Returns a dict of arrays (padding entries included, mask them with `padding_masks`):
+        ``energy`` (G,) eV, ``energy_per_atom`` (G,) eV/atom, ``forces`` (N, 3) eV/Å,
+        ``stress`` (G, 3, 3) GPa (zero for graphs without a 3D cell), ``magmoms`` (N,) μB.
+    """
+    atoms = graph.atoms
+    n_graphs, n_atoms = atoms.n_node.shape[0], atoms.nodes["positions"].shape[0]
+    graph_of_atom = jnp.repeat(jnp.arange(n_graphs), atoms.n_node, total_repeat_length=n_atoms)
+    masks = padding_masks(graph)
+    positions = jnp.asarray(atoms.nodes["positions"])
+    cell = jnp.asarray(atoms.globals["cell"], positions.dtype)
+
+    def total_energy(positions, strain):
+        deform = jnp.eye(3, dtype=positions.dtype) + strain
+        strained_positions = jnp.einsum("ni,nij->nj", positions, deform[graph_of_atom])
+        strained_cell = jnp.einsum("gij,gjk->gik", cell, deform)
+        out = module.apply(params, graph, strained_positions, strained_cell)
+        return jnp.sum(jnp.where(masks["graph"], out["energy"], 0.0)), out
+
+    strain = jnp.zeros((n_graphs, 3, 3), positions.dtype)
+    argnums = (0, 1) if compute_stress else (0,)
+    grads, out = jax.grad(total_energy, argnums=argnums, has_aux=True)(positions, strain)
+    n_node = jnp.maximum(atoms.n_node, 1).astype(positions.dtype)
+    atomref = jax.ops.segment_sum(out["atomref"], graph_of_atom, n_graphs, indices_are_sorted=True)
+    energy = out["energy"] + atomref
+    result = {"energy": energy, "energy_per_atom": energy / n_node, "forces": -grads[0],
+              "magmoms": out["magmoms"]}
+    if compute_stress:
+        volume = jnp.asarray(atoms.globals["volume"], positions.dtype)
+        has_cell = volume > 0
+        scale = jnp.where(has_cell, EV_PER_A3_TO_GPA / jnp.where(has_cell, volume, 1.0), 0.0)
+        result["stress"] = grads[1] * scale[:, None, None]
+    return result
+
+
+class Potential:
+    """A model with its params, ready to predict on `ase.Atoms`.
+
+    Structures are batched and padded to `BucketPolicy` buckets, so a stream of structures of
+    different sizes compiles only once per bucket. ``module`` must map a `CrystalGraph` (plus
+    optional positions and cells) to ``{"energy", "atomref", "magmoms"}`` like `CHGNet`.
+    """
+
+    def __init__(self, module, params, *, cutoff: float | None = None,
+                 bond_cutoff: float | None = None, policy: BucketPolicy | None = None):
+        config = getattr(module, "config", None)
+        self.module, self.params = module, params
+        self.cutoff = cutoff or getattr(config, "atom_graph_cutoff", 6.0)
+        self.bond_cutoff = bond_cutoff or getattr(config, "bond_graph_cutoff", 3.0)
+        self.policy = policy or BucketPolicy()
+        self._predict = jax.jit(lambda p, g, s: predict_padded(module, p, g, s), static_argnums=2)
+        self.compiled_shapes: set = set()
+
+    @classmethod
+    def from_pretrained(cls, version: str = "0.3.0", **kwargs) -> Potential:
+        """The pretrained CHGNet ``version`` as a `Potential`."""
+        from equijax.models.chgnet_pretrained import from_pretrained
+
+        module, params = from_pretrained(version)
+        return cls(module, params, **kwargs)
+
+    def graphs(self, structures: Sequence[ase.Atoms]) -> list[CrystalGraph]:
+        """Graphs of the structures at the model's cutoffs (bad input raises `ValueError`)."""
+        return [atoms_to_graph(a, self.cutoff, self.bond_cutoff, label=StructureLabel(a, i))
+                for i, a in enumerate(structures)]
+
+    def predict_graphs(self, graphs: Sequence[CrystalGraph], batch_size: int = 40,
+                       compute_stress: bool = True) -> list[dict[str, Any]]:
+        """Per-structure numpy predictions (see `predict_padded` for keys and units)."""
+        results = []
+        for start in range(0, len(graphs), batch_size):
+            chunk = list(graphs[start : start + batch_size])
+            padded, real = pad_batch(chunk, self.policy)
+            self.compiled_shapes.add((padded.sizes, compute_stress))
+            out = jax.device_get(self._predict(self.params, padded, compute_stress))
+            atom_start = np.concatenate([[0], np.cumsum(padded.atoms.n_node[: len(chunk)])])
+            for k in range(len(chunk)):
+                atoms = slice(atom_start[k], atom_start[k + 1])
+                item = {"energy": float(out["energy"][k]),
+                        "energy_per_atom": float(out["energy_per_atom"][k]),
+                        "forces": np.asarray(out["forces"][atoms]),
+                        "magmoms": np.asarray(out["magmoms"][atoms])}
+                if compute_stress:
+                    item["stress"] = np.asarray(out["stress"][k])
+                results.append(item)
+        return results
+
+    def predict(self, structures: ase.Atoms | Sequence[ase.Atoms], batch_size: int = 40,
+                compute_stress: bool = True):
+        """Predict one structure (returns a dict) or a list of them (returns a list of dicts)."""
+        single = isinstance(structures, ase.Atoms)
+        out = self.predict_graphs(self.graphs([structures] if single else structures), batch_size,
+                                  compute_stress)
+        return out[0] if single else out
