@@ -42,3 +42,27 @@ def assert_graphs_identical(got, want, context: str = "") -> None:
 def graphs_identical():
     """The `assert_graphs_identical` helper, as a fixture (conftest is not importable)."""
     return assert_graphs_identical
+
+
+# Coarse buckets: every test that predicts with the pretrained CHGNet shares compiled shapes.
+TEST_POLICY_KWARGS = dict(growth=2.0, multiple=64, minimum=64)
+
+
+@pytest.fixture(scope="session")
+def chgnet_potential():
+    """The pretrained CHGNet 0.3.0 as an equijax `Potential` (float32), shared by all tests."""
+    from equijax.graphs import BucketPolicy
+    from equijax.potential import Potential
+
+    return Potential.from_pretrained("0.3.0", policy=BucketPolicy(**TEST_POLICY_KWARGS))
+
+
+@pytest.fixture(scope="session")
+def torch_chgnet():
+    """The PyTorch reference CHGNet 0.3.0 (chgnet 0.4.2), in eval mode on the CPU."""
+    import torch
+    from chgnet.model import CHGNet
+
+    torch.set_num_threads(2)
+    model = CHGNet.load(model_name="0.3.0", use_device="cpu", verbose=False)
+    return model.eval()

@@ -1,0 +1,5 @@
+"""ASE calculators."""
+
+from equijax.calculators.ase_calculator import EquijaxCalculator
+
+__all__ = ["EquijaxCalculator"]

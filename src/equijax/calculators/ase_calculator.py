@@ -1,0 +1,58 @@
+"""`EquijaxCalculator`: any equijax potential as an `ase.calculators.calculator.Calculator`."""
+
+from __future__ import annotations
+
+import numpy as np
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from equijax.graphs import BucketPolicy
+from equijax.potential import EV_PER_A3_TO_GPA, Potential
+
+
+class EquijaxCalculator(Calculator):
+    """ASE calculator for an equijax model (energy, free_energy, forces, stress, magmoms).
+
+    Units are ASE's: eV, eV/Å, eV/Å³ (stress as a Voigt 6-vector, ASE's sign), μB. Structures are
+    padded to size buckets, so MD, relaxations and changing structure sizes reuse compiled code.
+    Stress is only defined for structures periodic in all three directions.
+
+    Example::
+
+        calc = EquijaxCalculator.from_pretrained("0.3.0")
+        atoms.calc = calc
+        atoms.get_potential_energy()
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "magmoms"]
+
+    def __init__(self, module, params, *, cutoff: float | None = None,
+                 bond_cutoff: float | None = None, policy: BucketPolicy | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.potential = Potential(module, params, cutoff=cutoff, bond_cutoff=bond_cutoff,
+                                   policy=policy)
+
+    @classmethod
+    def from_pretrained(cls, version: str = "0.3.0", **kwargs) -> EquijaxCalculator:
+        """Calculator for the pretrained CHGNet ``version``."""
+        from equijax.models.chgnet_pretrained import from_pretrained
+
+        module, params = from_pretrained(version)
+        return cls(module, params, **kwargs)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        want_stress = "stress" in properties
+        if want_stress and not self.atoms.pbc.all():
+            raise PropertyNotImplementedError(
+                "stress needs a structure periodic in all three directions")
+        result = self.potential.predict(self.atoms, compute_stress=self.atoms.pbc.all())
+        self.results = {
+            "energy": result["energy"],
+            "free_energy": result["energy"],
+            "forces": result["forces"],
+            "magmoms": result["magmoms"],
+        }
+        if "stress" in result:
+            self.results["stress"] = full_3x3_to_voigt_6_stress(
+                np.asarray(result["stress"]) / EV_PER_A3_TO_GPA)
