@@ -1,4 +1,5 @@
-"""The `equijax` command line: `equijax demo`, `equijax bench graphs`."""
+"""The `equijax` command line: `equijax demo`, `equijax bench graphs|chgnet-infer`,
+`equijax predict FILE...`."""
 
 from __future__ import annotations
 
@@ -19,6 +20,22 @@ def _bench_graphs(args) -> int:
     graphs.run(out=args.out, rounds=args.rounds, reference=not args.no_reference,
                do_calibrate=args.calibrate, batch_size=args.batch_size, n_devices=args.devices,
                global_batch=args.global_batch, limit=args.limit)
+    return 0
+
+
+def _bench_chgnet_infer(args) -> int:
+    from equijax.bench import chgnet_infer
+
+    chgnet_infer.run(out=args.out, batch_size=args.batch_size, steps=args.steps, limit=args.limit,
+                     reference=not args.no_reference)
+    return 0
+
+
+def _predict(args) -> int:
+    from equijax.predict import predict_files
+
+    predict_files(args.files, model=args.model, output_format=args.format, out=args.out,
+                  batch_size=args.batch_size)
     return 0
 
 
@@ -51,6 +68,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="graphs per step split over the devices in the load-balance report")
     g.add_argument("--limit", type=int, default=None, help="use only the first N structures")
     g.set_defaults(func=_bench_graphs)
+
+    c = bench_sub.add_parser("chgnet-infer", help="pretrained CHGNet efsm inference vs PyTorch chgnet")
+    c.add_argument("--out", default="results/bench_chgnet_infer.json", help="JSON output path")
+    c.add_argument("--batch-size", type=int, default=None,
+                   help="structures per batch (default 40 on GPU, 8 on CPU)")
+    c.add_argument("--steps", type=int, default=6, help="timed batches (median is reported)")
+    c.add_argument("--limit", type=int, default=None, help="use only the first N structures")
+    c.add_argument("--no-reference", action="store_true", help="skip the PyTorch chgnet")
+    c.set_defaults(func=_bench_chgnet_infer)
+
+    p = sub.add_parser("predict", help="energy, forces, stress, magmoms for structure files")
+    p.add_argument("files", nargs="+", help="structure files in any ase.io format (all frames)")
+    p.add_argument("--model", default="0.3.0", help="pretrained CHGNet version (0.3.0 or 0.2.0)")
+    p.add_argument("--format", choices=["table", "json"], default="table", help="output format")
+    p.add_argument("--out", default=None, help="write to this file instead of stdout")
+    p.add_argument("--batch-size", type=int, default=40, help="structures per batch")
+    p.set_defaults(func=_predict)
     return parser
 
 

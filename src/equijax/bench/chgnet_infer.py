@@ -1,0 +1,127 @@
+"""`equijax bench chgnet-infer`: efsm inference throughput of the pretrained CHGNet in equijax
+against the PyTorch chgnet, side by side on the same structures and batches in the same run."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from equijax.bench.common import Table, load_benchmark_structures, machine_info
+from equijax.graphs import BucketPolicy, atoms_to_graph, pad_batch
+from equijax.potential import Potential
+
+
+def _batches(items, batch_size):
+    return [items[i : i + batch_size] for i in range(0, len(items) - batch_size + 1, batch_size)]
+
+
+def _equijax_rate(structures, batch_size: int, steps: int) -> dict:
+    potential = Potential.from_pretrained("0.3.0", policy=BucketPolicy(fixed_graphs=batch_size))
+    graphs = [atoms_to_graph(a) for a in structures]
+    padded = [pad_batch(b, potential.policy)[0] for b in _batches(graphs, batch_size)]
+    device = jax.devices()[0]
+    padded = [jax.device_put(p, device) for p in padded]
+    t0 = time.perf_counter()
+    for p in padded:  # compile every bucket shape once
+        jax.block_until_ready(potential._predict(potential.params, p, True))
+    compile_s = time.perf_counter() - t0
+    times = []
+    for k in range(steps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(potential._predict(potential.params, padded[k % len(padded)], True))
+        times.append(time.perf_counter() - t0)
+    # end to end: graph construction + padding + transfer + prediction, as a user would run it
+    # (shapes already compiled above: the same batches, in the same order)
+    subset = structures[: batch_size * min(len(padded), 2)]
+    t0 = time.perf_counter()
+    potential.predict(subset, batch_size=batch_size)
+    e2e = time.perf_counter() - t0
+    stats = device.memory_stats() or {}
+    return {"structures_per_s": batch_size / float(np.median(times)),
+            "ms_per_batch": 1e3 * float(np.median(times)), "compile_s": compile_s,
+            "distinct_shapes": len({p.sizes for p in padded}),
+            "end_to_end_structures_per_s": len(subset) / e2e,
+            "peak_memory_MB": stats.get("peak_bytes_in_use", 0) / 2**20 or None}
+
+
+def _chgnet_rate(structures, batch_size: int, steps: int) -> dict:
+    try:
+        import torch
+        from chgnet.model import CHGNet
+        from pymatgen.io.ase import AseAtomsAdaptor
+    except ImportError as err:
+        return {"available": False, "reason": f"reference extra not installed ({err})"}
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    model = CHGNet.load(model_name="0.3.0", use_device=dev, verbose=False).eval()
+    graphs = [model.graph_converter(AseAtomsAdaptor.get_structure(a)) for a in structures]
+    batches = _batches(graphs, batch_size)
+
+    def infer(batch):
+        for g in batch:
+            g.atom_frac_coord.requires_grad = True
+        model([g.to(dev) for g in batch], task="efsm")
+        if dev == "cuda":
+            torch.cuda.synchronize()
+
+    infer(batches[0])
+    if dev == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for k in range(steps):
+        t0 = time.perf_counter()
+        infer(batches[k % len(batches)])
+        times.append(time.perf_counter() - t0)
+    return {"available": True, "device": dev, "structures_per_s": batch_size / float(np.median(times)),
+            "ms_per_batch": 1e3 * float(np.median(times)),
+            "peak_memory_MB": torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else None}
+
+
+def default_batch_size() -> int:
+    """40 (the anchor's batch) on an accelerator; 8 on a CPU, where the PyTorch reference needs
+    over 23 GB at batch 40 (its force graph is kept for double backward)."""
+    return 40 if jax.default_backend() != "cpu" else 8
+
+
+def run(out: str | None = "results/bench_chgnet_infer.json", batch_size: int | None = None,
+        steps: int = 6, limit: int | None = None, reference: bool = True) -> dict:
+    """Run the benchmark, print a table and write JSON; returns the results."""
+    batch_size = batch_size or default_batch_size()
+    structures = load_benchmark_structures(limit)
+    if len(structures) < batch_size:
+        raise ValueError(f"need at least batch_size={batch_size} structures, have {len(structures)}")
+    results = {"benchmark": "chgnet-infer", "task": "efsm", "machine": machine_info(),
+               "n_structures": len(structures), "batch_size": batch_size, "steps": steps,
+               "equijax": _equijax_rate(structures, batch_size, steps)}
+    if reference:
+        results["chgnet"] = _chgnet_rate(structures, batch_size, steps)
+        if results["chgnet"]["available"]:
+            results["speedup_vs_chgnet"] = (results["equijax"]["structures_per_s"]
+                                            / results["chgnet"]["structures_per_s"])
+    ours, ref = results["equijax"], results.get("chgnet", {})
+    table = Table(f"CHGNet 0.3.0 efsm inference, batch {batch_size} (median of {steps} batches)",
+                  ["what", "structures/s", "ms/batch", "peak MB", "vs chgnet"])
+    ref_rate = ref.get("structures_per_s")
+
+    def mem(x):
+        return f"{x:.0f}" if x else "n/a"
+
+    table.add("equijax (jit, graphs prebuilt)", f"{ours['structures_per_s']:.1f}",
+              f"{ours['ms_per_batch']:.0f}", mem(ours["peak_memory_MB"]),
+              f"{ours['structures_per_s'] / ref_rate:.2f}x" if ref_rate else "-")
+    table.add("equijax end to end (graphs built)", f"{ours['end_to_end_structures_per_s']:.1f}", "-",
+              "-", f"{ours['end_to_end_structures_per_s'] / ref_rate:.2f}x" if ref_rate else "-")
+    if ref_rate:
+        table.add("chgnet (torch, graphs prebuilt)", f"{ref_rate:.1f}", f"{ref['ms_per_batch']:.0f}",
+                  mem(ref["peak_memory_MB"]), "1.00x")
+    table.print()
+    print(f"equijax compiled {ours['distinct_shapes']} shape(s) in {ours['compile_s']:.1f} s;"
+          f" machine: {results['machine']['summary']}")
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(results, indent=1))
+        print(f"wrote {out}")
+    return results
