@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 
 def _single_thread() -> None:
@@ -40,10 +41,14 @@ def _predict(args) -> int:
 
 
 def _demo(args) -> int:
-    from equijax.bench import graphs
+    from equijax.bench import chgnet_infer, graphs
 
-    print("equijax demo: crystal graphs for the 256 packaged MPtrj-like structures\n")
-    graphs.run(out=args.out, rounds=2, reference=True)
+    out = Path(args.out)
+    print("equijax demo 1/2: crystal graphs for the 256 packaged MPtrj-like structures\n")
+    graphs.run(out=str(out / "graphs.json"), rounds=2, reference=True)
+    print("\nequijax demo 2/2: pretrained CHGNet 0.3.0 inference (energy, forces, stress, magmoms)"
+          " against the PyTorch chgnet on the first 24 structures\n")
+    chgnet_infer.run(out=str(out / "chgnet_infer.json"), batch_size=8, steps=3, limit=24)
     return 0
 
 
@@ -52,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="the main job on embedded defaults")
-    demo.add_argument("--out", default="results/demo_graphs.json", help="JSON output path")
+    demo.add_argument("--out", default="results/demo", help="folder for the JSON results")
     demo.set_defaults(func=_demo)
 
     bench = sub.add_parser("bench", help="benchmarks (print a table, write JSON)")

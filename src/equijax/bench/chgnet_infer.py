@@ -38,14 +38,15 @@ def _equijax_rate(structures, batch_size: int, steps: int) -> dict:
     # (shapes already compiled above: the same batches, in the same order)
     subset = structures[: batch_size * min(len(padded), 2)]
     t0 = time.perf_counter()
-    potential.predict(subset, batch_size=batch_size)
+    predictions = potential.predict(subset, batch_size=batch_size)
     e2e = time.perf_counter() - t0
     stats = device.memory_stats() or {}
     return {"structures_per_s": batch_size / float(np.median(times)),
             "ms_per_batch": 1e3 * float(np.median(times)), "compile_s": compile_s,
             "distinct_shapes": len({p.sizes for p in padded}),
             "end_to_end_structures_per_s": len(subset) / e2e,
-            "peak_memory_MB": stats.get("peak_bytes_in_use", 0) / 2**20 or None}
+            "peak_memory_MB": stats.get("peak_bytes_in_use", 0) / 2**20 or None,
+            "first_batch": predictions[:batch_size]}
 
 
 def _chgnet_rate(structures, batch_size: int, steps: int) -> dict:
@@ -63,11 +64,15 @@ def _chgnet_rate(structures, batch_size: int, steps: int) -> dict:
     def infer(batch):
         for g in batch:
             g.atom_frac_coord.requires_grad = True
-        model([g.to(dev) for g in batch], task="efsm")
+        out = model([g.to(dev) for g in batch], task="efsm")
         if dev == "cuda":
             torch.cuda.synchronize()
+        return out
 
-    infer(batches[0])
+    first = infer(batches[0])
+    first_batch = [{"energy_per_atom": float(first["e"][k]), "forces": first["f"][k].detach().cpu().numpy(),
+                    "stress": first["s"][k].detach().cpu().numpy(),
+                    "magmoms": first["m"][k].detach().cpu().numpy()} for k in range(batch_size)]
     if dev == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = []
@@ -77,7 +82,14 @@ def _chgnet_rate(structures, batch_size: int, steps: int) -> dict:
         times.append(time.perf_counter() - t0)
     return {"available": True, "device": dev, "structures_per_s": batch_size / float(np.median(times)),
             "ms_per_batch": 1e3 * float(np.median(times)),
-            "peak_memory_MB": torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else None}
+            "peak_memory_MB": torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else None,
+            "first_batch": first_batch}
+
+
+def _max_differences(ours: list[dict], ref: list[dict]) -> dict:
+    """Largest absolute differences over a batch: energy per atom, forces, stress, magmoms."""
+    return {key: float(max(np.max(np.abs(np.asarray(o[key]) - np.asarray(r[key]))) for o, r in zip(ours, ref)))
+            for key in ("energy_per_atom", "forces", "stress", "magmoms")}
 
 
 def default_batch_size() -> int:
@@ -101,6 +113,10 @@ def run(out: str | None = "results/bench_chgnet_infer.json", batch_size: int | N
         if results["chgnet"]["available"]:
             results["speedup_vs_chgnet"] = (results["equijax"]["structures_per_s"]
                                             / results["chgnet"]["structures_per_s"])
+            results["max_abs_difference_first_batch"] = _max_differences(
+                results["equijax"]["first_batch"], results["chgnet"]["first_batch"])
+    for side in ("equijax", "chgnet"):
+        results.get(side, {}).pop("first_batch", None)
     ours, ref = results["equijax"], results.get("chgnet", {})
     table = Table(f"CHGNet 0.3.0 efsm inference, batch {batch_size} (median of {steps} batches)",
                   ["what", "structures/s", "ms/batch", "peak MB", "vs chgnet"])
@@ -118,6 +134,10 @@ def run(out: str | None = "results/bench_chgnet_infer.json", batch_size: int | N
         table.add("chgnet (torch, graphs prebuilt)", f"{ref_rate:.1f}", f"{ref['ms_per_batch']:.0f}",
                   mem(ref["peak_memory_MB"]), "1.00x")
     table.print()
+    if "max_abs_difference_first_batch" in results:
+        d = results["max_abs_difference_first_batch"]
+        print(f"agreement on the first batch (max |equijax - chgnet|): energy {d['energy_per_atom']:.1e} eV/atom,"
+              f" forces {d['forces']:.1e} eV/Å, stress {d['stress']:.1e} GPa, magmoms {d['magmoms']:.1e} μB")
     print(f"equijax compiled {ours['distinct_shapes']} shape(s) in {ours['compile_s']:.1f} s;"
           f" machine: {results['machine']['summary']}")
     if out:
