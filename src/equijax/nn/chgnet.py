@@ -19,7 +19,18 @@ def _optional_norm(norm: str | None, name: str):
     raise ValueError(f"unsupported conv norm {norm!r} (use 'layer' or None)")
 
 
-class AtomConv(nn.Module):
+class _GatedConv(nn.Module):
+    """Shared hyperparameters of the convolutions: gated-MLP hidden widths, activation and norm,
+    bias of the output layer, and an optional norm after the residual sum."""
+
+    hidden: tuple[int, ...] = (64,)
+    act: str = "silu"
+    gated_norm: str | None = "layer"
+    out_bias: bool = False
+    norm: str | None = None
+
+
+class AtomConv(_GatedConv):
     """Atom update ``x_i + W_out sum_j gMLP([x_i, b_ij, x_j]) * w_ij``.
 
     Args (call):
@@ -32,12 +43,6 @@ class AtomConv(nn.Module):
 
     Returns (N, F).
     """
-
-    hidden: tuple[int, ...] = (64,)
-    act: str = "silu"
-    gated_norm: str | None = "layer"
-    out_bias: bool = False
-    norm: str | None = None
 
     @nn.compact
     def __call__(self, atom_feas, bond_feas, bond_weights, receivers, senders, pair,
@@ -59,7 +64,7 @@ def _bond_graph_inputs(atom_feas, bond_feas, angle_feas, center, pair_i, pair_j)
                            axis=-1)
 
 
-class BondConv(nn.Module):
+class BondConv(_GatedConv):
     """Bond update ``b_i + W_out sum_{angles (i, j)} gMLP([b_i, b_j, a, x_c]) * w_i * w_j``.
 
     Args (call):
@@ -69,12 +74,6 @@ class BondConv(nn.Module):
 
     Returns (P, Fb); pairs outside the bond graph only get the output layer's bias.
     """
-
-    hidden: tuple[int, ...] = (64,)
-    act: str = "silu"
-    gated_norm: str | None = "layer"
-    out_bias: bool = False
-    norm: str | None = None
 
     @nn.compact
     def __call__(self, atom_feas, bond_feas, bond_weights, angle_feas, center, pair_i, pair_j):
