@@ -98,7 +98,7 @@ class Potential:
             chunk = list(graphs[start : start + batch_size])
             padded, real = pad_batch(chunk, self.policy)
             self.compiled_shapes.add((padded.sizes, compute_stress))
-            out = jax.device_get(self._predict(self.params, padded, compute_stress))
+            out = jax.device_get(self._predict(self.params, jax.device_put(padded), compute_stress))
             atom_start = np.concatenate([[0], np.cumsum(padded.atoms.n_node[: len(chunk)])])
             for k in range(len(chunk)):
                 atoms = slice(atom_start[k], atom_start[k + 1])
