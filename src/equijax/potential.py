@@ -43,7 +43,9 @@ def predict_padded(module, params, graph: CrystalGraph, compute_stress: bool = T
         out = module.apply(params, graph, strained_positions, strained_cell)
         return jnp.sum(jnp.where(masks["graph"], out["energy"], 0.0)), out
 
-    strain = jnp.zeros((n_graphs, 3, 3), positions.dtype)
+    # zeros shaped like the (per-device) cells: under shard_map the strain must be device-varying,
+    # or its gradient (the stress) would be summed over devices
+    strain = jnp.zeros_like(cell)
     argnums = (0, 1) if compute_stress else (0,)
     grads, out = jax.grad(total_energy, argnums=argnums, has_aux=True)(positions, strain)
     n_node = jnp.maximum(atoms.n_node, 1).astype(positions.dtype)

@@ -143,7 +143,7 @@ class CHGNet(nn.Module):
         pair_j = bonds.nodes["pair"][bonds.senders]
 
         conv = dict(act=cfg.non_linearity, gated_norm=cfg.gMLP_norm, norm=cfg.conv_norm)
-        magmoms = jnp.zeros(n_atoms, dtype)
+        magmoms = jnp.zeros_like(positions[:, 0])
         for i in range(cfg.n_conv):
             atom_feas = AtomConv(cfg.atom_conv_hidden_dim, out_bias=cfg.mlp_out_bias,
                                  name=f"atom_conv_{i}", **conv)(
@@ -167,6 +167,6 @@ class CHGNet(nn.Module):
         graph_of_atom = jnp.repeat(jnp.arange(n_graphs), atoms.n_node, total_repeat_length=n_atoms)
         energy = jax.ops.segment_sum(site_energies, graph_of_atom, n_graphs, indices_are_sorted=True)
         atomref = (AtomRef(name="atomref")(atoms.nodes["numbers"]) if cfg.composition_model
-                   else jnp.zeros(n_atoms, dtype))
+                   else jnp.zeros_like(positions[:, 0]))
         return {"site_energies": site_energies, "energy": energy, "atomref": atomref,
                 "magmoms": magmoms}

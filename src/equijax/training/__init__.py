@@ -1,0 +1,1 @@
+"""Training: typed configs, losses, data-parallel steps, checkpoints and the training loop."""

@@ -1,0 +1,143 @@
+"""Typed training configuration, read from YAML and ``key=value`` overrides through OmegaConf.
+
+An unknown key or a value of the wrong type raises `ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown or has a value of the wrong type."""
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The model: ``name`` picks it; CHGNet fields follow `equijax.models.CHGNetConfig`."""
+
+    name: str = "chgnet"
+    atom_fea_dim: int = 64
+    bond_fea_dim: int = 64
+    angle_fea_dim: int = 64
+    num_radial: int = 31
+    num_angular: int = 31
+    n_conv: int = 4
+    hidden_dim: int = 64
+    mlp_hidden_dims: list[int] = dataclasses.field(default_factory=lambda: [64, 64, 64])
+    atom_graph_cutoff: float = 6.0
+    bond_graph_cutoff: float = 3.0
+    composition_model: bool = True
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where structures come from and how they are split and batched.
+
+    ``source``: ``emt`` (generated with ASE's EMT), or a path to an extxyz/any ase.io file, an ASE
+    ``.db`` or an MPtrj-layout ``.json``.
+    """
+
+    source: str = "emt"
+    n_structures: int = 400
+    fractions: list[float] = dataclasses.field(default_factory=lambda: [0.8, 0.1, 0.1])
+    batch_size: int = 16
+    seed: int = 0
+    cache_dir: str | None = None
+
+
+@dataclasses.dataclass
+class LossConfig:
+    """Per-target loss: Huber (``delta``) or MSE, with weights for energy per atom, forces,
+    stress and magmoms (chgnet's defaults 1 / 1 / 0.1 / 0.1)."""
+
+    kind: str = "huber"
+    delta: float = 0.1
+    energy: float = 1.0
+    forces: float = 1.0
+    stress: float = 0.1
+    magmoms: float = 0.1
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    """optax optimizer: adam or adamw, warm-up then cosine decay, gradient clipping, EMA."""
+
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 20
+    final_lr_fraction: float = 0.05
+    clip_norm: float = 10.0
+    ema_decay: float = 0.99
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Run length, evaluation, checkpoints and devices (``devices: 0`` = all local devices)."""
+
+    epochs: int = 10
+    max_steps: int | None = None
+    eval_every_epochs: int = 1
+    checkpoint_every_steps: int = 50
+    keep_checkpoints: int = 3
+    run_dir: str = "runs/default"
+    devices: int = 0
+    seed: int = 0
+    prefetch: int = 2
+    progress: bool = True
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    """One training experiment."""
+
+    name: str = "default"
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Defaults, then the YAML file at ``path``, then ``key=value`` overrides (dotted keys).
+
+    Raises `ConfigError` naming the key for an unknown key or a wrong type.
+    """
+    try:
+        merged = OmegaConf.structured(ExperimentConfig)
+        if path is not None:
+            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+        if overrides:
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+        config = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None)
+        raise ConfigError(f"config key {key!r}: {err.msg if hasattr(err, 'msg') else err}") from None
+    _check(config)
+    return config
+
+
+def _check(config: ExperimentConfig) -> None:
+    checks = [
+        (config.model.name == "chgnet", "model.name", "only 'chgnet' is available"),
+        (config.loss.kind in ("huber", "mse"), "loss.kind", "must be 'huber' or 'mse'"),
+        (config.optim.optimizer in ("adam", "adamw"), "optim.optimizer", "must be 'adam' or 'adamw'"),
+        (config.data.batch_size >= 1, "data.batch_size", "must be >= 1"),
+        (config.optim.learning_rate > 0, "optim.learning_rate", "must be > 0"),
+        (0 <= config.optim.ema_decay < 1, "optim.ema_decay", "must be in [0, 1)"),
+    ]
+    for ok, key, why in checks:
+        if not ok:
+            raise ConfigError(f"config key {key!r}: {why}")
+
+
+def to_dict(config: ExperimentConfig) -> dict[str, Any]:
+    """Plain-dict form (for checkpoints and run directories)."""
+    return dataclasses.asdict(config)

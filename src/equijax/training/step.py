@@ -1,0 +1,141 @@
+"""Train state, optimizer, and the jit-compiled data-parallel train and eval steps.
+
+One code path for 1 CPU, N simulated CPU devices, GPUs and many hosts: `jax.shard_map` over a
+one-axis mesh ``("data",)``; each device gets its own padded batch (leading device axis), gradients
+and loss sums are `psum`-reduced, and the loss is the mean over the global batch's real labels.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from equijax.potential import predict_padded
+from equijax.training.config import LossConfig, OptimConfig
+from equijax.training.loss import TARGETS, loss_sums, total_loss
+
+AXIS = "data"
+
+
+class TrainState(NamedTuple):
+    """Everything a step changes: step count, params, optimizer state, EMA of params, RNG key."""
+
+    step: jnp.ndarray
+    params: Any
+    opt_state: Any
+    ema_params: Any
+    rng: jnp.ndarray
+
+
+def make_optimizer(config: OptimConfig, total_steps: int, frozen: tuple[str, ...] = ("atomref",)):
+    """Gradient clipping, then Adam/AdamW on a warm-up + cosine schedule; top-level param
+    collections named in ``frozen`` (the fitted composition reference) are not updated."""
+    schedule = optax.warmup_cosine_decay_schedule(
+        init_value=0.0, peak_value=config.learning_rate, warmup_steps=max(config.warmup_steps, 1),
+        decay_steps=max(total_steps, config.warmup_steps + 1),
+        end_value=config.learning_rate * config.final_lr_fraction)
+    if config.optimizer == "adamw":
+        base = optax.adamw(schedule, weight_decay=config.weight_decay)
+    else:
+        base = optax.adam(schedule)
+    inner = optax.chain(optax.clip_by_global_norm(config.clip_norm), base)
+
+    def labels(params):
+        return {"params": {k: ("frozen" if k in frozen else "trained") for k in params["params"]}}
+
+    return optax.multi_transform({"trained": inner, "frozen": optax.set_to_zero()}, labels)
+
+
+def init_state(params, optimizer, seed: int) -> TrainState:
+    """A fresh `TrainState` (EMA starts at the params)."""
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
+                      ema_params=params, rng=jax.random.key_data(jax.random.key(seed)))
+
+
+def make_mesh(n_devices: int = 0) -> Mesh:
+    """A one-axis mesh over the first ``n_devices`` devices (0: all, across processes)."""
+    devices = jax.devices()
+    if n_devices:
+        if n_devices > len(devices):
+            raise ValueError(f"asked for {n_devices} devices, only {len(devices)} available")
+        devices = devices[:n_devices]
+    return Mesh(np.array(devices), (AXIS,))
+
+
+def _local(tree):
+    return jax.tree_util.tree_map(lambda x: x[0], tree)
+
+
+def _predict_and_sum(module, loss_config, params, graph, targets):
+    predictions = predict_padded(module, params, graph, compute_stress=True)
+    sums, counts, abs_sums = loss_sums(loss_config, predictions, targets)
+    counts = jax.lax.psum(counts, AXIS)  # label counts do not depend on the params
+    return total_loss(loss_config, sums, counts), (counts, abs_sums)
+
+
+def _metrics(loss, counts, abs_sums) -> dict:
+    abs_sums = jax.lax.psum(abs_sums, AXIS)
+    out = {"loss": loss}
+    for t in TARGETS:
+        out[f"mae_{t}"] = abs_sums[t] / jnp.maximum(counts[t], 1.0)
+        out[f"count_{t}"] = counts[t]
+    return out
+
+
+def make_train_step(module, optimizer, loss_config: LossConfig, mesh: Mesh, ema_decay: float):
+    """``step(state, graph, targets) -> (state, metrics)``, jit-compiled, data-parallel over
+    ``mesh``. ``graph``/``targets`` carry a leading device axis of size ``mesh.size``."""
+
+    def per_device(state: TrainState, graph, targets):
+        graph, targets = _local(graph), _local(targets)
+        grad_fn = jax.value_and_grad(
+            lambda p: _predict_and_sum(module, loss_config, p, graph, targets), has_aux=True)
+        (loss, (counts, abs_sums)), grads = grad_fn(state.params)
+        grads = jax.lax.psum(grads, AXIS)
+        loss = jax.lax.psum(loss, AXIS)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        ema = optax.incremental_update(params, state.ema_params, 1.0 - ema_decay)
+        new_state = TrainState(state.step + 1, params, opt_state, ema, state.rng)
+        return new_state, _metrics(loss, counts, abs_sums)
+
+    sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(AXIS), P(AXIS)),
+                            out_specs=(P(), P()))
+    return jax.jit(sharded, donate_argnums=0)
+
+
+def make_eval_step(module, loss_config: LossConfig, mesh: Mesh):
+    """``eval(params, graph, targets) -> metrics`` (loss and MAE sums/counts), no update."""
+
+    def per_device(params, graph, targets):
+        graph, targets = _local(graph), _local(targets)
+        loss, (counts, abs_sums) = _predict_and_sum(module, loss_config, params, graph, targets)
+        return _metrics(jax.lax.psum(loss, AXIS), counts, abs_sums)
+
+    sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(AXIS), P(AXIS)), out_specs=P())
+    return jax.jit(sharded)
+
+
+def shard_batch(mesh: Mesh, tree):
+    """Place a host batch with a leading device axis onto the mesh (works across processes:
+    each process supplies the shards of its own devices from the same global batch)."""
+    sharding = NamedSharding(mesh, P(AXIS))
+
+    def put(x):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree_util.tree_map(put, tree)
+
+
+def replicate(mesh: Mesh, tree):
+    """Place a pytree replicated on every device of the mesh."""
+    sharding = NamedSharding(mesh, P())
+    return jax.tree_util.tree_map(
+        lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda _: np.asarray(x)), tree)
