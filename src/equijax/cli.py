@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -37,6 +38,18 @@ def _predict(args) -> int:
 
     predict_files(args.files, model=args.model, output_format=args.format, out=args.out,
                   batch_size=args.batch_size)
+    return 0
+
+
+def _train(args) -> int:
+    from equijax.training.config import load_config
+    from equijax.training.loop import train
+
+    config = load_config(args.config, args.overrides)
+    result = train(config, resume=args.resume)
+    print(json.dumps({k: result[k] for k in ("steps", "val", "test", "baseline_val",
+                                             "structures_per_s", "data_wait_fraction")},
+                     indent=1, default=float))
     return 0
 
 
@@ -82,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--limit", type=int, default=None, help="use only the first N structures")
     c.add_argument("--no-reference", action="store_true", help="skip the PyTorch chgnet")
     c.set_defaults(func=_bench_chgnet_infer)
+
+    t = sub.add_parser("train", help="train a model from a YAML config")
+    t.add_argument("--config", default=None, help="YAML experiment config (configs/experiment/...)")
+    t.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
+    t.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.epochs=3")
+    t.set_defaults(func=_train)
 
     p = sub.add_parser("predict", help="energy, forces, stress, magmoms for structure files")
     p.add_argument("files", nargs="+", help="structure files in any ase.io format (all frames)")
