@@ -24,12 +24,18 @@ class BucketPolicy:
     ``growth=1.25`` wastes at most 20% (about 10% on average) per dimension and yields about
     ``log(max/min) / log(1.25)`` sizes per dimension. ``n_graph`` is rounded to exactly
     ``graphs + 1`` when ``fixed_graphs`` is set (the usual fixed batch size).
+
+    With ``joint`` (typical sizes of a batch, e.g. the dataset mean times the batch size), all
+    dimensions grow together: the bucket is ``joint * growth**k`` for the smallest ``k`` that fits
+    every dimension, so a training run sees only a few shapes in total instead of a product of
+    per-dimension ladders.
     """
 
     growth: float = 1.25
     multiple: int = 16
     minimum: int = 16
     fixed_graphs: int | None = None
+    joint: GraphSizes | None = None
 
     def __post_init__(self):
         if self.growth <= 1.0:
@@ -51,7 +57,18 @@ class BucketPolicy:
     def sizes_for(self, real: GraphSizes) -> GraphSizes:
         """Bucket sizes for a batch of the given real sizes."""
         need = [r + e for r, e in zip(real, _MIN_EXTRA)]
-        out = [self.round(n) for n in need]
+        if self.joint is not None:
+            base = [max(float(b), 1.0) for b in self.joint[:4]]
+            ratio = max(n / b for n, b in zip(need[:4], base))
+            k = max(0, math.ceil(math.log(ratio) / math.log(self.growth) - 1e-9)) if ratio > 1 else 0
+            while True:
+                scaled = [_round_up(math.ceil(b * self.growth**k), self.multiple) for b in base]
+                if all(s >= n for s, n in zip(scaled, need[:4])):
+                    break
+                k += 1
+            out = scaled + [self.round(need[4])]
+        else:
+            out = [self.round(n) for n in need]
         if self.fixed_graphs is not None:
             if real.n_graph > self.fixed_graphs:
                 raise ValueError(f"batch has {real.n_graph} graphs > fixed_graphs={self.fixed_graphs}")

@@ -52,8 +52,8 @@ def targets_for(structures: Sequence, n_node: int, n_graph: int) -> Targets:
             s[g], s_mask[g] = item.stress, 1.0
         if item.forces is not None:
             f[atoms], f_mask[atoms] = item.forces, 1.0
-        if item.magmoms is not None:
-            m[atoms], m_mask[atoms] = item.magmoms, 1.0
+        if item.magmoms is not None:  # the model predicts magnitudes (as chgnet trains)
+            m[atoms], m_mask[atoms] = np.abs(item.magmoms), 1.0
         start += n
     return Targets(e, f, s, m, e_mask, f_mask, s_mask, m_mask)
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from equijax.graphs import BucketPolicy, CrystalGraph
+from equijax.graphs import BucketPolicy, CrystalGraph, GraphSizes
 from equijax.training.batches import device_batch
 
 
@@ -31,7 +31,10 @@ class Loader:
         self.graphs, self.structures = graphs, structures
         self.batch_size, self.n_devices, self.seed = batch_size, n_devices, seed
         self.shuffle, self.prefetch = shuffle, prefetch
-        self.policy = BucketPolicy(fixed_graphs=batch_size)
+        # joint buckets around the mean per-device batch: a run compiles only a few shapes
+        mean = np.mean([g.sizes[:4] for g in graphs], axis=0) * batch_size / n_devices
+        typical = GraphSizes(*[int(np.ceil(x)) for x in mean], n_graph=batch_size)
+        self.policy = BucketPolicy(growth=1.2, fixed_graphs=batch_size, joint=typical)
         self.wait_seconds = 0.0
 
     @property

@@ -149,7 +149,8 @@ def train(config: ExperimentConfig, resume: bool = False) -> dict:
     state = replicate(mesh, state)
     train_step = make_train_step(module, optimizer, config.loss, mesh, config.optim.ema_decay)
     eval_step = make_eval_step(module, config.loss, mesh)
-    baseline = per_element_linear_baseline(train_set, val_set)
+    baseline = {k: v for k, v in per_element_linear_baseline(train_set, val_set).items()
+                if k != "coefficients"}
 
     def meta(epoch, next_step):
         return {"config": to_dict(config), "epoch": epoch, "next_step": next_step}
@@ -202,8 +203,8 @@ def train(config: ExperimentConfig, resume: bool = False) -> dict:
               "devices": n_dev, "run_dir": str(run_dir)}
     (run_dir / "result.json").write_text(json.dumps(result, indent=1, default=float))
     try:
-        log.plot(baseline={"mae_energy": baseline.get("energy_mae"),
-                           "mae_forces": baseline.get("forces_mae")})
+        log.plot(baseline={"mae_energy": baseline["energy_mae_per_atom"],
+                           "mae_forces": baseline["force_mae_zero"]})
     except (KeyError, ValueError):
         pass
     checkpoints.close()
