@@ -33,6 +33,14 @@ def _bench_chgnet_infer(args) -> int:
     return 0
 
 
+def _bench_chgnet_train(args) -> int:
+    from equijax.bench import chgnet_train
+
+    chgnet_train.run(out=args.out, batch_size=args.batch_size, steps=args.steps, limit=args.limit,
+                     reference=not args.no_reference)
+    return 0
+
+
 def _predict(args) -> int:
     from equijax.predict import predict_files
 
@@ -95,6 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--limit", type=int, default=None, help="use only the first N structures")
     c.add_argument("--no-reference", action="store_true", help="skip the PyTorch chgnet")
     c.set_defaults(func=_bench_chgnet_infer)
+
+    ct = bench_sub.add_parser("chgnet-train", help="CHGNet training steps vs PyTorch chgnet")
+    ct.add_argument("--out", default="results/bench_chgnet_train.json", help="JSON output path")
+    ct.add_argument("--batch-size", type=int, default=None,
+                    help="structures per step (default 40 on GPU, 4 on CPU)")
+    ct.add_argument("--steps", type=int, default=5, help="timed steps (median is reported)")
+    ct.add_argument("--limit", type=int, default=None, help="structures to use")
+    ct.add_argument("--no-reference", action="store_true", help="skip the PyTorch chgnet")
+    ct.set_defaults(func=_bench_chgnet_train)
 
     t = sub.add_parser("train", help="train a model from a YAML config")
     t.add_argument("--config", default=None, help="YAML experiment config (configs/experiment/...)")

@@ -51,13 +51,15 @@ class MLP(nn.Module):
     hidden: tuple[int, ...] = ()
     act: str = "silu"
     use_bias: bool = True
+    zero_init_last: bool = False  # start the output at exactly 0 (e.g. an energy correction)
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         fn = activation(self.act)
         for width in self.hidden:
             x = fn(nn.Dense(width, use_bias=self.use_bias)(x))
-        return nn.Dense(self.features, use_bias=self.use_bias)(x)
+        init = nn.initializers.zeros if self.zero_init_last else nn.initializers.lecun_normal()
+        return nn.Dense(self.features, use_bias=self.use_bias, kernel_init=init)(x)
 
 
 class GatedMLP(nn.Module):

@@ -12,7 +12,8 @@ MAX_ELEMENTS = 94
 
 class SiteEnergies(nn.Module):
     """Per-atom energies ``MLP(norm(x))``, eV: (N, F) -> (N,). CHGNet's ``mlp_first`` readout;
-    the structure energy is their sum."""
+    the structure energy is their sum. The last layer starts at zero, so an untrained model
+    predicts exactly the composition reference (AtomRef) energy."""
 
     hidden: tuple[int, ...] = (64, 64, 64)
     act: str = "silu"
@@ -24,7 +25,7 @@ class SiteEnergies(nn.Module):
             atom_feas = layer_norm("readout_norm")(atom_feas)
         elif self.norm is not None:
             raise ValueError(f"unsupported readout norm {self.norm!r}")
-        return MLP(1, self.hidden, self.act, name="mlp")(atom_feas)[..., 0]
+        return MLP(1, self.hidden, self.act, zero_init_last=True, name="mlp")(atom_feas)[..., 0]
 
 
 class SiteMagmoms(nn.Module):

@@ -100,7 +100,8 @@ def _evaluate(eval_step, mesh, params, loader) -> dict:
     out = {"loss": totals["loss"] / max(n_batches, 1)}
     for key in [k for k in totals if k.startswith("mae_")]:
         count = totals.get(f"count_{key[4:]}", 0.0)
-        out[key] = totals[key] / count if count else float("nan")
+        if count:  # targets without any label in this split are left out
+            out[key] = totals[key] / count
     return out
 
 

@@ -1,0 +1,146 @@
+"""`equijax bench chgnet-train`: CHGNet 0.3.0 training steps (efsm, Huber δ=0.1, weights
+1/1/0.1/0.1, Adam, conservative forces) in equijax against the PyTorch chgnet, on the same
+structures and teacher labels (the pretrained model's own predictions) in the same run."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from equijax.bench.common import Table, load_benchmark_structures, machine_info
+from equijax.data import LabeledStructure
+from equijax.training.config import LossConfig, OptimConfig
+
+
+def _teacher_labels(structures, batch_size: int) -> list[LabeledStructure]:
+    from equijax.potential import Potential
+
+    predictions = Potential.from_pretrained("0.3.0").predict(structures, batch_size=batch_size)
+    return [LabeledStructure(id=str(i), atoms=a, energy=p["energy"], forces=p["forces"],
+                             stress=p["stress"], magmoms=p["magmoms"])
+            for i, (a, p) in enumerate(zip(structures, predictions))]
+
+
+def _equijax_rate(labeled, batch_size: int, steps: int) -> dict:
+    from equijax.graphs import atoms_to_graph
+    from equijax.models.chgnet_pretrained import from_pretrained
+    from equijax.training.loader import Loader
+    from equijax.training.step import init_state, make_mesh, make_optimizer, make_train_step, replicate, shard_batch
+
+    module, params = from_pretrained("0.3.0")
+    graphs = [atoms_to_graph(s.atoms) for s in labeled]
+    mesh = make_mesh(1)
+    loader = Loader(graphs, labeled, batch_size, 1, seed=0, shuffle=False, prefetch=0)
+    optimizer = make_optimizer(OptimConfig(learning_rate=1e-4, warmup_steps=1, clip_norm=1e9), 1000)
+    state = replicate(mesh, init_state(params, optimizer, 0))
+    step = make_train_step(module, optimizer, LossConfig(kind="huber", delta=0.1), mesh, ema_decay=0.0)
+    batches = [loader.batch(0, k) for k in range(min(steps, loader.steps_per_epoch))]
+    placed = [(shard_batch(mesh, g), shard_batch(mesh, t)) for g, t, _ in batches]
+    shapes = {tuple(x.shape for x in jax.tree_util.tree_leaves(g)) for g, _ in placed}
+    t0 = time.perf_counter()
+    for g, t in placed:  # compile each shape (donated state: keep the returned one)
+        state, m = step(state, g, t)
+    jax.block_until_ready(m["loss"])
+    compile_s = time.perf_counter() - t0
+    times = []
+    for k in range(steps):
+        g, t = placed[k % len(placed)]
+        t0 = time.perf_counter()
+        state, m = step(state, g, t)
+        jax.block_until_ready(m["loss"])
+        times.append(time.perf_counter() - t0)
+    stats = jax.devices()[0].memory_stats() or {}
+    ms = 1e3 * float(np.median(times))
+    return {"ms_per_step": ms, "structures_per_s": batch_size / (ms / 1e3), "compile_s": compile_s,
+            "distinct_shapes": len(shapes), "final_loss": float(m["loss"]),
+            "peak_memory_MB": stats.get("peak_bytes_in_use", 0) / 2**20 or None}
+
+
+def _chgnet_rate(labeled, batch_size: int, steps: int) -> dict:
+    try:
+        import torch
+        from chgnet.model import CHGNet
+        from chgnet.trainer.trainer import CombinedLoss
+        from pymatgen.io.ase import AseAtomsAdaptor
+    except ImportError as err:
+        return {"available": False, "reason": f"reference extra not installed ({err})"}
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    model = CHGNet.load(model_name="0.3.0", use_device=dev, verbose=False)
+    graphs = [model.graph_converter(AseAtomsAdaptor.get_structure(s.atoms)) for s in labeled]
+    labels = [{"e": torch.tensor(s.energy / len(s.atoms), dtype=torch.float32),
+               "f": torch.tensor(s.forces, dtype=torch.float32),
+               "s": torch.tensor(s.stress, dtype=torch.float32),
+               "m": torch.tensor(s.magmoms, dtype=torch.float32)} for s in labeled]
+    model.train()
+    loss_fn = CombinedLoss(target_str="efsm", criterion="Huber", delta=0.1, energy_loss_ratio=1,
+                           force_loss_ratio=1, stress_loss_ratio=0.1, mag_loss_ratio=0.1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def train_step(k):
+        idx = range(k * batch_size, (k + 1) * batch_size)
+        for i in idx:
+            graphs[i].atom_frac_coord.requires_grad = True
+        batch = [graphs[i].to(dev) for i in idx]
+        targets = {"e": torch.stack([labels[i]["e"] for i in idx]).to(dev),
+                   **{key: [labels[i][key].to(dev) for i in idx] for key in ("f", "s", "m")}}
+        loss = loss_fn(targets, model(batch, task="efsm"))["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if dev == "cuda":
+            torch.cuda.synchronize()
+
+    n_batches = len(labeled) // batch_size
+    train_step(0)
+    if dev == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for k in range(steps):
+        t0 = time.perf_counter()
+        train_step(k % n_batches)
+        times.append(time.perf_counter() - t0)
+    ms = 1e3 * float(np.median(times))
+    return {"available": True, "device": dev, "ms_per_step": ms, "structures_per_s": batch_size / (ms / 1e3),
+            "peak_memory_MB": torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else None}
+
+
+def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | None = None,
+        steps: int = 5, limit: int | None = None, reference: bool = True) -> dict:
+    """Run the benchmark (batch 40 on GPU, 4 on CPU by default), print a table, write JSON."""
+    batch_size = batch_size or (40 if jax.default_backend() != "cpu" else 4)
+    structures = load_benchmark_structures(limit or max(batch_size * steps, batch_size))
+    labeled = _teacher_labels(structures, batch_size)
+    results = {"benchmark": "chgnet-train", "machine": machine_info(), "batch_size": batch_size,
+               "steps": steps, "n_structures": len(structures),
+               "equijax": _equijax_rate(labeled, batch_size, steps)}
+    if reference:
+        results["chgnet"] = _chgnet_rate(labeled, batch_size, steps)
+        if results["chgnet"]["available"]:
+            results["speedup_vs_chgnet"] = (results["equijax"]["structures_per_s"]
+                                            / results["chgnet"]["structures_per_s"])
+    ours, ref = results["equijax"], results.get("chgnet", {})
+    table = Table(f"CHGNet 0.3.0 training step (efsm, conservative forces), batch {batch_size}, "
+                  f"median of {steps}", ["what", "ms/step", "structures/s", "peak MB", "vs chgnet"])
+    ref_rate = ref.get("structures_per_s")
+
+    def mem(x):
+        return f"{x:.0f}" if x else "n/a"
+
+    table.add("equijax (jit, shard_map on 1 device)", f"{ours['ms_per_step']:.0f}",
+              f"{ours['structures_per_s']:.1f}", mem(ours["peak_memory_MB"]),
+              f"{ours['structures_per_s'] / ref_rate:.2f}x" if ref_rate else "-")
+    if ref_rate:
+        table.add("chgnet (torch)", f"{ref['ms_per_step']:.0f}", f"{ref_rate:.1f}",
+                  mem(ref["peak_memory_MB"]), "1.00x")
+    table.print()
+    print(f"equijax compiled {ours['distinct_shapes']} shape(s) in {ours['compile_s']:.1f} s;"
+          f" machine: {results['machine']['summary']}")
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(results, indent=1))
+        print(f"wrote {out}")
+    return results
