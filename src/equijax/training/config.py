@@ -110,6 +110,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
     Raises `ConfigError` naming the key for an unknown key or a wrong type.
     """
+    if path is not None:
+        from equijax.configs import resolve_config
+
+        path = resolve_config(str(path))
     try:
         merged = OmegaConf.structured(ExperimentConfig)
         if path is not None:
