@@ -55,7 +55,7 @@ class MetricsLog:
         for ax, key, unit in ((axes[1], "mae_energy", "eV/atom"), (axes[2], "mae_forces", "eV/Å")):
             ax.semilogy([r["step"] for r in val], [r[key] for r in val], "o-", label="model (val)")
             if baseline and key in baseline:
-                ax.axhline(baseline[key], color="gray", ls="--", label="per-element linear baseline")
+                ax.axhline(baseline[key], color="gray", ls="--", label="baseline (linear fit; zero forces)")
             ax.set(title=f"validation {key[4:]} MAE ({unit})", xlabel="step")
             ax.legend()
         fig.tight_layout()
