@@ -3,14 +3,19 @@ against the PyTorch chgnet, side by side on the same structures and batches in t
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 
-from equijax.bench.common import Table, load_benchmark_structures, machine_info
+from equijax.bench.common import (
+    Table,
+    format_mb,
+    load_benchmark_structures,
+    machine_info,
+    ratio,
+    write_json,
+)
 from equijax.graphs import (
     BucketPolicy,
     atoms_to_graph,
@@ -132,17 +137,14 @@ def run(out: str | None = "results/bench_chgnet_infer.json", batch_size: int | N
                   ["what", "structures/s", "ms/batch", "peak MB", "vs chgnet"])
     ref_rate = ref.get("structures_per_s")
 
-    def mem(x):
-        return f"{x:.0f}" if x else "n/a"
-
     table.add("equijax (jit, graphs prebuilt)", f"{ours['structures_per_s']:.1f}",
-              f"{ours['ms_per_batch']:.0f}", mem(ours["peak_memory_MB"]),
-              f"{ours['structures_per_s'] / ref_rate:.2f}x" if ref_rate else "-")
+              f"{ours['ms_per_batch']:.0f}", format_mb(ours["peak_memory_MB"]),
+              ratio(ours['structures_per_s'], ref_rate))
     table.add("equijax end to end (graphs built)", f"{ours['end_to_end_structures_per_s']:.1f}", "-",
-              "-", f"{ours['end_to_end_structures_per_s'] / ref_rate:.2f}x" if ref_rate else "-")
+              "-", ratio(ours['end_to_end_structures_per_s'], ref_rate))
     if ref_rate:
         table.add("chgnet (torch, graphs prebuilt)", f"{ref_rate:.1f}", f"{ref['ms_per_batch']:.0f}",
-                  mem(ref["peak_memory_MB"]), "1.00x")
+                  format_mb(ref["peak_memory_MB"]), "1.00x")
     table.print()
     if "max_abs_difference_first_batch" in results:
         d = results["max_abs_difference_first_batch"]
@@ -152,8 +154,5 @@ def run(out: str | None = "results/bench_chgnet_infer.json", batch_size: int | N
     print(f"equijax: {ours['distinct_shapes']} bucket shape(s) (padding: edges {pf['n_edge']:.1%},"
           f" angles {pf['n_angle']:.1%}), compiled in {ours['compile_s']:.1f} s before timing;"
           f" machine: {results['machine']['summary']}")
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(results, indent=1))
-        print(f"wrote {out}")
+    write_json(results, out)
     return results

@@ -4,14 +4,19 @@ structures and teacher labels (the pretrained model's own predictions) in the sa
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 
-from equijax.bench.common import Table, load_benchmark_structures, machine_info
+from equijax.bench.common import (
+    Table,
+    format_mb,
+    load_benchmark_structures,
+    machine_info,
+    ratio,
+    write_json,
+)
 from equijax.data import LabeledStructure
 from equijax.training.config import LossConfig, OptimConfig
 
@@ -127,20 +132,14 @@ def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | N
                   f"median of {steps}", ["what", "ms/step", "structures/s", "peak MB", "vs chgnet"])
     ref_rate = ref.get("structures_per_s")
 
-    def mem(x):
-        return f"{x:.0f}" if x else "n/a"
-
     table.add("equijax (jit, shard_map on 1 device)", f"{ours['ms_per_step']:.0f}",
-              f"{ours['structures_per_s']:.1f}", mem(ours["peak_memory_MB"]),
-              f"{ours['structures_per_s'] / ref_rate:.2f}x" if ref_rate else "-")
+              f"{ours['structures_per_s']:.1f}", format_mb(ours["peak_memory_MB"]),
+              ratio(ours['structures_per_s'], ref_rate))
     if ref_rate:
         table.add("chgnet (torch)", f"{ref['ms_per_step']:.0f}", f"{ref_rate:.1f}",
-                  mem(ref["peak_memory_MB"]), "1.00x")
+                  format_mb(ref["peak_memory_MB"]), "1.00x")
     table.print()
     print(f"equijax compiled {ours['distinct_shapes']} shape(s) in {ours['compile_s']:.1f} s;"
           f" machine: {results['machine']['summary']}")
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(results, indent=1))
-        print(f"wrote {out}")
+    write_json(results, out)
     return results

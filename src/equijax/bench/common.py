@@ -72,3 +72,24 @@ class Table:
 
     def print(self) -> None:
         print(self.render())
+
+
+def format_mb(megabytes: float | None) -> str:
+    """Peak memory for tables: whole MB, or "n/a" where the backend reports none (CPU)."""
+    return f"{megabytes:.0f}" if megabytes else "n/a"
+
+
+def ratio(rate: float, reference_rate: float | None) -> str:
+    """``rate / reference_rate`` as "1.23x", or "-" without a reference."""
+    return f"{rate / reference_rate:.2f}x" if reference_rate else "-"
+
+
+def write_json(results: dict, out: str | None) -> None:
+    """Write benchmark results to ``out`` (folders created) and say where."""
+    if out:
+        import json
+        from pathlib import Path
+
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(results, indent=1))
+        print(f"wrote {out}")
