@@ -1,0 +1,179 @@
+"""Exact resume: a run SIGKILLed mid-epoch and resumed with ``equijax train --resume`` ends where an
+uninterrupted run ends; damaged or foreign checkpoints are refused without loading anything.
+
+Run A: ``equijax train`` for 6 steps (checkpoint every 2; 8 steps per epoch). Run B: the same
+config, killed with SIGKILL while step 4 runs (steps 1-3 done, checkpoint 2 on disk), then
+``equijax train --resume``. The runs share a persistent compilation cache (to save compile time).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from trainutil import EQUIJAX, HELPERS, PYTHON, TINY_MODEL, run_checked, subprocess_env
+
+from equijax.cli import build_parser
+from equijax.training.checkpoint import CheckpointError
+
+RUN_ARGS = [*TINY_MODEL, "data.n_structures=40", "data.batch_size=4", "train.max_steps=6",
+            "train.checkpoint_every_steps=2", "train.epochs=100", "train.progress=false",
+            "train.prefetch=2"]
+
+
+def _steps(run_dir: Path) -> list[int]:
+    return sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
+
+
+def _records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _restore(run_dir: Path, step: int) -> tuple[dict, dict]:
+    """A checkpoint's state (as flat ``{path: array}``) and meta, read with orbax directly."""
+    manager = ocp.CheckpointManager(run_dir.absolute() / "checkpoints")
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+    manager.close()
+    leaves, _ = jax.tree_util.tree_flatten_with_path(restored["state"])
+    return {jax.tree_util.keystr(p): np.asarray(x) for p, x in leaves}, restored["meta"]
+
+
+def _cli_train(argv: list[str]) -> None:
+    """``equijax train ARGV`` in this process (without the CLI's thread-count env changes)."""
+    args = build_parser().parse_args(["train", *argv])
+    args.func(args)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, uniform_extxyz):
+    """Run A (uninterrupted) and run B (killed at step 4, then resumed); B's state when killed."""
+    root = tmp_path_factory.mktemp("resume")
+    env = subprocess_env(1, cache_dir=root / "jax_cache")
+    args = [*RUN_ARGS, f"data.source={uniform_extxyz}"]
+    a, b = root / "A", root / "B"
+    run_checked([EQUIJAX, "train", *args, f"train.run_dir={a}"], env, timeout=300)
+
+    marker, log = root / "B.hang", root / "B.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([PYTHON, str(HELPERS / "train_hang.py"), "4", str(marker), "--",
+                                 "train", *args, f"train.run_dir={b}"],
+                                env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 240
+    while not marker.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"run B did not reach step 4 (exit {proc.poll()}):\n{log.read_text()[-4000:]}")
+        time.sleep(0.1)
+    killed = {"steps": _steps(b), "records": _records(b),
+              "ckpt2_metadata": (b / "checkpoints" / "2" / "_CHECKPOINT_METADATA").read_bytes()}
+    os.kill(proc.pid, signal.SIGKILL)
+    killed["returncode"] = proc.wait(timeout=60)
+    run_checked([EQUIJAX, "train", "--resume", *args, f"train.run_dir={b}"], env, timeout=300)
+    return {"A": a, "B": b, "args": args, "killed": killed}
+
+
+def test_run_was_killed_mid_epoch_after_a_checkpoint(runs):
+    """Run B died by SIGKILL during step 4 of an 8-step epoch, with checkpoint 2 and 3 steps logged."""
+    killed = runs["killed"]
+    assert killed["returncode"] == -signal.SIGKILL
+    assert killed["steps"] == [2]
+    assert [r["step"] for r in killed["records"] if r["split"] == "train"] == [1, 2, 3]
+    _, meta = _restore(runs["B"], 2)
+    assert (meta["epoch"], meta["next_step"]) == (0, 2)
+    # the resumed run started from checkpoint 2: it did not rewrite it
+    assert (runs["B"] / "checkpoints" / "2" / "_CHECKPOINT_METADATA").read_bytes() == killed["ckpt2_metadata"]
+
+
+def test_resumed_run_matches_uninterrupted_run(runs):
+    """Killed-and-resumed run B ends with bit-identical state and metrics to uninterrupted run A."""
+    a, b = runs["A"], runs["B"]
+    assert _steps(a) == _steps(b) == [2, 4, 6]
+    records_a, records_b = _records(a), _records(b)
+    assert [r["step"] for r in records_a if r["split"] == "train"] == [1, 2, 3, 4, 5, 6]
+    assert records_b == records_a  # train losses/MAEs per step, then val and test
+    for step in (4, 6):
+        state_a, meta_a = _restore(a, step)
+        state_b, meta_b = _restore(b, step)
+        assert state_a.keys() == state_b.keys()
+        assert int(state_a["['step']"]) == step
+        for key, value in state_a.items():
+            np.testing.assert_array_equal(state_b[key], value, err_msg=f"step {step} {key}")
+        for meta in (meta_a, meta_b):
+            meta["config"]["train"].pop("run_dir")
+        assert meta_b == meta_a
+    # the state moved away from step 2's
+    state_2, _ = _restore(a, 2)
+    assert any(not np.array_equal(v, state_2[k]) for k, v in _restore(a, 6)[0].items()
+               if k.startswith("['params']"))
+
+
+def _copy_run(runs, tmp_path, name) -> Path:
+    dest = tmp_path / name
+    shutil.copytree(runs["A"], dest)
+    return dest
+
+
+def _snapshot(run_dir: Path) -> dict:
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*"))
+            if p.is_file() and p.name != "config.json"}
+
+
+def _truncate_state_data(ckpt: Path) -> None:
+    data = sorted((ckpt / "state" / "d").iterdir())
+    assert data
+    for f in data:
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+
+
+def _delete_meta(ckpt: Path) -> None:
+    (ckpt / "meta" / "metadata").unlink()
+
+
+# orbax leaves a callback on its closed event loop after the failed read (harmless)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("damage", [_truncate_state_data, _delete_meta],
+                         ids=["state-truncated", "meta-deleted"])
+def test_corrupted_latest_checkpoint_is_refused(runs, tmp_path, damage):
+    """``--resume`` on a damaged latest checkpoint raises `CheckpointError` naming its path and
+    leaves the run directory as it was."""
+    run_dir = _copy_run(runs, tmp_path, "C")
+    ckpt = run_dir.absolute() / "checkpoints" / "6"
+    damage(ckpt)
+    before = _snapshot(run_dir)
+    with pytest.raises(CheckpointError, match=re.escape(str(ckpt))):
+        _cli_train(["--resume", *runs["args"], f"train.run_dir={run_dir}"])
+    assert _snapshot(run_dir) == before
+
+
+def test_checkpoint_of_another_model_is_refused(runs, tmp_path):
+    """``--resume`` with a different model config (hidden_dim 8 -> 16) refuses the checkpoint."""
+    run_dir = _copy_run(runs, tmp_path, "D")
+    before = _snapshot(run_dir)
+    ckpt = run_dir.absolute() / "checkpoints" / "6"
+    with pytest.raises(CheckpointError, match=re.escape(str(ckpt)) + ".*refusing"):
+        _cli_train(["--resume", *runs["args"], "model.hidden_dim=16", f"train.run_dir={run_dir}"])
+    assert _snapshot(run_dir) == before
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "loop.py:116 writes run_dir/config.json with the new config before restore_latest checks it "
+    "(loop.py:143), so a refused --resume (model.hidden_dim=16 on a hidden_dim=8 run) leaves the run "
+    "directory describing a model its checkpoints do not hold"))
+def test_refused_resume_keeps_the_run_config(runs, tmp_path):
+    """A refused ``--resume`` leaves the run's ``config.json`` unchanged."""
+    run_dir = _copy_run(runs, tmp_path, "E")
+    before = (run_dir / "config.json").read_text()
+    with pytest.raises(CheckpointError):
+        _cli_train(["--resume", *runs["args"], "model.hidden_dim=16", f"train.run_dir={run_dir}"])
+    assert (run_dir / "config.json").read_text() == before
