@@ -45,8 +45,7 @@ def _check_joint(policy, real):
 
 @pytest.mark.parametrize("growth, multiple", [(1.2, 16), (1.5, 8), (1.05, 2), (2.0, 64)])
 def test_joint_sizes_fit_and_are_minimal_on_random_sizes(growth, multiple):
-    """For random real sizes (tiny to 20x typical) the joint bucket fits every dimension, is a
-    multiple of ``multiple`` and is the rung of the smallest fitting ``joint * growth**k``."""
+    """Random sizes get a fitting joint bucket: multiples of `multiple`, smallest fitting rung."""
     rng = np.random.default_rng(int(growth * 100) + multiple)
     for _ in range(300):
         typical = GraphSizes(*rng.integers(0, 5000, size=4).tolist(), n_graph=16)
@@ -75,8 +74,7 @@ def emt():
 
 
 def test_emt_batches_fit_pad_and_use_few_shapes(emt):
-    """Over 300 random EMT batches of 8 the joint policy pads every batch (`pad_graph` accepts
-    the sizes) with at most a handful of shapes, fewer than the per-dimension policy uses."""
+    """300 random EMT batches pad fine with a handful of joint shapes, far fewer than per-dim."""
     _, graphs = emt
     batch = 8
     typical = GraphSizes(*[int(np.ceil(x)) for x in
@@ -103,8 +101,7 @@ def test_emt_batches_fit_pad_and_use_few_shapes(emt):
 
 
 def test_loader_compiles_few_shapes_over_epochs(emt):
-    """The training loader (2 devices, joint buckets from the data) sees only a few distinct
-    padded shapes over 8 epochs, and every device slice is a valid padded batch."""
+    """The 2-device training loader sees only a few padded shapes over 8 EMT epochs."""
     structures, graphs = emt
     loader = Loader(graphs, structures, batch_size=8, n_devices=2, seed=0, prefetch=0)
     shapes = set()

@@ -82,8 +82,7 @@ def test_losses_and_metrics_match_single_process(runs):
 
 
 def test_final_state_matches_single_process(runs):
-    """Params, EMA params and optimizer state after 3 steps agree with the 1-process run (both
-    processes hold the same replicated state)."""
+    """Both processes' state after 3 steps equals each other and the 1-process run's."""
     ref = runs["single"]
     keys = [k for k in ref if k.startswith("d2/state")]
     assert any(".params" in k for k in keys)

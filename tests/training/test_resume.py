@@ -1,9 +1,10 @@
 """Exact resume: a run SIGKILLed mid-epoch and resumed with ``equijax train --resume`` ends where an
 uninterrupted run ends; damaged or foreign checkpoints are refused without loading anything.
 
-Run A: ``equijax train`` for 6 steps (checkpoint every 2; 8 steps per epoch). Run B: the same
-config, killed with SIGKILL while step 4 runs (steps 1-3 done, checkpoint 2 on disk), then
-``equijax train --resume``. The runs share a persistent compilation cache (to save compile time).
+Run A: ``equijax train`` for 6 steps (checkpoint every 2; 32 training structures in batches of 8,
+so 4 steps per epoch). Run B: the same config, killed with SIGKILL while step 4 runs (steps 1-3
+done, checkpoint 2 on disk: mid-epoch), then ``equijax train --resume``, which crosses the epoch
+boundary (validation, best checkpoint) on its way to step 6. The runs share a persistent compilation cache (to save compile time).
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ from trainutil import EQUIJAX, HELPERS, PYTHON, TINY_MODEL, run_checked, subproc
 from equijax.cli import build_parser
 from equijax.training.checkpoint import CheckpointError
 
-RUN_ARGS = [*TINY_MODEL, "data.n_structures=40", "data.batch_size=4", "train.max_steps=6",
+RUN_ARGS = [*TINY_MODEL, "data.n_structures=40", "data.batch_size=8", "train.max_steps=6",
             "train.checkpoint_every_steps=2", "train.epochs=100", "train.progress=false",
             "train.prefetch=2"]
 
 
-def _steps(run_dir: Path) -> list[int]:
-    return sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
+def _steps(run_dir: Path, kind: str = "checkpoints") -> list[int]:
+    return sorted(int(p.name) for p in (run_dir / kind).iterdir() if p.name.isdigit())
 
 
 def _records(run_dir: Path) -> list[dict]:
@@ -62,7 +63,7 @@ def runs(tmp_path_factory, uniform_extxyz):
     env = subprocess_env(1, cache_dir=root / "jax_cache")
     args = [*RUN_ARGS, f"data.source={uniform_extxyz}"]
     a, b = root / "A", root / "B"
-    run_checked([EQUIJAX, "train", *args, f"train.run_dir={a}"], env, timeout=300)
+    run_checked([*EQUIJAX, "train", *args, f"train.run_dir={a}"], env, timeout=300)
 
     marker, log = root / "B.hang", root / "B.log"
     with log.open("w") as out:
@@ -79,12 +80,12 @@ def runs(tmp_path_factory, uniform_extxyz):
               "ckpt2_metadata": (b / "checkpoints" / "2" / "_CHECKPOINT_METADATA").read_bytes()}
     os.kill(proc.pid, signal.SIGKILL)
     killed["returncode"] = proc.wait(timeout=60)
-    run_checked([EQUIJAX, "train", "--resume", *args, f"train.run_dir={b}"], env, timeout=300)
+    run_checked([*EQUIJAX, "train", "--resume", *args, f"train.run_dir={b}"], env, timeout=300)
     return {"A": a, "B": b, "args": args, "killed": killed}
 
 
 def test_run_was_killed_mid_epoch_after_a_checkpoint(runs):
-    """Run B died by SIGKILL during step 4 of an 8-step epoch, with checkpoint 2 and 3 steps logged."""
+    """Run B was SIGKILLed in step 4, after mid-epoch checkpoint 2, with 3 steps logged."""
     killed = runs["killed"]
     assert killed["returncode"] == -signal.SIGKILL
     assert killed["steps"] == [2]
@@ -100,8 +101,11 @@ def test_resumed_run_matches_uninterrupted_run(runs):
     a, b = runs["A"], runs["B"]
     assert _steps(a) == _steps(b) == [2, 4, 6]
     records_a, records_b = _records(a), _records(b)
+    assert [(r["split"], r["step"]) for r in records_a if r["split"] != "train"] == [
+        ("val", 4), ("val", 6), ("test", 6)]
     assert [r["step"] for r in records_a if r["split"] == "train"] == [1, 2, 3, 4, 5, 6]
-    assert records_b == records_a  # train losses/MAEs per step, then val and test
+    assert records_b == records_a  # train losses/MAEs per step, val per epoch, test
+    assert _steps(a, "best") == _steps(b, "best")
     for step in (4, 6):
         state_a, meta_a = _restore(a, step)
         state_b, meta_b = _restore(b, step)
@@ -109,6 +113,8 @@ def test_resumed_run_matches_uninterrupted_run(runs):
         assert int(state_a["['step']"]) == step
         for key, value in state_a.items():
             np.testing.assert_array_equal(state_b[key], value, err_msg=f"step {step} {key}")
+        # step 4 ends epoch 0: resume would start at epoch 1, step 0; step 6 is mid-epoch 1
+        assert (meta_a["epoch"], meta_a["next_step"]) == {4: (1, 0), 6: (1, 2)}[step]
         for meta in (meta_a, meta_b):
             meta["config"]["train"].pop("run_dir")
         assert meta_b == meta_a
@@ -145,8 +151,7 @@ def _delete_meta(ckpt: Path) -> None:
 @pytest.mark.parametrize("damage", [_truncate_state_data, _delete_meta],
                          ids=["state-truncated", "meta-deleted"])
 def test_corrupted_latest_checkpoint_is_refused(runs, tmp_path, damage):
-    """``--resume`` on a damaged latest checkpoint raises `CheckpointError` naming its path and
-    leaves the run directory as it was."""
+    """``--resume`` on a damaged checkpoint raises `CheckpointError` naming it, changing nothing."""
     run_dir = _copy_run(runs, tmp_path, "C")
     ckpt = run_dir.absolute() / "checkpoints" / "6"
     damage(ckpt)

@@ -15,7 +15,8 @@ HERE = Path(__file__).resolve().parent
 HELPERS = HERE / "helpers"
 REPO = HERE.parents[1]
 PYTHON = sys.executable
-EQUIJAX = str(Path(sys.executable).with_name("equijax"))
+_SCRIPT = Path(sys.executable).with_name("equijax")  # the installed console script
+EQUIJAX = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "equijax.cli"]
 
 # A tiny CHGNet: compiling its train step is what dominates the runtime of these tests.
 TINY_MODEL = [
