@@ -143,7 +143,7 @@ def test_invalid_values_raise(override, key):
 
 @pytest.mark.xfail(strict=True, reason=(
     "config.py `_check` does not validate train.checkpoint_every_steps / train.eval_every_epochs; "
-    "0 is accepted and the run later dies with ZeroDivisionError at loop.py "
+    "0 is accepted and the run later dies with ZeroDivisionError at loop.py:182 / :188 "
     "`global_step % config.train.checkpoint_every_steps` / "
     "`(epoch + 1) % config.train.eval_every_epochs`"))
 @pytest.mark.parametrize("override", ["train.checkpoint_every_steps=0",
