@@ -1,5 +1,5 @@
 """Joint size buckets (``BucketPolicy(joint=...)``): every batch fits, sizes are multiples of
-``multiple`` on the ``joint * growth**k`` ladder for the smallest k whose unrounded sizes fit, and
+``multiple`` on the ``joint * growth**k`` ladder for the smallest k whose rounded sizes fit, and
 a run over EMT batches compiles far fewer shapes than with per-dimension buckets."""
 
 from __future__ import annotations
@@ -32,13 +32,12 @@ def _check_joint(policy, real):
     assert all(s % policy.multiple == 0 for s in sizes[:4]), sizes
     if policy.fixed_graphs is not None:
         assert sizes.n_graph == policy.fixed_graphs + 1
-    # on the ladder, and the real-valued ``joint * growth**(k-1)`` does not fit (rounding up can
-    # make rung k-1 fit: the policy picks k from ``joint * growth**k`` itself, as documented)
+    # on the ladder, and the rung below (rounded like every rung) does not fit
     rungs = [k for k in range(400) if _ladder(policy.joint, policy.growth, policy.multiple, k)
              == list(sizes[:4])]
     assert rungs, (real, sizes)
     if rungs[0] > 0:
-        below = [max(b, 1.0) * policy.growth ** (rungs[0] - 1) for b in policy.joint[:4]]
+        below = _ladder(policy.joint, policy.growth, policy.multiple, rungs[0] - 1)
         assert not all(b >= r + e for b, r, e in zip(below, real, EXTRA)), (real, sizes, below)
     return sizes
 

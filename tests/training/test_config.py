@@ -115,10 +115,6 @@ def test_wrong_type_in_yaml_names_the_key(tmp_path):
         load_config(path)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "config.py:125-126 builds the message from err.full_key and err.msg, which are both None for "
-    "the ValidationError OmegaConf raises when a scalar replaces a section: `model=3` gives "
-    "\"config key None: None\" instead of naming 'model'"))
 def test_scalar_for_a_section_names_the_key():
     """Giving a whole section a scalar (``model=3``) raises `ConfigError` naming ``model``."""
     with pytest.raises(ConfigError, match=r"'model'"):
@@ -141,11 +137,6 @@ def test_invalid_values_raise(override, key):
         load_config(None, [override])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "config.py `_check` does not validate train.checkpoint_every_steps / train.eval_every_epochs; "
-    "0 is accepted and the run later dies with ZeroDivisionError at loop.py:182 / :188 "
-    "`global_step % config.train.checkpoint_every_steps` / "
-    "`(epoch + 1) % config.train.eval_every_epochs`"))
 @pytest.mark.parametrize("override", ["train.checkpoint_every_steps=0",
                                       "train.eval_every_epochs=0"])
 def test_zero_periods_are_rejected(override):

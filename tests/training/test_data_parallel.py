@@ -12,11 +12,6 @@ import pytest
 from trainutil import HELPERS, PYTHON, TINY_MODEL, run_checked, subprocess_env
 
 N_STEPS = 3
-GRAD_BUG = (
-    "step.py:100 `grads = jax.lax.psum(grads, AXIS)` sums gradients that jax.grad inside "
-    "jax.shard_map (check_vma) has already psum-reduced for the replicated params, so on D devices "
-    "the gradient is D times the true one (8x here: Adam's first moment after step 1 is 8x the "
-    "1-device one; Adam mostly hides it, but clip_by_global_norm and eps do not)")
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +56,12 @@ def test_eval_metrics_match(runs):
         np.testing.assert_allclose(eight, one, rtol=1e-6, atol=1e-9, err_msg=key)
 
 
-@pytest.mark.xfail(strict=True, reason=GRAD_BUG)
 def test_gradients_match(runs):
     """The gradient (Adam's first moment after one step) agrees between 1 and 8 devices."""
     for key, one, eight in _pairs(runs, "state1"):
         np.testing.assert_allclose(eight, one, rtol=1e-5, atol=1e-9, err_msg=key)
 
 
-@pytest.mark.xfail(strict=True, reason=GRAD_BUG)
 def test_updated_state_matches(runs):
     """Params, EMA params and optimizer state after 3 steps agree between 1 and 8 devices."""
     for key, one, eight in _pairs(runs, "state."):

@@ -26,8 +26,8 @@ class BucketPolicy:
     ``graphs + 1`` when ``fixed_graphs`` is set (the usual fixed batch size).
 
     With ``joint`` (typical sizes of a batch, e.g. the dataset mean times the batch size), all
-    dimensions grow together: the bucket is ``joint * growth**k`` for the smallest ``k`` that fits
-    every dimension, so a training run sees only a few shapes in total instead of a product of
+    dimensions grow together: the bucket is ``joint * growth**k`` (each rounded up to
+    ``multiple``) for the smallest ``k`` that fits every dimension, so a training run sees only a few shapes in total instead of a product of
     per-dimension ladders.
     """
 
@@ -59,8 +59,7 @@ class BucketPolicy:
         need = [r + e for r, e in zip(real, _MIN_EXTRA)]
         if self.joint is not None:
             base = [max(float(b), 1.0) for b in self.joint[:4]]
-            ratio = max(n / b for n, b in zip(need[:4], base))
-            k = max(0, math.ceil(math.log(ratio) / math.log(self.growth) - 1e-9)) if ratio > 1 else 0
+            k = 0  # the smallest rung whose rounded sizes fit (a few dozen rungs at most)
             while True:
                 scaled = [_round_up(math.ceil(b * self.growth**k), self.multiple) for b in base]
                 if all(s >= n for s, n in zip(scaled, need[:4])):

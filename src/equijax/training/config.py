@@ -122,10 +122,19 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
         config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None)
-        raise ConfigError(f"config key {key!r}: {err.msg if hasattr(err, 'msg') else err}") from None
+        key = getattr(err, "full_key", None) or _key_of(overrides or [], err)
+        message = getattr(err, "msg", None) or str(err).splitlines()[0]
+        raise ConfigError(f"config key {key!r}: {message}") from None
     _check(config)
     return config
+
+
+def _key_of(overrides: list[str], err: Exception) -> str | None:
+    """Best guess of the offending key when OmegaConf does not name it: an override whose key
+    appears in the error text, else the first override."""
+    keys = [o.split("=", 1)[0] for o in overrides]
+    text = str(err)
+    return next((k for k in keys if k in text), keys[0] if keys else None)
 
 
 def _check(config: ExperimentConfig) -> None:
@@ -136,6 +145,9 @@ def _check(config: ExperimentConfig) -> None:
         (config.data.batch_size >= 1, "data.batch_size", "must be >= 1"),
         (config.optim.learning_rate > 0, "optim.learning_rate", "must be > 0"),
         (0 <= config.optim.ema_decay < 1, "optim.ema_decay", "must be in [0, 1)"),
+        (config.train.checkpoint_every_steps >= 1, "train.checkpoint_every_steps", "must be >= 1"),
+        (config.train.eval_every_epochs >= 1, "train.eval_every_epochs", "must be >= 1"),
+        (config.train.epochs >= 1, "train.epochs", "must be >= 1"),
     ]
     for ok, key, why in checks:
         if not ok:

@@ -113,7 +113,6 @@ def train(config: ExperimentConfig, resume: bool = False) -> dict:
     """
     run_dir = Path(config.train.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=1))
     structures = load_structures(config)
     from equijax.data import per_element_linear_baseline, split_by_group
 
@@ -147,6 +146,7 @@ def train(config: ExperimentConfig, resume: bool = False) -> dict:
             log.truncate_after(int(state.step))
     elif log.path.exists():
         log.path.unlink()
+    (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=1))  # after the check
     state = replicate(mesh, state)
     train_step = make_train_step(module, optimizer, config.loss, mesh, config.optim.ema_decay)
     eval_step = make_eval_step(module, config.loss, mesh)

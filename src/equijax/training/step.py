@@ -96,8 +96,9 @@ def make_train_step(module, optimizer, loss_config: LossConfig, mesh: Mesh, ema_
         graph, targets = _local(graph), _local(targets)
         grad_fn = jax.value_and_grad(
             lambda p: _predict_and_sum(module, loss_config, p, graph, targets), has_aux=True)
+        # params are replicated (device-invariant), so under shard_map jax.grad already sums
+        # their cotangents over devices: grads is the gradient of the global loss, no psum
         (loss, (counts, abs_sums)), grads = grad_fn(state.params)
-        grads = jax.lax.psum(grads, AXIS)
         loss = jax.lax.psum(loss, AXIS)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
