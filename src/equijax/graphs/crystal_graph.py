@@ -77,14 +77,15 @@ class CrystalGraph(NamedTuple):
         return int(np.shape(self.atoms.n_node)[0])
 
 
-def edge_vectors(atoms: jraph.GraphsTuple, xnp=np):
+def edge_vectors(atoms: jraph.GraphsTuple, xnp=np, positions=None, cell=None):
     """Centre-to-neighbour vectors of every directed edge, shape (E, 3), Å.
 
     Works with numpy (default) or ``xnp=jax.numpy`` on batched and padded graphs: the cell of
-    each edge is looked up through the graph it belongs to.
+    each edge is looked up through the graph it belongs to. ``positions`` (N, 3) and ``cell``
+    (G, 3, 3) replace the graph's own (e.g. strained ones, to differentiate through them).
     """
-    nodes, edges, g = atoms.nodes, atoms.edges, atoms.globals
-    pos = nodes["positions"]
+    pos = atoms.nodes["positions"] if positions is None else positions
+    cell = atoms.globals["cell"] if cell is None else cell
     n_graph, n_edge_total = atoms.n_edge.shape[0], atoms.senders.shape[0]
     if xnp is np:
         graph_of_edge = np.repeat(np.arange(n_graph), atoms.n_edge)
@@ -92,6 +93,5 @@ def edge_vectors(atoms: jraph.GraphsTuple, xnp=np):
         graph_of_edge = xnp.repeat(
             xnp.arange(n_graph), atoms.n_edge, total_repeat_length=n_edge_total
         )
-    cell_of_edge = g["cell"][graph_of_edge]
-    shift = edges["shift"].astype(pos.dtype)
-    return pos[atoms.senders] - pos[atoms.receivers] + xnp.einsum("ei,eij->ej", shift, cell_of_edge)
+    shift = atoms.edges["shift"].astype(pos.dtype)
+    return pos[atoms.senders] - pos[atoms.receivers] + xnp.einsum("ei,eij->ej", shift, cell[graph_of_edge])

@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from equijax.graphs.crystal_graph import CrystalGraph
+from equijax.graphs.crystal_graph import CrystalGraph, edge_vectors
 from equijax.nn.chgnet import AngleUpdate, AtomConv, BondConv
 from equijax.nn.mlp import hidden_layers
 from equijax.nn.radial import FourierAngle, RadialBessel, angle_between
@@ -112,14 +112,10 @@ class CHGNet(nn.Module):
         atoms, bonds = graph.atoms, graph.bonds
         positions = atoms.nodes["positions"] if positions is None else positions
         cell = atoms.globals["cell"] if cell is None else cell
-        dtype = positions.dtype
         n_atoms, n_edges, n_graphs = positions.shape[0], atoms.senders.shape[0], atoms.n_node.shape[0]
         n_pairs = (n_edges + 1) // 2
 
-        graph_of_edge = jnp.repeat(jnp.arange(n_graphs), atoms.n_edge, total_repeat_length=n_edges)
-        shift = atoms.edges["shift"].astype(dtype)
-        vectors = (positions[atoms.senders] - positions[atoms.receivers]
-                   + jnp.einsum("ei,eij->ej", shift, cell[graph_of_edge]))
+        vectors = edge_vectors(atoms, jnp, positions, cell)
         lengths = jnp.linalg.norm(vectors, axis=-1)
         pair = atoms.edges["pair"]
         undirected = pair_lengths(lengths, pair, n_pairs)
