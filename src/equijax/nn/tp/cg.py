@@ -1,0 +1,139 @@
+"""Clebsch-Gordan tensor product: every coupling, the same output as `e3nn.tensor_product`.
+
+Output layout and normalization are e3nn-jax's (``irrep_normalization`` "component" by default,
+output sorted and regrouped), so it is a drop-in replacement. The computation differs:
+
+- ``x2`` with multiplicity 1 for every irrep (channelwise, e.g. node features ⊗ edge harmonics):
+  per irrep ir1 of ``x1`` one tensor T = x2 · C_ir1 of shape (..., d1, K) is formed per sample,
+  K summing the output dims of all paths from ir1, then every channel is one batched matmul
+  (..., mul1, d1) @ (..., d1, K). That is L+1 pairs of contractions instead of one per path.
+- otherwise (``x2`` with multiplicities): one contraction per (ir1, ir2) pair over all its paths,
+  giving e3nn's (mul1 · mul2) outer-product channels.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import e3nn_jax as e3nn
+import jax.numpy as jnp
+import numpy as np
+
+from equijax.nn.tp.inputs import leading_shape
+from equijax.nn.tp.paths import irrep_filter
+
+
+@functools.lru_cache(maxsize=None)
+def _cg(l1: int, l2: int, l3: int, normalization: str) -> np.ndarray:
+    c = np.asarray(e3nn.clebsch_gordan(l1, l2, l3), np.float64)
+    scale = {"component": np.sqrt(2 * l3 + 1), "norm": np.sqrt((2 * l1 + 1) * (2 * l2 + 1)),
+             "none": 1.0}
+    if normalization not in scale:
+        raise ValueError(f"irrep_normalization={normalization!r}: expected one of {list(scale)}")
+    return c * scale[normalization]
+
+
+def _outputs(ir1, ir2, keep):
+    return [ir3 for ir3 in ir1 * ir2 if keep is None or ir3 in keep]
+
+
+def clebsch_gordan(x1, x2, *, filter_ir_out=None, irrep_normalization: str | None = None):
+    """Unweighted Clebsch-Gordan tensor product of two `e3nn.IrrepsArray`.
+
+    Args:
+        x1: (..., irreps1). x2: (..., irreps2); leading shapes broadcast.
+        filter_ir_out: output irreps to keep (default all).
+        irrep_normalization: "component" (default, e3nn's config), "norm" or "none".
+
+    Returns:
+        `e3nn.IrrepsArray` equal to ``e3nn.tensor_product(x1, x2, filter_ir_out=...)``: for each
+        path, mul1·mul2 channels (mul1 when x2 has multiplicity 1), sorted and regrouped.
+    """
+    for name, x in (("x1", x1), ("x2", x2)):
+        if not isinstance(x, e3nn.IrrepsArray):
+            raise TypeError(f"{name} must be an e3nn.IrrepsArray, got {type(x).__name__}")
+    keep = irrep_filter(filter_ir_out)
+    norm = irrep_normalization or e3nn.config("irrep_normalization")
+    lead = leading_shape(x1, x2)
+    x1, x2 = x1.regroup(), x2.regroup()
+    dtype = jnp.result_type(x1.dtype, x2.dtype)
+    irreps_out, chunks = [], []
+    if all(mul == 1 for mul, _ in x2.irreps):
+        _channelwise(x1, x2, keep, norm, dtype, lead, irreps_out, chunks)
+    else:
+        _outer(x1, x2, keep, norm, dtype, lead, irreps_out, chunks)
+    if not irreps_out:
+        raise ValueError(f"no coupling of {x1.irreps} and {x2.irreps} reaches "
+                         f"filter_ir_out={filter_ir_out}")
+    irreps_out = [(mul, ir3) for mul, (_, _, ir3) in irreps_out]
+    out = e3nn.from_chunks(irreps_out, chunks, lead, dtype)
+    return out.sort().regroup()
+
+
+def clebsch_gordan_paths(x1, x2, *, filter_ir_out=None,
+                         irrep_normalization: str | None = None) -> list:
+    """Per-path outputs of the channelwise product: [(Path, array (..., mul1, d3) or None)].
+
+    ``x2`` must have multiplicity 1 for every irrep. Used by `TensorProduct` for per-path weights.
+    """
+    from equijax.nn.tp.paths import Path
+
+    keep = irrep_filter(filter_ir_out)
+    norm = irrep_normalization or e3nn.config("irrep_normalization")
+    lead = leading_shape(x1, x2)
+    x1, x2 = x1.regroup(), x2.regroup()
+    if any(mul != 1 for mul, _ in x2.irreps):
+        raise ValueError(f"channelwise Clebsch-Gordan needs x2 with multiplicity 1, got {x2.irreps}")
+    dtype = jnp.result_type(x1.dtype, x2.dtype)
+    labels, chunks = [], []
+    _channelwise(x1, x2, keep, norm, dtype, lead, labels, chunks)
+    return [(Path(ir1, ir2, ir3), c) for (_, (ir1, ir2, ir3)), c in zip(labels, chunks)]
+
+
+def _split(block, dims, lead, mul, irs, irreps_out, chunks):
+    """Split the last axis of ``block`` (..., mul, K) into per-path chunks.
+
+    ``irs`` holds (ir1, ir2, ir3) per path; ``irreps_out`` receives (mul, (ir1, ir2, ir3)).
+    """
+    start = 0
+    for ir3, d in zip(irs, dims):
+        irreps_out.append((mul, ir3))
+        chunks.append(None if block is None else
+                      jnp.broadcast_to(block[..., start:start + d], lead + (mul, d)))
+        start += d
+
+
+def _channelwise(x1, x2, keep, norm, dtype, lead, irreps_out, chunks):
+    offsets = np.cumsum([0] + [ir.dim for _, ir in x2.irreps])
+    for (mul1, ir1), c1 in zip(x1.irreps, x1.chunks):
+        irs, cols = [], []
+        for k, (_, ir2) in enumerate(x2.irreps):
+            for ir3 in _outputs(ir1, ir2, keep):
+                full = np.zeros((ir1.dim, x2.irreps.dim, ir3.dim))
+                full[:, offsets[k]:offsets[k + 1], :] = _cg(ir1.l, ir2.l, ir3.l, norm)
+                irs.append((ir1, ir2, ir3))
+                cols.append(full)
+        if not irs:
+            continue
+        block = None
+        if c1 is not None:
+            coupling = jnp.asarray(np.concatenate(cols, axis=-1), dtype)  # (d1, D2, K)
+            t = jnp.einsum("...j,ijk->...ik", x2.array.astype(dtype), coupling)
+            block = jnp.einsum("...ui,...ik->...uk", c1.astype(dtype), t)
+        _split(block, [ir3.dim for _, _, ir3 in irs], lead, mul1, irs, irreps_out, chunks)
+
+
+def _outer(x1, x2, keep, norm, dtype, lead, irreps_out, chunks):
+    for (mul1, ir1), c1 in zip(x1.irreps, x1.chunks):
+        for (mul2, ir2), c2 in zip(x2.irreps, x2.chunks):
+            irs = [(ir1, ir2, ir3) for ir3 in _outputs(ir1, ir2, keep)]
+            if not irs:
+                continue
+            block = None
+            if c1 is not None and c2 is not None:
+                coupling = jnp.asarray(np.concatenate([_cg(ir1.l, ir2.l, ir3.l, norm)
+                                                       for _, _, ir3 in irs], axis=-1), dtype)
+                block = jnp.einsum("...ui,...vj,ijk->...uvk", c1.astype(dtype), c2.astype(dtype),
+                                   coupling)
+                block = block.reshape(block.shape[:-3] + (mul1 * mul2, block.shape[-1]))
+            _split(block, [ir3.dim for _, _, ir3 in irs], lead, mul1 * mul2, irs, irreps_out, chunks)
