@@ -23,7 +23,7 @@ from equijax.nn.tp.inputs import leading_shape
 from equijax.nn.tp.paths import irrep_filter
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cg(l1: int, l2: int, l3: int, normalization: str) -> np.ndarray:
     c = np.asarray(e3nn.clebsch_gordan(l1, l2, l3), np.float64)
     scale = {"component": np.sqrt(2 * l3 + 1), "norm": np.sqrt((2 * l1 + 1) * (2 * l2 + 1)),

@@ -43,7 +43,7 @@ def _sin_integral(k: np.ndarray) -> np.ndarray:
     return np.where(k == 1, 0.5j * np.pi, np.where(k == -1, -0.5j * np.pi, even))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def fourier_tables(lmax_in: int, lmax_out: int, lmax_product: int):
     """Exact change-of-basis tables (complex numpy).
 

@@ -12,7 +12,13 @@ import e3nn_jax as e3nn
 import jax.numpy as jnp
 
 from equijax.nn.tp import s2grid
-from equijax.nn.tp.inputs import assemble, check_pair, leading_shape, parity_class, split_classes
+from equijax.nn.tp.inputs import (
+    assemble,
+    check_pair,
+    leading_shape,
+    parity_class,
+    split_classes,
+)
 from equijax.nn.tp.paths import paths
 
 

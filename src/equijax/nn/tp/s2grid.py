@@ -68,7 +68,7 @@ class GridTables:
         self.theta_out_w = sh_tables.theta(lmax_out, beta) * weight[:, None, None] * np.sqrt(4 * np.pi)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def grid_tables(lmax_in: int, lmax_out: int, res_beta: int, res_alpha: int) -> GridTables:
     """Cached `GridTables`."""
     return GridTables(lmax_in, lmax_out, res_beta, res_alpha)

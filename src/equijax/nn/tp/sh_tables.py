@@ -63,7 +63,7 @@ def theta(lmax: int, beta: np.ndarray) -> np.ndarray:
     return _theta_unsigned(lmax, np.asarray(beta, np.float64))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def theta_fourier(lmax: int) -> np.ndarray:
     """Exact Fourier coefficients c[l, lmax+m, lmax+u] of Θ_lm(β) = Σ_u c e^{iuβ}, |u| ≤ l; complex."""
     n = 2 * lmax + 2  # > 2 lmax: no aliasing of a degree-lmax trigonometric polynomial
