@@ -1,4 +1,4 @@
-"""The `equijax` command line: `equijax demo`, `equijax bench graphs|chgnet-infer`,
+"""The `equijax` command line: `equijax demo`, `equijax bench graphs|chgnet-infer|chgnet-train|tp`,
 `equijax predict FILE...`."""
 
 from __future__ import annotations
@@ -40,6 +40,36 @@ def _bench_chgnet_train(args) -> int:
 
     chgnet_train.run(out=args.out, batch_size=args.batch_size, steps=args.steps, limit=args.limit,
                      reference=not args.no_reference)
+    return 0
+
+
+def _int_list(text: str) -> list[int]:
+    """"1,2,3" or "1-6" -> list of ints (argparse type)."""
+    try:
+        if "-" in text:
+            lo, hi = text.split("-")
+            return list(range(int(lo), int(hi) + 1))
+        return [int(v) for v in text.split(",")]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected '1,2,3' or '1-6', got {text!r}") from err
+
+
+def _bench_tp(args) -> int:
+    from equijax.bench import tp, tp_methods
+
+    methods = None
+    if args.methods:
+        methods = args.methods.split(",")
+        known = tp_methods.EQUIJAX_METHODS + tp_methods.REFERENCE_METHODS
+        unknown = [m for m in methods if m not in known]
+        if unknown:
+            raise SystemExit(f"unknown method(s) {unknown}; choose from {', '.join(known)}")
+    modes = args.modes.split(",")
+    if any(m not in tp.MODES for m in modes):
+        raise SystemExit(f"--modes takes a subset of {','.join(tp.MODES)}, got {args.modes}")
+    tp.run(lmaxes=args.lmax, batch=args.batch, channels=args.channels, methods=methods,
+           repeats=args.repeats, modes=modes, out=args.out, plot_path=args.plot,
+           e3nn_cg_lmax=args.e3nn_cg_lmax, cue_lmax=args.cue_lmax)
     return 0
 
 
@@ -131,6 +161,23 @@ def build_parser() -> argparse.ArgumentParser:
     ct.add_argument("--limit", type=int, default=None, help="structures to use")
     ct.add_argument("--no-reference", action="store_true", help="skip the PyTorch chgnet")
     ct.set_defaults(func=_bench_chgnet_train)
+
+    tpb = bench_sub.add_parser("tp", help="tensor products: equijax kinds vs e3nn-jax and cuequivariance")
+    tpb.add_argument("--lmax", type=_int_list, default=None,
+                     help="L values, '1-6' or '1,3,5' (default 1-6 on GPU, 1-4 on CPU)")
+    tpb.add_argument("--batch", type=int, default=None, help="N (default 10000 on GPU, 1000 on CPU)")
+    tpb.add_argument("--channels", type=int, default=None, help="C (default 32 on GPU, 16 on CPU)")
+    tpb.add_argument("--methods", default=None,
+                     help="comma list from cg,gaunt_grid,gaunt_grid:grid,gaunt_fourier,vector_gaunt,"
+                          "e3nn_cg,e3nn_s2grid,cue (default all available)")
+    tpb.add_argument("--modes", default="fwd,fwdbwd,bwdbwd", help="subset of fwd,fwdbwd,bwdbwd")
+    tpb.add_argument("--repeats", type=int, default=None, help="timed calls (default 20 GPU, 5 CPU)")
+    tpb.add_argument("--e3nn-cg-lmax", type=int, default=4, help="skip e3nn's CG above this L")
+    tpb.add_argument("--cue-lmax", type=int, default=None,
+                     help="skip cuequivariance above this L (default 6 on GPU, 2 on CPU)")
+    tpb.add_argument("--out", default="results/bench_tp.json", help="JSON output path")
+    tpb.add_argument("--plot", default="results/bench_tp.png", help="PNG plot path ('' for none)")
+    tpb.set_defaults(func=_bench_tp)
 
     t = sub.add_parser("train", help="train a model from a YAML config")
     t.add_argument("--config", default=None, help="YAML experiment config (configs/experiment/...)")
