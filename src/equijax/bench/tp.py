@@ -126,6 +126,32 @@ def _ratios(rows: list) -> list:
     return out
 
 
+SAME_FUNCTION = (("gaunt_grid", "e3nn_s2grid"), ("gaunt_grid:grid", "e3nn_s2grid"),
+                 ("gaunt_grid:operator", "e3nn_s2grid"), ("gaunt_fourier", "e3nn_s2grid"),
+                 ("cg", "e3nn_cg"))
+
+
+def agreement(lmax: int, batch: int, channels: int, names) -> list:
+    """Max |difference| / max |reference| between methods that compute the same function.
+
+    Checked in the benchmark run itself, so a speed-up is never reported for a different result.
+    """
+    key1, key2 = jax.random.split(jax.random.PRNGKey(1000 + lmax))
+    d = (lmax + 1) ** 2
+    n = min(batch, 64)
+    x1 = jax.random.normal(key1, (n, channels * d), jnp.float32)
+    x2 = jax.random.normal(key2, (n, d), jnp.float32)
+    out = []
+    for ours, ref in SAME_FUNCTION:
+        if ours not in names or ref not in names:
+            continue
+        a = tp_methods.build(ours, lmax, channels, n).fn(x1, x2)
+        b = tp_methods.build(ref, lmax, channels, n).fn(x1, x2)
+        rel = float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+        out.append({"method": ours, "reference": ref, "L": lmax, "max_relative_difference": rel})
+    return out
+
+
 def _fmt(value, digits=3) -> str:
     return "-" if value is None else f"{value:.{digits}g}"
 
@@ -180,8 +206,10 @@ def run(lmaxes=None, batch=None, channels=None, methods=None, repeats=None, mode
           f"{rates['matmul_tflop_s']:.2f} TFLOP/s float32 matmul")
     print(f"workload: N={batch}, C={channels}, x1 = C x [0e+1o+..+L], x2 = 1 x [0e+1o+..+L], "
           f"outputs l <= L; {repeats} repeats\n")
-    rows = []
+    rows, agreements = [], []
     for lmax in lmaxes:
+        skip = {"e3nn_cg"} if lmax > e3nn_cg_lmax else set()
+        agreements += agreement(lmax, batch, channels, set(methods) - skip)
         for name in methods:
             if (name == "e3nn_cg" and lmax > e3nn_cg_lmax) or (name == "cue" and lmax > cue_lmax):
                 rows.append({"method": name, "L": lmax, "skipped": "above its L cap (compile time)"})
@@ -206,7 +234,10 @@ def run(lmaxes=None, batch=None, channels=None, methods=None, repeats=None, mode
     for e in ratios:
         print(f"  L={e['L']} {e['method']} vs {e['reference']}: "
               + ", ".join(f"{m} {e[f'{m}_speedup']:.2f}x" for m in MODES if f"{m}_speedup" in e))
-    result = {"machine": info, "rates": rates,
+    for e in agreements:
+        print(f"  L={e['L']} {e['method']} equals {e['reference']} to "
+              f"{e['max_relative_difference']:.1e} (relative)")
+    result = {"machine": info, "rates": rates, "agreement": agreements,
               "workload": {"batch": batch, "channels": channels, "lmax": lmaxes,
                            "repeats": repeats, "dtype": "float32"},
               "rows": rows, "ratios": ratios}

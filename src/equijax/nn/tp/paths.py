@@ -31,11 +31,6 @@ class Path(NamedTuple):
         """True for l1 + l2 + l3 odd (antisymmetric couplings such as the cross product)."""
         return (self.ir1.l + self.ir2.l + self.ir_out.l) % 2 == 1
 
-    @property
-    def degree(self) -> int:
-        """Polynomial degree on the sphere of the integrand f1 f2 Y_l3 that realizes this path."""
-        return self.ir1.l + self.ir2.l + self.ir_out.l - (1 if self.odd else 0)
-
     def __str__(self) -> str:
         return f"{self.ir1} x {self.ir2} -> {self.ir_out}"
 
@@ -112,8 +107,3 @@ def num_weights(kind: str, irreps_in1, irreps_in2, irreps_out, weights: str = "p
         return channels * len(realized)
     outs = irrep_filter(irreps_out) or {p.ir_out for p in realized}
     return channels * len(irreps_in1) + len(e3nn.Irreps(irreps_in2).regroup()) + channels * len(outs)
-
-
-def max_degree(realized: list[Path]) -> int:
-    """Largest integrand degree over the paths: what an exact quadrature must integrate."""
-    return max((p.degree for p in realized), default=0)

@@ -2,9 +2,12 @@
 
 Grid: Gauss-Legendre in cos β (``res_beta`` nodes, exact for polynomials in cos β of degree
 ≤ 2 res_beta - 1) times a uniform α grid (``res_alpha`` nodes, exact for trigonometric
-polynomials of degree < res_alpha). The integrand of a product path (l1, l2) → l3 is a polynomial of
-degree D = l1 + l2 + l3 (minus one for the odd vector-Gaunt paths), so ``res_beta = D // 2 + 1``
-and ``res_alpha = D + 1`` are exact, and one step lower in either is not.
+polynomials of degree < res_alpha). A product of the functions of two parity classes with largest
+degrees La and Lb, projected onto Y_l for l ≤ Lout, integrates polynomials of degree
+D = La + Lb + Lout (one less for the odd vector-Gaunt term). Every (l1, l2, l3) combination must
+come out exact, including those whose exact integral is zero (odd l1 + l2 + l3, or l3 > l1 + l2),
+so D is taken over the inputs' degrees, not only over realized paths. ``res_beta = D // 2 + 1`` and
+``res_alpha = D + 1`` are then exact, and one step lower in either is not.
 
 Transforms never form the dense (l, m) × grid matrix (O(L⁴) per channel): the β step is an
 elementwise product per l summed into m columns (O(L³), one XLA fusion), the α step one matmul of
@@ -15,11 +18,13 @@ from __future__ import annotations
 
 import functools
 
+import e3nn_jax as e3nn
 import jax.numpy as jnp
 import numpy as np
 
 from equijax.nn.tp import sh_tables
-from equijax.nn.tp.paths import max_degree, paths
+from equijax.nn.tp.inputs import parity_class
+from equijax.nn.tp.paths import paths
 
 
 def resolution_for_degree(degree: int) -> tuple[int, int]:
@@ -29,12 +34,27 @@ def resolution_for_degree(degree: int) -> tuple[int, int]:
     return degree // 2 + 1, degree + 1
 
 
-def grid_resolution(kind: str, irreps_in1, irreps_in2, irreps_out=None) -> tuple[int, int]:
-    """The smallest exact (res_beta, res_alpha) for ``kind``'s product of these irreps.
+def grid_degree(kind: str, irreps_in1, irreps_in2, irreps_out=None) -> int:
+    """Largest polynomial degree the quadrature of ``kind``'s product must integrate exactly.
 
-    It is set by the largest integrand degree over the realized paths (`paths`).
+    Per pair of parity classes (a of input 1, b of input 2) that reaches an output:
+    La + Lb + (largest even-part output l), and La + Lb - 1 + (largest odd-part output l).
     """
-    return resolution_for_degree(max_degree(paths(kind, irreps_in1, irreps_in2, irreps_out)))
+    realized = paths(kind, irreps_in1, irreps_in2, irreps_out)
+    top1, top2 = {}, {}
+    for top, irreps in ((top1, irreps_in1), (top2, irreps_in2)):
+        for _, ir in e3nn.Irreps(irreps):
+            top[parity_class(ir)] = max(top.get(parity_class(ir), 0), ir.l)
+    degree = 0
+    for p in realized:
+        a, b = parity_class(p.ir1), parity_class(p.ir2)
+        degree = max(degree, top1[a] + top2[b] + p.ir_out.l - (1 if p.odd else 0))
+    return degree
+
+
+def grid_resolution(kind: str, irreps_in1, irreps_in2, irreps_out=None) -> tuple[int, int]:
+    """The smallest exact (res_beta, res_alpha) for ``kind``'s product of these irreps."""
+    return resolution_for_degree(grid_degree(kind, irreps_in1, irreps_in2, irreps_out))
 
 
 class GridTables:
