@@ -27,7 +27,7 @@ def _loss(method, x1, x2):
 
 def _programs(method) -> dict:
     """fwd: f(x1, x2); fwdbwd: ∇_(x1,x2) Σ f²; bwdbwd: ∇_x1 Σ (∇_x2 Σ f²)² (forces-style)."""
-    fwd = lambda x1, x2: method.fn(*method.extra_inputs, x1, x2)  # noqa: E731
+    fwd = lambda x1, x2: method.fn(*method.extra_inputs, x1, x2)
     fwdbwd = jax.grad(lambda x1, x2: _loss(method, x1, x2), argnums=(0, 1))
     inner = jax.grad(lambda x1, x2: _loss(method, x1, x2), argnums=1)
     bwdbwd = jax.grad(lambda x1, x2: jnp.sum(inner(x1, x2) ** 2), argnums=0)
@@ -222,12 +222,14 @@ def run(lmaxes=None, batch=None, channels=None, methods=None, repeats=None, mode
     table = Table(f"equijax bench tp ({info['summary']})",
                   ["L", "method", "paths", "compile s", "fwd ms", "fwd+bwd ms", "bwd2 ms",
                    "peak MB", "%BW", "%matmul"])
+    def pct(row, key):
+        return _fmt(100 * row[key], 2) if key in row else "-"
+
     for r in rows:
-        pct = lambda k: _fmt(100 * r[k], 2) if k in r else "-"  # noqa: E731
         table.add(r["L"], r["method"], r.get("paths", "-"), _fmt(r.get("fwd_compile_s")),
                   _fmt(r.get("fwd_ms")), _fmt(r.get("fwdbwd_ms")), _fmt(r.get("bwdbwd_ms")),
-                  _fmt(r.get("fwd_peak_mb")), pct("fraction_of_bandwidth"),
-                  pct("fraction_of_matmul"))
+                  _fmt(r.get("fwd_peak_mb")), pct(r, "fraction_of_bandwidth"),
+                  pct(r, "fraction_of_matmul"))
     print()
     table.print()
     ratios = _ratios(rows)

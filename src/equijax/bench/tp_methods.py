@@ -8,7 +8,8 @@ compared with like: Gaunt products realize fewer paths than Clebsch-Gordan.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import e3nn_jax as e3nn
 import jax
@@ -74,7 +75,7 @@ def _e3nn_s2grid(lmax: int, channels: int) -> Method:
     def fn(x1, x2):
         xs = e3nn.IrrepsArray(ir1, x1).mul_to_axis(channels)
         ys = e3nn.IrrepsArray(ir2, x2)[:, None]
-        kw = dict(quadrature="gausslegendre", fft=False, p_val=1, p_arg=-1)
+        kw = {"quadrature": "gausslegendre", "fft": False, "p_val": 1, "p_arg": -1}
         sx = e3nn.to_s2grid(xs, res_beta, res_alpha, **kw)
         sy = e3nn.to_s2grid(ys, res_beta, res_alpha, **kw)
         out = e3nn.from_s2grid(sx * sy, irreps_upto(lmax), fft=False)
