@@ -70,8 +70,12 @@ def machine_rates(big: bool) -> dict:
             "matmul_tflop_s": 2 * k**3 / (mm_ms * 1e-3) / 1e12}
 
 
-def measure(name: str, lmax: int, batch: int, channels: int, repeats: int, modes, rates) -> dict:
-    """All numbers of one method at one L (errors are reported, not raised)."""
+def measure(name: str, lmax: int, batch: int, channels: int, repeats: int, modes, rates,
+            outputs: dict | None = None) -> dict:
+    """All numbers of one method at one L (errors are reported, not raised).
+
+    The forward output (first 64 rows) goes to ``outputs[(name, L)]`` for `agreement`.
+    """
     row = {"method": name, "L": lmax}
     try:
         method = tp_methods.build(name, lmax, channels, batch)
@@ -93,7 +97,10 @@ def measure(name: str, lmax: int, batch: int, channels: int, repeats: int, modes
             row[f"{mode}_ms"], row[f"{mode}_iqr_ms"] = _time(compiled, (x1, x2), repeats)
             row[f"{mode}_peak_mb"] = _peak_mb(compiled)
             if mode == "fwd":
-                row["out_dim"] = int(compiled(x1, x2).shape[-1])
+                result = np.asarray(compiled(x1, x2))
+                row["out_dim"] = int(result.shape[-1])
+                if outputs is not None:
+                    outputs[(name, lmax)] = result[:64]
         except Exception as err:  # noqa: BLE001
             row[f"{mode}_error"] = f"{type(err).__name__}: {err}"[:300]
     if "fwd_ms" in row:
@@ -131,24 +138,20 @@ SAME_FUNCTION = (("gaunt_grid", "e3nn_s2grid"), ("gaunt_grid:grid", "e3nn_s2grid
                  ("cg", "e3nn_cg"))
 
 
-def agreement(lmax: int, batch: int, channels: int, names) -> list:
+def agreement(outputs: dict) -> list:
     """Max |difference| / max |reference| between methods that compute the same function.
 
-    Checked in the benchmark run itself, so a speed-up is never reported for a different result.
+    ``outputs``: {(method, L): forward output on the benchmark inputs}, kept from the timed runs,
+    so a speed-up is never reported for a different result.
     """
-    key1, key2 = jax.random.split(jax.random.PRNGKey(1000 + lmax))
-    d = (lmax + 1) ** 2
-    n = min(batch, 64)
-    x1 = jax.random.normal(key1, (n, channels * d), jnp.float32)
-    x2 = jax.random.normal(key2, (n, d), jnp.float32)
     out = []
     for ours, ref in SAME_FUNCTION:
-        if ours not in names or ref not in names:
-            continue
-        a = tp_methods.build(ours, lmax, channels, n).fn(x1, x2)
-        b = tp_methods.build(ref, lmax, channels, n).fn(x1, x2)
-        rel = float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
-        out.append({"method": ours, "reference": ref, "L": lmax, "max_relative_difference": rel})
+        for (name, lmax), a in outputs.items():
+            b = outputs.get((ref, lmax))
+            if name != ours or b is None:
+                continue
+            rel = float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+            out.append({"method": ours, "reference": ref, "L": lmax, "max_relative_difference": rel})
     return out
 
 
@@ -206,15 +209,13 @@ def run(lmaxes=None, batch=None, channels=None, methods=None, repeats=None, mode
           f"{rates['matmul_tflop_s']:.2f} TFLOP/s float32 matmul")
     print(f"workload: N={batch}, C={channels}, x1 = C x [0e+1o+..+L], x2 = 1 x [0e+1o+..+L], "
           f"outputs l <= L; {repeats} repeats\n")
-    rows, agreements = [], []
+    rows, outputs = [], {}
     for lmax in lmaxes:
-        skip = {"e3nn_cg"} if lmax > e3nn_cg_lmax else set()
-        agreements += agreement(lmax, batch, channels, set(methods) - skip)
         for name in methods:
             if (name == "e3nn_cg" and lmax > e3nn_cg_lmax) or (name == "cue" and lmax > cue_lmax):
                 rows.append({"method": name, "L": lmax, "skipped": "above its L cap (compile time)"})
                 continue
-            row = measure(name, lmax, batch, channels, repeats, modes, rates)
+            row = measure(name, lmax, batch, channels, repeats, modes, rates, outputs)
             rows.append(row)
             print(f"  L={lmax} {row['method']}: fwd {_fmt(row.get('fwd_ms'))} ms, "
                   f"fwd+bwd {_fmt(row.get('fwdbwd_ms'))} ms, compile {_fmt(row.get('fwd_compile_s'))} s"
@@ -236,6 +237,7 @@ def run(lmaxes=None, batch=None, channels=None, methods=None, repeats=None, mode
     for e in ratios:
         print(f"  L={e['L']} {e['method']} vs {e['reference']}: "
               + ", ".join(f"{m} {e[f'{m}_speedup']:.2f}x" for m in MODES if f"{m}_speedup" in e))
+    agreements = agreement(outputs)
     for e in agreements:
         print(f"  L={e['L']} {e['method']} equals {e['reference']} to "
               f"{e['max_relative_difference']:.1e} (relative)")
