@@ -94,17 +94,21 @@ def _train(args) -> int:
 
 
 def _demo(args) -> int:
-    from equijax.bench import chgnet_infer, graphs
+    from equijax.bench import chgnet_infer, graphs, tp
     from equijax.training.config import load_config
     from equijax.training.loop import train
 
     out = Path(args.out)
-    print("equijax demo 1/3: crystal graphs for the 256 packaged MPtrj-like structures\n")
+    print("equijax demo 1/4: crystal graphs for the 256 packaged MPtrj-like structures\n")
     graphs.run(out=str(out / "graphs.json"), rounds=2, reference=True)
-    print("\nequijax demo 2/3: pretrained CHGNet 0.3.0 inference (energy, forces, stress, magmoms)"
+    print("\nequijax demo 2/4: pretrained CHGNet 0.3.0 inference (energy, forces, stress, magmoms)"
           " against the PyTorch chgnet on the first 24 structures\n")
     chgnet_infer.run(out=str(out / "chgnet_infer.json"), batch_size=8, steps=3, limit=24)
-    print("\nequijax demo 3/3: train a small CHGNet on generated EMT data (config chgnet_emt_small)\n")
+    print("\nequijax demo 3/4: tensor products (CG, Gaunt grid/Fourier, vector Gaunt) against "
+          "e3nn-jax and cuequivariance, L = 1..3, N = 1000, C = 16\n")
+    tp.run(lmaxes=[1, 2, 3], modes=("fwd", "fwdbwd"), cue_lmax=1, out=str(out / "tp.json"),
+           plot_path=str(out / "tp.png"))
+    print("\nequijax demo 4/4: train a small CHGNet on generated EMT data (config chgnet_emt_small)\n")
     config = load_config("chgnet_emt_small", [f"train.run_dir={out / 'chgnet_emt_small'}"])
     result = train(config)
     base = result["baseline_val"]
