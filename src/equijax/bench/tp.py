@@ -160,26 +160,28 @@ def _fmt(value, digits=3) -> str:
 
 
 def plot(rows: list, path: str) -> None:
-    """Log-scale forward (solid) and forward+backward (dashed) time against L per method."""
+    """Log-scale time against L per method: forward and forward+backward side by side."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
     names = list(dict.fromkeys(r["method"] for r in rows))
-    for i, name in enumerate(names):
-        color = f"C{i % 10}"
-        for mode, style in (("fwd", "-o"), ("fwdbwd", "--s")):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    for ax, (mode, title) in zip(axes, (("fwd", "forward"), ("fwdbwd", "forward + backward"))):
+        for i, name in enumerate(names):
             pts = [(r["L"], r[f"{mode}_ms"]) for r in rows if r["method"] == name and f"{mode}_ms" in r]
             if pts:
                 ls, ms = zip(*pts)
-                ax.plot(ls, ms, style, color=color, label=f"{name} {mode}")
-    ax.set_yscale("log")
-    ax.set_xlabel("L (inputs and outputs up to L)")
-    ax.set_ylabel("time per call [ms]")
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3, which="both")
+                style = "-o" if not name.startswith(("e3nn", "cue")) else "--s"
+                ax.plot(ls, ms, style, color=f"C{i % 10}", label=name)
+        ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("L (inputs and outputs up to L)")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("time per call [ms]")
+    axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
