@@ -34,9 +34,7 @@ def _summed_paths(kind, x1, x2, irreps_out, path_weights=None) -> dict:
     """{Irrep: (..., C, d)} of the plain product per output irrep (traceable, so it runs inside the
     test's jit): the Gaunt kinds' own output; for "cg" the channelwise paths into each irrep (one
     `clebsch_gordan` per path on the single-irrep inputs), summed with ``path_weights[i]`` (C,) for
-    path i of `tp.paths` and the module's 1/√(number of paths into the irrep).
-
-    Note: the 1/√n factor is what module.py does; its docstring only says "summed per irrep"."""
+    path i of `tp.paths` and then (per_path weights only) 1/√(number of paths into the irrep)."""
     if kind != "cg":
         out = tp.tensor_product(kind, x1, x2, filter_ir_out=irreps_out)
         return {ir: c for (_, ir), c in zip(out.irreps, out.chunks)}
@@ -48,8 +46,8 @@ def _summed_paths(kind, x1, x2, irreps_out, path_weights=None) -> dict:
     for i, p in enumerate(realized):
         block = tp.clebsch_gordan(x1.filter(keep=[p.ir1]), x2.filter(keep=[p.ir2]),
                                   filter_ir_out=[p.ir_out]).chunks[0]
-        w = 1.0 if path_weights is None else path_weights[i][:, None]
-        block = block * w / np.sqrt(count[p.ir_out])
+        if path_weights is not None:
+            block = block * path_weights[i][:, None] / np.sqrt(count[p.ir_out])
         out[p.ir_out] = block if p.ir_out not in out else out[p.ir_out] + block
     return out
 
@@ -149,10 +147,6 @@ def test_per_path_needs_cg(inputs):
             tp.TensorProduct(kind=kind, weights="per_path").init(jax.random.PRNGKey(0), x1, x2)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "module.py: for the Gaunt kinds TensorProduct passes irreps_out as filter_ir_out to the product "
-    "function, which raises 'no ... coupling reaches filter_ir_out' (product.py) when no path "
-    "reaches irreps_out, instead of returning the documented zero blocks; cg returns zeros"))
 @pytest.mark.parametrize("kind", ["gaunt_grid", "gaunt_fourier"])
 def test_unrealizable_irreps_out_gives_zero_blocks(kind):
     """1o x 1o -> 1e is the cross product: no Gaunt path; the module must still return C x 1e zeros."""
@@ -161,6 +155,16 @@ def test_unrealizable_irreps_out_gives_zero_blocks(kind):
     out = tp.TensorProduct(kind=kind, irreps_out="1e", weights="none").apply({}, x1, x2)
     assert out.irreps == e3nn.Irreps("2x1e")
     np.testing.assert_array_equal(np.asarray(out.array), 0.0)
+
+
+def test_unequal_multiplicities_are_a_clear_error():
+    rng = np.random.default_rng(5)
+    x1, x2 = irreps_array(rng, "2x0e + 3x1o", (2,)), irreps_array(rng, "0e + 1o", (2,))
+    for kind in tp.KINDS:
+        with pytest.raises(ValueError, match="one multiplicity"):
+            tp.TensorProduct(kind=kind, weights="per_channel").init(jax.random.PRNGKey(0), x1, x2)
+        with pytest.raises(ValueError, match="one multiplicity"):
+            tp.num_weights(kind, x1.irreps, x2.irreps, "0e", "per_channel")
 
 
 def test_tensor_product_dispatch(inputs):

@@ -101,7 +101,7 @@ def gaunt_fourier(x1, x2, *, filter_ir_out=None, method: str = "auto"):
         x2: `e3nn.IrrepsArray` with multiplicity 1 (broadcast over channels) or C.
         filter_ir_out: output irreps to keep (default: all).
         method: "fft" (2D FFT convolution), "direct" (shifted sums over the support of x2), or
-            "auto" (direct when x2's lmax ≤ 2, else FFT). Results agree to rounding.
+            "auto" (direct when x2's lmax ≤ 1, else FFT). Results agree to rounding.
 
     Returns:
         `e3nn.IrrepsArray` (..., C x [realized irreps sorted]); only l1 + l2 + l3 even couplings.
@@ -118,7 +118,7 @@ def gaunt_fourier(x1, x2, *, filter_ir_out=None, method: str = "auto"):
         t2 = fourier_tables(ctx.lmax2, ctx.lmax_out, k)
         f1 = _to_fourier(c1, ctx.lmax1, t1, cdtype)
         f2 = _to_fourier(c2, ctx.lmax2, t2, cdtype)
-        chosen = method if method != "auto" else ("direct" if ctx.lmax2 <= 2 else "fft")
+        chosen = method if method != "auto" else ("direct" if ctx.lmax2 <= 1 else "fft")
         h = (_convolve_direct if chosen == "direct" else _convolve_fft)(f1, f2)  # (..., C, u, v)
         hm = jnp.einsum("...v,vm->...m", h, jnp.asarray(t1[2], cdtype))  # (..., C, u, m)
         values = s2grid.beta_analysis(hm, t1[3], even_ls, ctx.lmax_out)

@@ -44,11 +44,13 @@ class TensorProduct(nn.Module):
 
     Attributes:
         kind: "cg" | "gaunt_grid" | "gaunt_fourier" | "vector_gaunt".
-        irreps_out: output irreps (multiplicities ignored; output multiplicity is C). Default:
-            every irrep the kind realizes.
-        weights: "per_path" (kind "cg": a weight per path and channel, summed per output irrep)
-            or "per_channel" (a weight per (channel, irrep) of x1, per irrep of x2 and per
-            (channel, irrep) of the output; any kind). "none": the plain product, summed per irrep.
+        irreps_out: output irreps (multiplicities ignored; output is C x each irrep, sorted and
+            deduplicated as e3nn sorts). Default: every irrep the kind realizes. Irreps the kind
+            cannot realize come back as zero blocks.
+        weights: "per_path" (kind "cg": a weight per path and channel, initialised N(0, 1) and
+            scaled by 1/√(paths into the output irrep)), "per_channel" (a weight per (channel,
+            irrep) of x1, per irrep of x2 and per (channel, irrep) of the output, initialised to 1;
+            any kind) or "none": the plain product, paths into one irrep summed.
         options: keyword options of the kind's function (e.g. {"method": "operator"}).
 
     Call: ``(x1 (..., C x irreps1), x2 (..., 1 or C x irreps2)) -> (..., C x irreps_out)``.
@@ -68,7 +70,11 @@ class TensorProduct(nn.Module):
             raise ValueError(f"weights='per_path' needs kind='cg': a {self.kind} product does not "
                              "separate its paths; use weights='per_channel'")
         x1, x2 = x1.regroup(), x2.regroup()
-        channels = x1.irreps[0].mul
+        muls = {mul for mul, _ in x1.irreps}
+        if len(muls) != 1:
+            raise ValueError(f"TensorProduct needs x1 with one multiplicity C for every irrep, got "
+                             f"{x1.irreps}; map it with e3nn.flax.Linear first")
+        channels = muls.pop()
         keep = irrep_filter(self.irreps_out)
         realized = paths(self.kind, x1.irreps, x2.irreps, self.irreps_out)
         wanted = sorted(keep) if keep is not None else sorted({p.ir_out for p in realized})
@@ -92,8 +98,11 @@ class TensorProduct(nn.Module):
     def _blocks(self, x1, x2, channels, realized) -> dict:
         """{Irrep: (..., C, d)} of the product, paths into one irrep summed (or weighted)."""
         options = dict(self.options or {})
+        if not realized:  # nothing reachable: the caller fills zero blocks
+            return {}
         if self.kind != "cg":
-            out = tensor_product(self.kind, x1, x2, filter_ir_out=self.irreps_out, **options)
+            reachable = sorted({p.ir_out for p in realized})
+            out = tensor_product(self.kind, x1, x2, filter_ir_out=reachable, **options)
             return {ir: c for (_, ir), c in zip(out.irreps, out.chunks) if c is not None}
         per_path = clebsch_gordan_paths(x1, x2, filter_ir_out=self.irreps_out, **options)
         count: dict = {}
@@ -105,11 +114,9 @@ class TensorProduct(nn.Module):
         for i, (path, chunk) in enumerate(per_path):
             if chunk is None:
                 continue
-            scale = 1.0 / jnp.sqrt(count[path.ir_out])
-            if self.weights == "per_path":
+            if self.weights == "per_path":  # e3nn-style: unit-variance weights, 1/√(fan-in)
+                scale = 1.0 / jnp.sqrt(count[path.ir_out])
                 chunk = chunk * (w[i].astype(chunk.dtype) * scale)[:, None]
-            else:
-                chunk = chunk * scale
             ir = path.ir_out
             blocks[ir] = chunk if ir not in blocks else blocks[ir] + chunk
         return blocks

@@ -98,7 +98,10 @@ def num_weights(kind: str, irreps_in1, irreps_in2, irreps_out, weights: str = "p
     if weights == "none":
         return 0
     irreps_in1 = e3nn.Irreps(irreps_in1).regroup()
-    channels = irreps_in1[0].mul if len(irreps_in1) else 0
+    muls = {mul for mul, _ in irreps_in1}
+    if len(muls) != 1:
+        raise ValueError(f"irreps_in1 must have one multiplicity C for every irrep, got {irreps_in1}")
+    channels = muls.pop()
     realized = paths(kind, irreps_in1, irreps_in2, irreps_out)
     if weights == "per_path":
         if kind != "cg":
