@@ -1,11 +1,17 @@
 """Radial and angular bases with smooth cutoffs (CHGNet's conventions), as pure functions and thin
-`flax.linen` modules holding the learnable frequencies."""
+`flax.linen` modules holding the learnable frequencies. Learnable cubic B-spline radials
+(`SplineRadial`, `bspline_basis`) live in `equijax.nn.spline_radial` and are re-exported here."""
 
 from __future__ import annotations
 
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
+
+from equijax.nn.spline_radial import SplineRadial, bspline_basis
+
+__all__ = ["FourierAngle", "RadialBessel", "SplineRadial", "angle_between", "bessel_basis",
+           "bspline_basis", "fourier_basis", "polynomial_cutoff"]
 
 
 def polynomial_cutoff(r: jnp.ndarray, cutoff: float, p: float) -> jnp.ndarray:
