@@ -181,7 +181,11 @@ def plot(rows: list, path: str) -> None:
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("time per call [ms]")
-    axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    handles = dict(zip(*reversed(axes[1].get_legend_handles_labels())))
+    handles |= dict(zip(*reversed(axes[0].get_legend_handles_labels())))
+    if handles:  # one entry per method, whichever panel has it
+        axes[1].legend(list(handles.values()), list(handles), fontsize=8, loc="center left",
+                       bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
