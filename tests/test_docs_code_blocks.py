@@ -17,5 +17,5 @@ def test_code_blocks_run(page):
     for i, code in enumerate(BLOCK.findall(page.read_text())):
         try:
             exec(compile(code, f"{page.name}[block {i}]", "exec"), namespace)  # noqa: S102
-        except Exception as err:  # noqa: BLE001 - name the page and block
+        except Exception as err:
             raise AssertionError(f"{page.name} block {i} failed: {type(err).__name__}: {err}") from err
