@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from equijax.graphs.crystal_graph import edge_vectors
 from equijax.nn.mlp import MLP
 from equijax.nn.radial import bessel_basis, polynomial_cutoff
+from equijax.nn.readout import AtomRef
 from equijax.nn.s2 import S2MLP
 from equijax.nn.spline_radial import SplineRadial
 from equijax.nn.tp import KINDS, TensorProduct
@@ -51,6 +52,7 @@ class EquivariantConfig:
     self_interaction: str = "linear"
     parity: str = "natural"
     avg_num_neighbors: float = 20.0
+    composition_model: bool = False  # per-element reference energies (AtomRef), fitted in training
 
     def __post_init__(self):
         for key, allowed in CHOICES.items():
@@ -128,7 +130,8 @@ class EquivariantPotential(nn.Module):
     """Energy of each structure as a sum of site energies from an equivariant MPNN.
 
     Call: ``(graph: CrystalGraph, positions=None (N, 3) Å, cell=None (G, 3, 3) Å)`` ->
-    ``energy`` (G,) eV, ``site_energies`` (N,), ``atomref`` (N,) zeros, ``magmoms`` (N,) zeros.
+    ``energy`` (G,) eV without the reference, ``site_energies`` (N,), ``atomref`` (N,) per-atom
+    reference energies (zeros without a composition model), ``magmoms`` (N,) zeros.
     """
 
     config: EquivariantConfig = EquivariantConfig()
@@ -153,8 +156,10 @@ class EquivariantPotential(nn.Module):
             h = Interaction(cfg, name=f"interaction_{layer}")(h, sh, lengths, atoms.senders,
                                                                atoms.receivers)
         invariants = h.filter(keep="0e").array
-        site = MLP(1, hidden=(cfg.channels,), name="readout")(invariants)[:, 0]
+        site = MLP(1, hidden=(cfg.channels,), zero_init_last=True, name="readout")(invariants)[:, 0]
         graph_of_atom = jnp.repeat(jnp.arange(n_graphs), atoms.n_node, total_repeat_length=n_atoms)
         energy = jax.ops.segment_sum(site, graph_of_atom, n_graphs, indices_are_sorted=True)
         zeros = jnp.zeros((n_atoms,), site.dtype)
-        return {"energy": energy, "site_energies": site, "atomref": zeros, "magmoms": zeros}
+        atomref = (AtomRef(name="atomref")(atoms.nodes["numbers"]) if cfg.composition_model
+                   else zeros)
+        return {"energy": energy, "site_energies": site, "atomref": atomref, "magmoms": zeros}

@@ -12,7 +12,14 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from equijax.graphs import BucketPolicy, CrystalGraph, batch_graphs, max_sizes, pad_graph, split_balanced
+from equijax.graphs import (
+    BucketPolicy,
+    CrystalGraph,
+    batch_graphs,
+    max_sizes,
+    pad_graph,
+    split_balanced,
+)
 from equijax.graphs.balance import CostModel
 
 
@@ -77,7 +84,7 @@ def device_batch(graphs: Sequence[CrystalGraph], structures: Sequence, index: np
     padded = [pad_graph(b, common) for b in batched]
     targets = [targets_for([structures[index[k]] for k in grp], common.n_node, common.n_graph)
                for grp in groups]
-    stack = lambda *xs: np.stack(xs)  # noqa: E731
+    stack = lambda *xs: np.stack(xs)
     return (jax.tree_util.tree_map(stack, *padded), jax.tree_util.tree_map(stack, *targets),
             [np.asarray(index)[grp] for grp in groups])
 

@@ -56,7 +56,7 @@ class Checkpoints:
         path = Path(self.last.directory) / str(step)
         try:
             meta = self.last.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-        except Exception as err:  # noqa: BLE001 - orbax raises many kinds for damaged files
+        except Exception as err:
             raise CheckpointError(f"checkpoint {path} is corrupted (metadata unreadable: {err})") from err
         if meta.get("config", {}).get("model") != expected_model:
             raise CheckpointError(
@@ -66,7 +66,7 @@ class Checkpoints:
             target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, abstract_state)
             restored = self.last.restore(step, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             raise CheckpointError(f"checkpoint {path} is corrupted or incompatible: {err}") from err
         return restored["state"], restored["meta"]
 

@@ -19,7 +19,13 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass
 class ModelConfig:
-    """The model: ``name`` picks it; CHGNet fields follow `equijax.models.CHGNetConfig`."""
+    """The model: ``name`` picks it ("chgnet" or "equivariant").
+
+    CHGNet fields follow `equijax.models.CHGNetConfig`; ``atom_graph_cutoff`` and
+    ``composition_model`` serve both; the ``equivariant`` fields follow
+    `equijax.models.equivariant.EquivariantConfig` (``channels``, ``lmax``, ``num_layers``, ``tp``,
+    ``radial``, ``self_interaction``, ``parity``; its ``num_radial`` is ``spline_basis``).
+    """
 
     name: str = "chgnet"
     atom_fea_dim: int = 64
@@ -33,6 +39,15 @@ class ModelConfig:
     atom_graph_cutoff: float = 6.0
     bond_graph_cutoff: float = 3.0
     composition_model: bool = True
+    # equivariant model (name="equivariant")
+    channels: int = 16
+    lmax: int = 2
+    num_layers: int = 2
+    spline_basis: int = 8
+    tp: str = "gaunt_grid"
+    radial: str = "spline"
+    self_interaction: str = "linear"
+    parity: str = "natural"
 
 
 @dataclasses.dataclass
@@ -137,9 +152,21 @@ def _key_of(overrides: list[str], err: Exception) -> str | None:
     return next((k for k in keys if k in text), keys[0] if keys else None)
 
 
+def _equivariant_checks(model: ModelConfig) -> list:
+    """Choice checks of the equivariant model's fields (only when model.name is "equivariant")."""
+    if model.name != "equivariant":
+        return []
+    from equijax.models.equivariant import CHOICES
+
+    return [(getattr(model, key) in allowed, f"model.{key}", f"must be one of {', '.join(allowed)}")
+            for key, allowed in CHOICES.items()]
+
+
 def _check(config: ExperimentConfig) -> None:
     checks = [
-        (config.model.name == "chgnet", "model.name", "only 'chgnet' is available"),
+        (config.model.name in ("chgnet", "equivariant"), "model.name",
+         "must be 'chgnet' or 'equivariant'"),
+        *_equivariant_checks(config.model),
         (config.loss.kind in ("huber", "mse"), "loss.kind", "must be 'huber' or 'mse'"),
         (config.optim.optimizer in ("adam", "adamw"), "optim.optimizer", "must be 'adam' or 'adamw'"),
         (config.data.batch_size >= 1, "data.batch_size", "must be >= 1"),

@@ -46,6 +46,19 @@ def chgnet_config(model: ModelConfig) -> CHGNetConfig:
         composition_model=model.composition_model)
 
 
+def build_model(model: ModelConfig):
+    """The flax module named by ``model.name`` ("chgnet" or "equivariant")."""
+    if model.name == "equivariant":
+        from equijax.models.equivariant import EquivariantConfig, EquivariantPotential
+
+        return EquivariantPotential(EquivariantConfig(
+            channels=model.channels, lmax=model.lmax, num_layers=model.num_layers,
+            cutoff=model.atom_graph_cutoff, num_radial=model.spline_basis, tp=model.tp,
+            radial=model.radial, self_interaction=model.self_interaction, parity=model.parity,
+            composition_model=model.composition_model))
+    return CHGNet(chgnet_config(model))
+
+
 def load_structures(config: ExperimentConfig) -> list:
     """The labelled structures named by ``config.data.source``."""
     from equijax import data
@@ -128,7 +141,7 @@ def train(config: ExperimentConfig, resume: bool = False) -> dict:
     train_loader = loaders["train"]
     total_steps = config.train.max_steps or config.train.epochs * train_loader.steps_per_epoch
 
-    module = CHGNet(chgnet_config(config.model))
+    module = build_model(config.model)
     example = jax.tree_util.tree_map(lambda x: x[0], train_loader.batch(0, 0)[0])
     params = module.init(jax.random.key(config.train.seed), example)
     if config.model.composition_model:
