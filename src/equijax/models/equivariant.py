@@ -27,12 +27,11 @@ import jax.numpy as jnp
 from equijax.graphs.crystal_graph import edge_vectors
 from equijax.nn.mlp import MLP
 from equijax.nn.radial import bessel_basis, polynomial_cutoff
-from equijax.nn.readout import AtomRef
+from equijax.nn.readout import MAX_ELEMENTS, AtomRef
 from equijax.nn.s2 import S2MLP
-from equijax.nn.spline_radial import SplineRadial
+from equijax.nn.spline_radial import SplineRadial, bspline_basis
 from equijax.nn.tp import KINDS, TensorProduct
 
-MAX_ELEMENTS = 94
 CHOICES = {"tp": KINDS, "radial": ("spline", "bessel-mlp"),
            "self_interaction": ("linear", "s2-mlp"), "parity": ("natural", "both")}
 
@@ -75,20 +74,27 @@ class EquivariantConfig:
         return e3nn.Irreps(irreps).regroup()
 
 
+def radial_basis(config: EquivariantConfig, lengths: jnp.ndarray) -> jnp.ndarray:
+    """(E, num_radial) basis of the edge lengths, computed once per graph for every layer:
+    the B-spline design matrix, or Bessel functions times a smooth envelope."""
+    if config.radial == "spline":
+        return bspline_basis(lengths, config.num_radial, config.cutoff)
+    frequencies = jnp.pi * jnp.arange(1, config.num_radial + 1, dtype=lengths.dtype)
+    basis = bessel_basis(lengths, frequencies, config.cutoff)
+    return basis * polynomial_cutoff(lengths, config.cutoff, 5)[:, None]
+
+
 class RadialNetwork(nn.Module):
-    """Edge lengths (E,) -> (E, features): spline coefficients, or Bessel x envelope -> MLP."""
+    """`radial_basis` (E, num_radial) -> (E, features): spline coefficients, or an MLP."""
 
     config: EquivariantConfig
     features: int
 
     @nn.compact
-    def __call__(self, lengths: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, basis: jnp.ndarray) -> jnp.ndarray:
         cfg = self.config
         if cfg.radial == "spline":
-            return SplineRadial(self.features, cfg.num_radial, cfg.cutoff)(lengths)
-        frequencies = jnp.pi * jnp.arange(1, cfg.num_radial + 1, dtype=lengths.dtype)
-        basis = bessel_basis(lengths, frequencies, cfg.cutoff)
-        basis = basis * polynomial_cutoff(lengths, cfg.cutoff, 5)[:, None]
+            return SplineRadial(self.features, cfg.num_radial, cfg.cutoff)(None, basis=basis)
         return MLP(self.features, hidden=(cfg.radial_hidden,))(basis)
 
 
@@ -98,13 +104,13 @@ class Interaction(nn.Module):
     config: EquivariantConfig
 
     @nn.compact
-    def __call__(self, h: e3nn.IrrepsArray, sh: e3nn.IrrepsArray, lengths, senders, receivers):
+    def __call__(self, h: e3nn.IrrepsArray, sh: e3nn.IrrepsArray, basis, senders, receivers):
         cfg = self.config
         hidden = cfg.hidden_irreps()
         messages = TensorProduct(kind=cfg.tp, irreps_out=hidden, weights="per_channel",
                                  name="tp")(h[senders], sh)
         n_blocks = len(messages.irreps)
-        weights = RadialNetwork(cfg, n_blocks * cfg.channels, name="radial")(lengths)
+        weights = RadialNetwork(cfg, n_blocks * cfg.channels, name="radial")(basis)
         weights = weights.reshape(weights.shape[:-1] + (n_blocks, cfg.channels))
         chunks = [c * w[..., None] for c, w in zip(messages.chunks, jnp.moveaxis(weights, -2, 0))]
         messages = e3nn.from_chunks(messages.irreps, chunks, messages.shape[:-1], messages.dtype)
@@ -152,8 +158,9 @@ class EquivariantPotential(nn.Module):
         scalars = jnp.take(embedding, atoms.nodes["numbers"] - 1, axis=0, mode="clip")
         h = e3nn.IrrepsArray(f"{cfg.channels}x0e", scalars)
         h = e3nn.flax.Linear(cfg.hidden_irreps(), force_irreps_out=True, name="lift")(h)
+        basis = radial_basis(cfg, lengths)
         for layer in range(cfg.num_layers):
-            h = Interaction(cfg, name=f"interaction_{layer}")(h, sh, lengths, atoms.senders,
+            h = Interaction(cfg, name=f"interaction_{layer}")(h, sh, basis, atoms.senders,
                                                                atoms.receivers)
         invariants = h.filter(keep="0e").array
         site = MLP(1, hidden=(cfg.channels,), zero_init_last=True, name="readout")(invariants)[:, 0]

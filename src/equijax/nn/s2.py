@@ -40,8 +40,12 @@ def _natural_chunks(x: e3nn.IrrepsArray, name: str) -> tuple[int, dict]:
 def s2_grid_values(x: e3nn.IrrepsArray, lmax_out: int, resolution: tuple[int, int]) -> jnp.ndarray:
     """Grid values √(4π) Σ x_lm Y_lm of every channel: (..., C, res_beta, res_alpha)."""
     _, chunks = _natural_chunks(x, "x")
+    return _grid_values(chunks, lmax_out, resolution, x.dtype)
+
+
+def _grid_values(chunks: dict, lmax_out: int, resolution: tuple[int, int], dtype) -> jnp.ndarray:
     tables = s2grid.grid_tables(max(chunks), lmax_out, *resolution)
-    return s2grid.to_grid(chunks, tables, x.dtype) * jnp.sqrt(4 * jnp.pi).astype(x.dtype)
+    return s2grid.to_grid(chunks, tables, dtype) * jnp.sqrt(4 * jnp.pi).astype(dtype)
 
 
 def s2_grid_coefficients(values: jnp.ndarray, lmax_in: int, lmax_out: int,
@@ -66,8 +70,8 @@ def s2_activation(x: e3nn.IrrepsArray, fn: Callable, *, lmax_out: int | None = N
     lmax_in = max(chunks)
     lmax_out = lmax_in if lmax_out is None else lmax_out
     resolution = s2_resolution(lmax_in, lmax_out, degree)
-    return s2_grid_coefficients(fn(s2_grid_values(x, lmax_out, resolution)), lmax_in, lmax_out,
-                                resolution)
+    values = _grid_values(chunks, lmax_out, resolution, x.dtype)
+    return s2_grid_coefficients(fn(values), lmax_in, lmax_out, resolution)
 
 
 class S2MLP(nn.Module):
@@ -105,7 +109,7 @@ class S2MLP(nn.Module):
         lmax_in = max(chunks)
         lmax_out = lmax_in if self.lmax_out is None else self.lmax_out
         resolution = s2_resolution(lmax_in, lmax_out, self.degree)
-        grid = s2_grid_values(x, lmax_out, resolution)  # (..., C, b, a)
+        grid = _grid_values(chunks, lmax_out, resolution, x.dtype)  # (..., C, b, a)
         points = jnp.moveaxis(grid, -3, -1)  # (..., b, a, C)
         points = points.reshape(points.shape[:-1] + (self.heads, channels // self.heads))
         hidden = self._per_head_dense("hidden", points, self.hidden)
