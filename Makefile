@@ -1,6 +1,6 @@
 # Two entry points, each self-contained on a fresh machine:
 #   make demo   -> create .venv, install equijax (+ reference CHGNet), run the main job
-#   make test   -> create .venv, install equijax with test + reference + cue extras, run the whole suite
+#   make test   -> create .venv, install equijax with test + reference + cue + docs extras, run the whole suite
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[test,reference,cue]"
+	$(PY) -m pip install -q -e ".[test,reference,cue,docs]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -1,5 +1,5 @@
 """The `equijax` command line: `equijax demo`, `equijax bench graphs|chgnet-infer|chgnet-train|tp`,
-`equijax predict FILE...`."""
+`equijax train`, `equijax sweep`, `equijax predict FILE...`."""
 
 from __future__ import annotations
 
@@ -91,6 +91,33 @@ def _train(args) -> int:
                                              "structures_per_s", "data_wait_fraction")},
                      indent=1, default=float))
     return 0
+
+
+def _sweep(args) -> int:
+    from equijax.sweep import collect, expand, load_spec, run_sweep
+
+    if args.collect_only:
+        result = collect(args.collect_only)
+        print(result["paths"]["markdown"].read_text())
+        return 0
+    spec = load_spec(args.config, grid=args.grid, zip_axes=args.zip, overrides=args.overrides,
+                     dir=args.dir, jobs=args.jobs, launcher=args.launcher, task=args.task)
+    points = expand(spec)
+    print(f"sweep: {len(points)} point(s) in {spec.dir} ({spec.launcher}, {spec.jobs} at a time)")
+    if args.dry_run:
+        for p in points:
+            print(f"  {p.name}: {' '.join(p.overrides)}")
+        return 0
+    outcome = run_sweep(spec, wait=not args.no_wait)
+    if outcome.submitted and args.no_wait:
+        print(f"collect later with: equijax sweep --collect-only {spec.dir}")
+        return 0
+    result = collect(spec.dir)
+    print(result["paths"]["markdown"].read_text())
+    print(f"ran {len(outcome.ran)}, skipped {len(outcome.skipped)} finished, failed "
+          f"{len(outcome.failed)}; table: {result['paths']['csv']}, {result['paths']['markdown']}"
+          + (f", plot: {result['paths']['plot']}" if "plot" in result["paths"] else ""))
+    return 1 if outcome.failed else 0
 
 
 def _demo(args) -> int:
@@ -188,6 +215,28 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
     t.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.epochs=3")
     t.set_defaults(func=_train)
+
+    sw = sub.add_parser("sweep", help="run a grid/zip sweep of an experiment, skip finished points, "
+                                      "collect a results table and plots")
+    sw.add_argument("--config", default=None,
+                    help="experiment YAML or packaged name; its `sweep:` block gives default axes")
+    sw.add_argument("--grid", action="append", default=[], metavar="KEY=A,B",
+                    help="a grid axis in Hydra's sweep syntax (repeatable; range(1,4) works)")
+    sw.add_argument("--zip", action="append", default=[], metavar="KEY=A,B",
+                    help="a zip axis: zip axes advance together (repeatable, equal lengths)")
+    sw.add_argument("--dir", default=None, help="sweep directory (default runs/sweeps/<config>)")
+    sw.add_argument("--jobs", type=int, default=None, help="points run at a time (default 1)")
+    sw.add_argument("--launcher", default=None, choices=["local", "slurm", "submitit-local"],
+                    help="local subprocesses (default), SLURM via submitit, or submitit's local "
+                         "executor; SLURM parameters go in the sweep block's `slurm:` mapping")
+    sw.add_argument("--task", default=None, choices=["train", "bench-tp"],
+                    help="what each point runs (default train)")
+    sw.add_argument("--no-wait", action="store_true", help="submit to SLURM and return")
+    sw.add_argument("--dry-run", action="store_true", help="list the points and stop")
+    sw.add_argument("--collect-only", default=None, metavar="DIR",
+                    help="only (re)build the results table and plots of a sweep directory")
+    sw.add_argument("overrides", nargs="*", help="fixed key=value / group=option overrides")
+    sw.set_defaults(func=_sweep)
 
     p = sub.add_parser("predict", help="energy, forces, stress, magmoms for structure files")
     p.add_argument("files", nargs="+", help="structure files in any ase.io format (all frames)")

@@ -55,13 +55,36 @@ def test_yaml_then_overrides(tmp_path):
     assert to_dict(config) == dataclasses.asdict(want)
 
 
-def test_packaged_experiment_config_matches_its_yaml():
-    """The packaged ``chgnet_emt_small`` config (by name) holds the values of its YAML file."""
+def _compose_by_hand(experiment: str, selections: dict | None = None) -> dict:
+    """Independent reference of Hydra's composition: each group YAML of the ``defaults`` list
+    (or of ``selections``) placed under its group key, then the experiment's own keys on top."""
     from importlib import resources
 
-    text = (resources.files("equijax.configs") / "experiment" / "chgnet_emt_small.yaml").read_text()
-    raw = yaml.safe_load(text)
-    got = to_dict(load_config("chgnet_emt_small"))
+    root = resources.files("equijax.configs")
+    raw = yaml.safe_load((root / "experiment" / f"{experiment}.yaml").read_text())
+    chosen = {k: v for entry in raw.pop("defaults", []) if isinstance(entry, dict)
+              for k, v in entry.items()}
+    chosen.update(selections or {})
+    out: dict = {g: yaml.safe_load((root / g / f"{o}.yaml").read_text()) for g, o in chosen.items()}
+    for section, values in raw.items():
+        if isinstance(values, dict):
+            out.setdefault(section, {}).update(values)
+        else:
+            out[section] = values
+    return out
+
+
+@pytest.mark.parametrize("experiment, overrides, selections", [
+    ("chgnet_emt_small", [], None),
+    ("equivariant_emt_small", [], None),
+    ("chgnet_emt_small", ["model=chgnet_tiny", "train=smoke"],
+     {"model": "chgnet_tiny", "train": "smoke"}),
+])
+def test_packaged_experiment_config_matches_its_groups(experiment, overrides, selections):
+    """A packaged experiment (by name) holds the values of its group YAMLs and its own YAML, with
+    ``group=option`` overrides swapping a group; every other key keeps its default."""
+    raw = _compose_by_hand(experiment, selections)
+    got = to_dict(load_config(experiment, overrides))
     defaults = to_dict(ExperimentConfig())
     for section, values in raw.items():
         if isinstance(values, dict):
@@ -71,6 +94,31 @@ def test_packaged_experiment_config_matches_its_yaml():
             assert {k: got[section][k] for k in untouched} == {k: defaults[section][k] for k in untouched}
         else:
             assert got[section] == values
+
+
+def test_user_file_composes_local_and_packaged_groups(tmp_path):
+    """A file outside the package finds groups in folders next to it and the packaged ones; its
+    ``sweep`` block is not part of the training config."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "mine.yaml").write_text("name: chgnet\nn_conv: 1\nhidden_dim: 4\n")
+    path = tmp_path / "exp.yaml"
+    path.write_text("defaults:\n  - model: mine\n  - data: emt_tiny\n  - _self_\n"
+                    "optim:\n  learning_rate: 0.01\nsweep:\n  grid:\n    model.n_conv: [1, 2]\n")
+    config = load_config(path, ["model.hidden_dim=6"])
+    assert (config.model.n_conv, config.model.hidden_dim) == (1, 6)
+    assert config.data.n_structures == yaml.safe_load(_packaged("data", "emt_tiny"))["n_structures"]
+    assert config.optim.learning_rate == 0.01
+
+
+def _packaged(group: str, option: str) -> str:
+    from importlib import resources
+
+    return (resources.files("equijax.configs") / group / f"{option}.yaml").read_text()
+
+
+def test_unknown_group_option_names_the_group():
+    with pytest.raises(ConfigError, match=r"'model'.*no option 'nope'.*chgnet_tiny"):
+        load_config("chgnet_emt_small", ["model=nope"])
 
 
 @pytest.mark.parametrize("override, key", [

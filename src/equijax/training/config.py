@@ -48,6 +48,12 @@ class ModelConfig:
     radial: str = "spline"
     self_interaction: str = "linear"
     parity: str = "natural"
+    # fine-tuning: start from the pretrained CHGNet of this version ("0.3.0" or "0.2.0"); its
+    # architecture and graph cutoffs replace the CHGNet fields above
+    pretrained: str | None = None
+    # when fine-tuning: refit the AtomRef (per-element energies) on the training set, for labels
+    # whose energy reference differs from the Materials Project's (fresh models always fit it)
+    refit_atomref: bool = False
 
 
 @dataclasses.dataclass
@@ -90,6 +96,8 @@ class OptimConfig:
     final_lr_fraction: float = 0.05
     clip_norm: float = 10.0
     ema_decay: float = 0.99
+    # parameter-path prefixes kept fixed, e.g. ["atom_embedding", "conv_0"] (fine-tuning)
+    freeze: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -121,20 +129,21 @@ class ExperimentConfig:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Defaults, then the YAML file at ``path``, then ``key=value`` overrides (dotted keys).
+    """Defaults, then the YAML file at ``path`` (a packaged experiment's name works too) composed
+    from its config groups, then overrides: ``group=option`` selects a group's option
+    (``model=equivariant_small``), ``key=value`` sets a dotted key (``optim.learning_rate=1e-3``).
 
-    Raises `ConfigError` naming the key for an unknown key or a wrong type.
+    A ``sweep:`` block in the file is ignored here (`equijax.sweep` reads it). Raises `ConfigError`
+    naming the key for an unknown key, a wrong type or an unknown group option.
     """
-    if path is not None:
-        from equijax.configs import resolve_config
+    from equijax.configs.compose import split_overrides
 
-        path = resolve_config(str(path))
+    groups, overrides = split_overrides(list(overrides or []))
     try:
         merged = OmegaConf.structured(ExperimentConfig)
-        if path is not None:
-            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+        merged = OmegaConf.merge(merged, compose_experiment(path, groups))
         if overrides:
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(overrides))
         config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or _key_of(overrides or [], err)
@@ -142,6 +151,37 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError(f"config key {key!r}: {message}") from None
     _check(config)
     return config
+
+
+def compose_experiment(path: str | Path | None, groups: list[str] = ()):
+    """The composed YAML of ``path`` (or of the groups alone) as a DictConfig, without its
+    ``sweep`` block; raises `ConfigError`."""
+    from equijax.configs import resolve_config
+    from equijax.configs.compose import compose_file
+
+    if path is None and not groups:
+        return OmegaConf.create({})
+    try:
+        if path is None:
+            return OmegaConf.merge(*[OmegaConf.create({g.split("=")[0].lstrip("+"): _group_yaml(g)})
+                                     for g in groups])
+        composed = compose_file(resolve_config(str(path)), groups)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    OmegaConf.set_struct(composed, False)
+    composed.pop("sweep", None)
+    return composed
+
+
+def _group_yaml(selection: str):
+    """The YAML of ``group=option`` from the packaged groups."""
+    from equijax.configs.compose import group_options, packaged_dir
+
+    group, _, option = selection.lstrip("+").partition("=")
+    if option not in group_options(group):
+        raise ValueError(f"config key {group!r}: no option {option!r} in group {group} "
+                         f"(available: {group_options(group)})")
+    return OmegaConf.load(packaged_dir() / group / f"{option}.yaml")
 
 
 def _key_of(overrides: list[str], err: Exception) -> str | None:
@@ -166,6 +206,10 @@ def _check(config: ExperimentConfig) -> None:
     checks = [
         (config.model.name in ("chgnet", "equivariant"), "model.name",
          "must be 'chgnet' or 'equivariant'"),
+        (config.model.pretrained in (None, "0.3.0", "0.2.0"), "model.pretrained",
+         "must be null, '0.3.0' or '0.2.0'"),
+        (config.model.pretrained is None or config.model.name == "chgnet", "model.pretrained",
+         "needs model.name=chgnet"),
         *_equivariant_checks(config.model),
         (config.loss.kind in ("huber", "mse"), "loss.kind", "must be 'huber' or 'mse'"),
         (config.optim.optimizer in ("adam", "adamw"), "optim.optimizer", "must be 'adam' or 'adamw'"),

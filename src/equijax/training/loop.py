@@ -47,7 +47,12 @@ def chgnet_config(model: ModelConfig) -> CHGNetConfig:
 
 
 def build_model(model: ModelConfig):
-    """The flax module named by ``model.name`` ("chgnet" or "equivariant")."""
+    """The flax module named by ``model.name`` ("chgnet" or "equivariant"); with
+    ``model.pretrained``, the pretrained CHGNet's architecture."""
+    if model.pretrained:
+        from equijax.models.chgnet_pretrained import PRESETS
+
+        return CHGNet(PRESETS[model.pretrained])
     if model.name == "equivariant":
         from equijax.models.equivariant import EquivariantConfig, EquivariantPotential
 
@@ -95,9 +100,52 @@ def fit_atomref(structures) -> np.ndarray:
     return weights.astype(np.float32)
 
 
+def graph_cutoffs(model: ModelConfig) -> tuple[float, float]:
+    """(atom graph, bond graph) cutoffs in Å: the pretrained model's when fine-tuning."""
+    if model.pretrained:
+        from equijax.models.chgnet_pretrained import PRESETS
+
+        preset = PRESETS[model.pretrained]
+        return preset.atom_graph_cutoff, preset.bond_graph_cutoff
+    return model.atom_graph_cutoff, model.bond_graph_cutoff
+
+
+def initial_params(config: ExperimentConfig, module, example, train_set) -> dict:
+    """Fresh params (AtomRef fitted on ``train_set``), or the pretrained CHGNet's for fine-tuning."""
+    if config.model.pretrained:
+        from equijax.models.chgnet_pretrained import from_pretrained
+
+        params = from_pretrained(config.model.pretrained)[1]
+        if config.model.refit_atomref:
+            params["params"]["atomref"]["weights"] = fit_atomref(train_set)
+        return params
+    params = module.init(jax.random.key(config.train.seed), example)
+    if config.model.composition_model:
+        params["params"]["atomref"]["weights"] = fit_atomref(train_set)
+    return params
+
+
+def frozen_collections(config: ExperimentConfig, params: dict) -> tuple[str, ...]:
+    """Top-level param collections the optimizer leaves fixed: the AtomRef and ``optim.freeze``.
+
+    Raises `ValueError` naming ``optim.freeze`` for a name the model does not have."""
+    names = sorted(params["params"])
+    unknown = [n for n in config.optim.freeze if n not in names]
+    if unknown:
+        raise ValueError(f"config key 'optim.freeze': {unknown} are not parameter collections of "
+                         f"this model (available: {names})")
+    return ("atomref", *config.optim.freeze)
+
+
+def count_params(params: dict) -> int:
+    """Number of scalar parameters."""
+    return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))
+
+
 def _graphs(structures, model: ModelConfig) -> list:
-    return [atoms_to_graph(s.atoms, model.atom_graph_cutoff, model.bond_graph_cutoff,
-                           label=StructureLabel(s.atoms, i)) for i, s in enumerate(structures)]
+    atom_cutoff, bond_cutoff = graph_cutoffs(model)
+    return [atoms_to_graph(s.atoms, atom_cutoff, bond_cutoff, label=StructureLabel(s.atoms, i))
+            for i, s in enumerate(structures)]
 
 
 def _evaluate(eval_step, mesh, params, loader) -> dict:
@@ -143,10 +191,8 @@ def train(config: ExperimentConfig, resume: bool = False) -> dict:
 
     module = build_model(config.model)
     example = jax.tree_util.tree_map(lambda x: x[0], train_loader.batch(0, 0)[0])
-    params = module.init(jax.random.key(config.train.seed), example)
-    if config.model.composition_model:
-        params["params"]["atomref"]["weights"] = fit_atomref(train_set)
-    optimizer = make_optimizer(config.optim, total_steps)
+    params = initial_params(config, module, example, train_set)
+    optimizer = make_optimizer(config.optim, total_steps, frozen_collections(config, params))
     state = init_state(params, optimizer, config.train.seed)
     checkpoints = Checkpoints(run_dir, keep=config.train.keep_checkpoints)
     log = MetricsLog(run_dir)
@@ -157,8 +203,8 @@ def train(config: ExperimentConfig, resume: bool = False) -> dict:
             state, meta = restored
             start_epoch, start_step = meta["epoch"], meta["next_step"]
             log.truncate_after(int(state.step))
-    elif log.path.exists():
-        log.path.unlink()
+    if (not resume or int(state.step) == 0) and log.path.exists():
+        log.path.unlink()  # a fresh start (also a resume that found no checkpoint)
     (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=1))  # after the check
     state = replicate(mesh, state)
     train_step = make_train_step(module, optimizer, config.loss, mesh, config.optim.ema_decay)
@@ -214,7 +260,7 @@ def train(config: ExperimentConfig, resume: bool = False) -> dict:
     result = {"steps": int(state.step), "val": val, "test": test, "baseline_val": baseline,
               "structures_per_s": n_seen / elapsed if n_seen else 0.0,
               "data_wait_fraction": train_loader.wait_seconds / elapsed if n_seen else 0.0,
-              "devices": n_dev, "run_dir": str(run_dir)}
+              "devices": n_dev, "num_params": count_params(params), "run_dir": str(run_dir)}
     (run_dir / "result.json").write_text(json.dumps(result, indent=1, default=float))
     try:
         log.plot(baseline={"mae_energy": baseline["energy_mae_per_atom"],
