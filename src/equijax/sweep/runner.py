@@ -26,8 +26,10 @@ from equijax.sweep.spec import Point, SweepError, SweepSpec, expand
 SLURM_KEYS = ("partition", "account", "qos", "constraint", "time", "gres", "mem")
 
 
-def git_commit(cwd: str | Path = ".") -> dict:
-    """``{"commit": sha or None, "dirty": bool or None}`` of the repository at ``cwd``."""
+def git_commit(cwd: str | Path | None = None) -> dict:
+    """``{"commit": sha or None, "dirty": bool or None}`` of the repository at ``cwd`` (default:
+    the one holding the equijax source, i.e. the code that runs)."""
+    cwd = cwd or Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                              check=True).stdout.strip()
