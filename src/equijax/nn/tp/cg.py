@@ -41,7 +41,8 @@ def clebsch_gordan(x1, x2, *, filter_ir_out=None, irrep_normalization: str | Non
     """Unweighted Clebsch-Gordan tensor product of two `e3nn.IrrepsArray`.
 
     Args:
-        x1: (..., irreps1). x2: (..., irreps2); leading shapes broadcast.
+        x1: (..., irreps1).
+        x2: (..., irreps2); the leading shapes of x1 and x2 broadcast.
         filter_ir_out: output irreps to keep (default all).
         irrep_normalization: "component" (default, e3nn's config), "norm" or "none".
 

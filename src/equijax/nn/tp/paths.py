@@ -63,7 +63,8 @@ def paths(kind: str, irreps_in1, irreps_in2, irreps_out=None) -> list[Path]:
 
     Args:
         kind: "cg", "gaunt_grid", "gaunt_fourier" or "vector_gaunt".
-        irreps_in1, irreps_in2: irreps of the inputs (multiplicities are ignored).
+        irreps_in1: irreps of the first input (multiplicities are ignored).
+        irreps_in2: irreps of the second input (multiplicities are ignored).
         irreps_out: optional filter on the output irreps (multiplicities are ignored).
 
     Returns:
