@@ -104,8 +104,11 @@ def _sweep(args) -> int:
                      dir=args.dir, jobs=args.jobs, launcher=args.launcher, task=args.task)
     points = expand(spec)
     print(f"sweep: {len(points)} point(s) in {spec.dir} ({spec.launcher}, {spec.jobs} at a time)")
-    if args.dry_run:
+    if args.dry_run:  # resolve every point's config too: a bad key fails here, naming it
+        from equijax.sweep.runner import resolved_config
+
         for p in points:
+            resolved_config(spec, p, Path(spec.dir) / p.name)
             print(f"  {p.name}: {' '.join(p.overrides)}")
         return 0
     outcome = run_sweep(spec, wait=not args.no_wait)
@@ -251,8 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `equijax` command."""
     _single_thread()
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from equijax.sweep.spec import SweepError
+    from equijax.training.config import ConfigError
+
+    try:
+        return args.func(args)
+    except (ConfigError, SweepError, FileNotFoundError) as err:  # user errors: no traceback
+        parser.exit(2, f"equijax {args.command}: error: {err}\n")
 
 
 if __name__ == "__main__":
