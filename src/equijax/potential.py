@@ -16,10 +16,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from equijax.graphs import BucketPolicy, CrystalGraph, atoms_to_graph, pad_batch, padding_masks
+from equijax.graphs import (
+    BucketPolicy,
+    CrystalGraph,
+    atoms_to_graph,
+    pad_batch,
+    padding_masks,
+)
 from equijax.graphs.validation import StructureLabel
 
 EV_PER_A3_TO_GPA = 160.21766208
+
+
+def is_direct(module) -> bool:
+    """True if ``module`` reads out forces and stress directly (``config.forces == "direct"``)."""
+    return getattr(getattr(module, "config", None), "forces", "conservative") == "direct"
 
 
 def predict_padded(module, params, graph: CrystalGraph, compute_stress: bool = True) -> dict:
@@ -28,6 +39,9 @@ def predict_padded(module, params, graph: CrystalGraph, compute_stress: bool = T
     Returns a dict of arrays (padding entries included, mask them with `padding_masks`):
         ``energy`` (G,) eV, ``energy_per_atom`` (G,) eV/atom, ``forces`` (N, 3) eV/Å,
         ``stress`` (G, 3, 3) GPa (zero for graphs without a 3D cell), ``magmoms`` (N,) μB.
+
+    A module whose ``config.forces`` is ``"direct"`` returns forces and stress itself: then the
+    model runs once, without any derivative.
     """
     atoms = graph.atoms
     n_graphs, n_atoms = atoms.n_node.shape[0], atoms.nodes["positions"].shape[0]
@@ -36,28 +50,35 @@ def predict_padded(module, params, graph: CrystalGraph, compute_stress: bool = T
     positions = jnp.asarray(atoms.nodes["positions"])
     cell = jnp.asarray(atoms.globals["cell"], positions.dtype)
 
-    def total_energy(positions, strain):
-        deform = jnp.eye(3, dtype=positions.dtype) + strain
-        strained_positions = jnp.einsum("ni,nij->nj", positions, deform[graph_of_atom])
-        strained_cell = jnp.einsum("gij,gjk->gik", cell, deform)
-        out = module.apply(params, graph, strained_positions, strained_cell)
-        return jnp.sum(jnp.where(masks["graph"], out["energy"], 0.0)), out
+    if is_direct(module):
+        out = module.apply(params, graph)
+        forces, stress = out["forces"], out["stress"]
+    else:
+        def total_energy(positions, strain):
+            deform = jnp.eye(3, dtype=positions.dtype) + strain
+            strained_positions = jnp.einsum("ni,nij->nj", positions, deform[graph_of_atom])
+            strained_cell = jnp.einsum("gij,gjk->gik", cell, deform)
+            out = module.apply(params, graph, strained_positions, strained_cell)
+            return jnp.sum(jnp.where(masks["graph"], out["energy"], 0.0)), out
 
-    # zeros shaped like the (per-device) cells: under shard_map the strain must be device-varying,
-    # or its gradient (the stress) would be summed over devices
-    strain = jnp.zeros_like(cell)
-    argnums = (0, 1) if compute_stress else (0,)
-    grads, out = jax.grad(total_energy, argnums=argnums, has_aux=True)(positions, strain)
+        # zeros shaped like the (per-device) cells: under shard_map the strain must be
+        # device-varying, or its gradient (the stress) would be summed over devices
+        strain = jnp.zeros_like(cell)
+        argnums = (0, 1) if compute_stress else (0,)
+        grads, out = jax.grad(total_energy, argnums=argnums, has_aux=True)(positions, strain)
+        forces, stress = -grads[0], None
+        if compute_stress:
+            volume = jnp.asarray(atoms.globals["volume"], positions.dtype)
+            has_cell = volume > 0
+            scale = jnp.where(has_cell, EV_PER_A3_TO_GPA / jnp.where(has_cell, volume, 1.0), 0.0)
+            stress = grads[1] * scale[:, None, None]
     n_node = jnp.maximum(atoms.n_node, 1).astype(positions.dtype)
     atomref = jax.ops.segment_sum(out["atomref"], graph_of_atom, n_graphs, indices_are_sorted=True)
     energy = out["energy"] + atomref
-    result = {"energy": energy, "energy_per_atom": energy / n_node, "forces": -grads[0],
+    result = {"energy": energy, "energy_per_atom": energy / n_node, "forces": forces,
               "magmoms": out["magmoms"]}
     if compute_stress:
-        volume = jnp.asarray(atoms.globals["volume"], positions.dtype)
-        has_cell = volume > 0
-        scale = jnp.where(has_cell, EV_PER_A3_TO_GPA / jnp.where(has_cell, volume, 1.0), 0.0)
-        result["stress"] = grads[1] * scale[:, None, None]
+        result["stress"] = stress
     return result
 
 

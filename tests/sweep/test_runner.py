@@ -70,7 +70,8 @@ def test_interrupted_sweep_resumes_and_collects(experiment, env, tmp_path):
     done_before = _finished(sweep_dir)
     assert 1 <= len(done_before) < 4, output[-3000:]
 
-    again = subprocess.run([*cmd, "--launcher", "submitit-local"], env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    again = subprocess.run([*cmd, "--launcher", "submitit-local"], env=env, cwd=REPO,
+                           capture_output=True, text=True, timeout=600, check=False)
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
     assert f"skipping {len(done_before)} finished point(s)" in again.stdout + again.stderr
     done_after = _finished(sweep_dir)
@@ -79,7 +80,8 @@ def test_interrupted_sweep_resumes_and_collects(experiment, env, tmp_path):
         assert done_after[name] == mtime
         assert (sweep_dir / name / "log.txt").read_text().count("\n=== ") == 1
 
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                          check=True)
     with (sweep_dir / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [r["status"] for r in rows] == ["done"] * 4

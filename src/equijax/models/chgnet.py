@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from equijax.graphs.crystal_graph import CrystalGraph, edge_vectors
 from equijax.nn.chgnet import AngleUpdate, AtomConv, BondConv
+from equijax.nn.direct_heads import DirectHeads
 from equijax.nn.mlp import hidden_layers
 from equijax.nn.radial import FourierAngle, RadialBessel, angle_between
 from equijax.nn.readout import MAX_ELEMENTS, AtomRef, SiteEnergies, SiteMagmoms
@@ -43,21 +44,27 @@ class CHGNetConfig:
     cutoff_coeff: float = 8.0
     learnable_rbf: bool = True
     non_linearity: str = "silu"
-    gMLP_norm: str | None = "layer"  # noqa: N815 (chgnet's name)
+    gMLP_norm: str | None = "layer"
     readout_norm: str | None = "layer"
     conv_norm: str | None = None
     mlp_out_bias: bool = False
     composition_model: bool = True
     is_intensive: bool = True
+    # "conservative": forces/stress are derivatives of the energy (equijax.potential);
+    # "direct": DirectHeads read them out of the final features (no derivatives; FastCHGNet)
+    forces: str = "conservative"
+    direct_hidden_dims: tuple[int, ...] = (64,)
 
     def __post_init__(self):
         for name in ("atom_conv_hidden_dim", "bond_conv_hidden_dim", "angle_layer_hidden_dim",
-                     "mlp_hidden_dims"):
+                     "mlp_hidden_dims", "direct_hidden_dims"):
             object.__setattr__(self, name, hidden_layers(getattr(self, name)))
         if self.n_conv < 1:
             raise ValueError(f"n_conv must be >= 1, got {self.n_conv}")
         if not 0 < self.bond_graph_cutoff <= self.atom_graph_cutoff:
             raise ValueError("need 0 < bond_graph_cutoff <= atom_graph_cutoff")
+        if self.forces not in ("conservative", "direct"):
+            raise ValueError(f"forces must be 'conservative' or 'direct', got {self.forces!r}")
         if self.num_angular % 2 != 1:
             raise ValueError(f"num_angular must be odd, got {self.num_angular}")
 
@@ -101,7 +108,9 @@ class CHGNet(nn.Module):
         ``site_energies`` (N,) eV, the learned per-atom energies;
         ``energy`` (G,) eV, their sum per structure (without the composition reference);
         ``atomref`` (N,) eV, per-atom composition reference (zeros without a composition model);
-        ``magmoms`` (N,) μB (zeros when ``n_conv == 1``).
+        ``magmoms`` (N,) μB (zeros when ``n_conv == 1``);
+        with ``config.forces == "direct"`` also ``forces`` (N, 3) eV/Å and ``stress``
+        (G, 3, 3) GPa from `DirectHeads` (no derivatives; `equijax.potential` uses them as is).
     """
 
     config: CHGNetConfig = CHGNetConfig()
@@ -164,5 +173,12 @@ class CHGNet(nn.Module):
         energy = jax.ops.segment_sum(site_energies, graph_of_atom, n_graphs, indices_are_sorted=True)
         atomref = (AtomRef(name="atomref")(atoms.nodes["numbers"]) if cfg.composition_model
                    else jnp.zeros_like(positions[:, 0]))
-        return {"site_energies": site_energies, "energy": energy, "atomref": atomref,
-                "magmoms": magmoms}
+        out = {"site_energies": site_energies, "energy": energy, "atomref": atomref,
+               "magmoms": magmoms}
+        if cfg.forces == "direct":
+            graph_of_edge = jnp.repeat(jnp.arange(n_graphs), atoms.n_edge, total_repeat_length=n_edges)
+            out["forces"], out["stress"] = DirectHeads(cfg.direct_hidden_dims, cfg.non_linearity,
+                                                       name="direct_heads")(
+                bond_feas, atom_feas, atoms.senders, atoms.receivers, pair, unit, graph_of_edge,
+                jnp.asarray(atoms.globals["volume"]).astype(unit.dtype))
+        return out

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from equijax.graphs.crystal_graph import edge_vectors
+from equijax.nn.direct_heads import DirectHeads
 from equijax.nn.mlp import MLP
 from equijax.nn.radial import bessel_basis, polynomial_cutoff
 from equijax.nn.readout import MAX_ELEMENTS, AtomRef
@@ -33,7 +34,8 @@ from equijax.nn.spline_radial import SplineRadial, bspline_basis
 from equijax.nn.tp import KINDS, TensorProduct
 
 CHOICES = {"tp": KINDS, "radial": ("spline", "bessel-mlp"),
-           "self_interaction": ("linear", "s2-mlp"), "parity": ("natural", "both")}
+           "self_interaction": ("linear", "s2-mlp"), "parity": ("natural", "both"),
+           "forces": ("conservative", "direct")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +54,7 @@ class EquivariantConfig:
     parity: str = "natural"
     avg_num_neighbors: float = 20.0
     composition_model: bool = False  # per-element reference energies (AtomRef), fitted in training
+    forces: str = "conservative"  # or "direct": `DirectHeads` on the final invariants (no grad)
 
     def __post_init__(self):
         for key, allowed in CHOICES.items():
@@ -137,7 +140,8 @@ class EquivariantPotential(nn.Module):
 
     Call: ``(graph: CrystalGraph, positions=None (N, 3) Å, cell=None (G, 3, 3) Å)`` ->
     ``energy`` (G,) eV without the reference, ``site_energies`` (N,), ``atomref`` (N,) per-atom
-    reference energies (zeros without a composition model), ``magmoms`` (N,) zeros.
+    reference energies (zeros without a composition model), ``magmoms`` (N,) zeros; with
+    ``config.forces == "direct"`` also ``forces`` (N, 3) eV/Å and ``stress`` (G, 3, 3) GPa.
     """
 
     config: EquivariantConfig = EquivariantConfig()
@@ -169,4 +173,15 @@ class EquivariantPotential(nn.Module):
         zeros = jnp.zeros((n_atoms,), site.dtype)
         atomref = (AtomRef(name="atomref")(atoms.nodes["numbers"]) if cfg.composition_model
                    else zeros)
-        return {"energy": energy, "site_energies": site, "atomref": atomref, "magmoms": zeros}
+        out = {"energy": energy, "site_energies": site, "atomref": atomref, "magmoms": zeros}
+        if cfg.forces == "direct":
+            pair, n_edges = atoms.edges["pair"], vectors.shape[0]
+            n_pairs = (n_edges + 1) // 2
+            pair_basis = jax.ops.segment_sum(basis, pair, n_pairs) / 2.0  # both directions agree
+            graph_of_edge = jnp.repeat(jnp.arange(n_graphs), atoms.n_edge,
+                                       total_repeat_length=n_edges)
+            unit = vectors / jnp.where(lengths > 0, lengths, 1.0)[:, None]
+            out["forces"], out["stress"] = DirectHeads((cfg.channels,), name="direct_heads")(
+                pair_basis, invariants, atoms.senders, atoms.receivers, pair, unit, graph_of_edge,
+                jnp.asarray(atoms.globals["volume"]).astype(unit.dtype))
+        return out

@@ -34,7 +34,7 @@ def git_commit(cwd: str | Path | None = None) -> dict:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                              check=True).stdout.strip()
         dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                    cwd=cwd, capture_output=True, text=True).stdout.strip())
+                                    cwd=cwd, capture_output=True, text=True, check=False).stdout.strip())
         return {"commit": sha, "dirty": dirty}
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "dirty": None}
@@ -71,6 +71,20 @@ def resolved_config(spec: SweepSpec, point: Point, point_dir: Path) -> dict:
     return to_dict(config)
 
 
+def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ. Keys the old snapshot lacks (fields added to equijax
+    since the point ran, at their defaults) do not count."""
+    out = []
+    for key, value in new.items():
+        if key not in old:
+            continue
+        if isinstance(value, dict) and isinstance(old[key], dict):
+            out += _changed_keys(old[key], value, f"{prefix}{key}.")
+        elif old[key] != value:
+            out.append(f"{prefix}{key}")
+    return out
+
+
 def prepare(spec: SweepSpec, point: Point, git: dict) -> tuple[Path, bool]:
     """Create the point's directory and snapshot; returns ``(dir, finished)``.
 
@@ -81,13 +95,11 @@ def prepare(spec: SweepSpec, point: Point, git: dict) -> tuple[Path, bool]:
     config = resolved_config(spec, point, point_dir)
     snapshot = point_dir / "config.yaml"
     if snapshot.exists():
-        old = yaml.safe_load(snapshot.read_text())
-        if old != config:
-            changed = sorted(f"{s}.{k}" for s in config if isinstance(config[s], dict)
-                             for k in config[s] if old.get(s, {}).get(k) != config[s][k])
+        changed = _changed_keys(yaml.safe_load(snapshot.read_text()), config)
+        if changed:
             if is_finished(point_dir):
                 raise SweepError(f"point {point.name!r} in {spec.dir} finished with a different "
-                                 f"config ({changed or 'top-level keys'} changed); use another "
+                                 f"config ({changed} changed); use another "
                                  "sweep dir or delete that point")
             for stale in point_dir.iterdir():  # unfinished and changed: start it afresh
                 if stale.is_file():
@@ -158,7 +170,7 @@ def _run_local(point_dir: Path) -> int:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} on {socket.gethostname()}\n")
         log.flush()
         return subprocess.run([sys.executable, "-m", "equijax.sweep.point", str(point_dir)],
-                              stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+                              stdout=log, stderr=subprocess.STDOUT, env=env, check=False).returncode
 
 
 def _submitit_executor(spec: SweepSpec):

@@ -66,7 +66,7 @@ class SweepSpec:
                     raise SweepError(f"sweep key '{kind}.{key}': needs a non-empty list of values")
         both = set(self.grid) & set(self.zip)
         if both:
-            raise SweepError(f"sweep key 'zip.{sorted(both)[0]}': also a grid axis")
+            raise SweepError(f"sweep key 'zip.{min(both)}': also a grid axis")
         lengths = {key: len(v) for key, v in self.zip.items()}
         if len(set(lengths.values())) > 1:
             raise SweepError(f"sweep key 'zip': zip axes need equal lengths, got {lengths}")

@@ -48,6 +48,8 @@ class ModelConfig:
     radial: str = "spline"
     self_interaction: str = "linear"
     parity: str = "natural"
+    # "conservative" (forces/stress = -dE/dr, dE/dε/V) or "direct" (readout heads, no derivatives)
+    forces: str = "conservative"
     # fine-tuning: start from the pretrained CHGNet of this version ("0.3.0" or "0.2.0"); its
     # architecture and graph cutoffs replace the CHGNet fields above
     pretrained: str | None = None
@@ -206,6 +208,8 @@ def _check(config: ExperimentConfig) -> None:
     checks = [
         (config.model.name in ("chgnet", "equivariant"), "model.name",
          "must be 'chgnet' or 'equivariant'"),
+        (config.model.forces in ("conservative", "direct"), "model.forces",
+         "must be 'conservative' or 'direct'"),
         (config.model.pretrained in (None, "0.3.0", "0.2.0"), "model.pretrained",
          "must be null, '0.3.0' or '0.2.0'"),
         (config.model.pretrained is None or config.model.name == "chgnet", "model.pretrained",

@@ -3,6 +3,7 @@ checkpoints (exact resume) and a clear stop on a NaN/inf loss."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -43,7 +44,7 @@ def chgnet_config(model: ModelConfig) -> CHGNetConfig:
         num_angular=model.num_angular, n_conv=model.n_conv, atom_conv_hidden_dim=h,
         bond_conv_hidden_dim=h, mlp_hidden_dims=tuple(model.mlp_hidden_dims),
         atom_graph_cutoff=model.atom_graph_cutoff, bond_graph_cutoff=model.bond_graph_cutoff,
-        composition_model=model.composition_model)
+        composition_model=model.composition_model, forces=model.forces)
 
 
 def build_model(model: ModelConfig):
@@ -52,7 +53,7 @@ def build_model(model: ModelConfig):
     if model.pretrained:
         from equijax.models.chgnet_pretrained import PRESETS
 
-        return CHGNet(PRESETS[model.pretrained])
+        return CHGNet(dataclasses.replace(PRESETS[model.pretrained], forces=model.forces))
     if model.name == "equivariant":
         from equijax.models.equivariant import EquivariantConfig, EquivariantPotential
 
@@ -60,7 +61,7 @@ def build_model(model: ModelConfig):
             channels=model.channels, lmax=model.lmax, num_layers=model.num_layers,
             cutoff=model.atom_graph_cutoff, num_radial=model.spline_basis, tp=model.tp,
             radial=model.radial, self_interaction=model.self_interaction, parity=model.parity,
-            composition_model=model.composition_model))
+            composition_model=model.composition_model, forces=model.forces))
     return CHGNet(chgnet_config(model))
 
 
@@ -116,6 +117,9 @@ def initial_params(config: ExperimentConfig, module, example, train_set) -> dict
         from equijax.models.chgnet_pretrained import from_pretrained
 
         params = from_pretrained(config.model.pretrained)[1]
+        if config.model.forces == "direct":  # fresh direct heads on the pretrained trunk
+            fresh = module.init(jax.random.key(config.train.seed), example)
+            params = {"params": {**fresh["params"], **params["params"]}}
         if config.model.refit_atomref:
             params["params"]["atomref"]["weights"] = fit_atomref(train_set)
         return params

@@ -1,0 +1,83 @@
+"""Direct force and stress readouts (FastCHGNet-style): no derivative of the energy is taken, so
+training needs no second derivatives.
+
+Each undirected atom pair p = {i, j} gets three invariant weights from an MLP of symmetric pair
+features, and with r̂ the centre-to-neighbour unit vector of a directed edge:
+
+    F_i = Σ_{edges i→j} w_f(p) r̂_ij                                 (eV/Å)
+    σ_g = (160.2 / V_g) Σ_{pairs p in g} (w_1(p) r̂⊗r̂ + w_0(p) I)     (GPa)
+
+Rotating the structure rotates r̂, so F → R F and σ → R σ Rᵀ exactly; σ is symmetric by
+construction; and because w_f is the same for both directions of a pair, the pair's contributions
+to i and j cancel: Σ_i F_i = 0 (Newton's third law) for every structure.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from equijax.nn.mlp import MLP
+
+EV_PER_A3_TO_GPA = 160.21766208
+
+
+def symmetric_pair_features(atom_features: jnp.ndarray, senders: jnp.ndarray,
+                            receivers: jnp.ndarray, pair: jnp.ndarray, n_pairs: int) -> jnp.ndarray:
+    """(P, 2F) features of each undirected pair that do not depend on its orientation:
+    ``a_i + a_j`` and ``a_i * a_j`` from (N, F) atom features (each pair has two directed edges)."""
+    total = jax.ops.segment_sum(atom_features[senders], pair, n_pairs)
+    product = jax.ops.segment_sum(atom_features[senders] * atom_features[receivers], pair,
+                                  n_pairs) / 2.0
+    return jnp.concatenate([total, product], axis=-1)
+
+
+def direct_forces(pair_weights: jnp.ndarray, pair: jnp.ndarray, unit: jnp.ndarray,
+                  receivers: jnp.ndarray, n_atoms: int) -> jnp.ndarray:
+    """(N, 3) forces ``F_i = Σ_e w(pair(e)) r̂_e`` over the edges e centred on atom i.
+
+    ``pair_weights`` (P,), ``pair`` (E,) pair index of each edge, ``unit`` (E, 3) centre-to-
+    neighbour unit vectors, ``receivers`` (E,) the centre atom of each edge."""
+    return jax.ops.segment_sum(pair_weights[pair][:, None] * unit, receivers, n_atoms)
+
+
+def direct_stress(w_outer: jnp.ndarray, w_iso: jnp.ndarray, pair: jnp.ndarray, unit: jnp.ndarray,
+                  graph_of_edge: jnp.ndarray, volume: jnp.ndarray, n_graphs: int) -> jnp.ndarray:
+    """(G, 3, 3) symmetric stress in GPa, ``(1/V) Σ_pairs (w₁ r̂⊗r̂ + w₀ I)``; zero for graphs
+    without a 3D cell (``volume`` 0). Each pair's two directed edges share r̂⊗r̂, so the sum over
+    edges is halved."""
+    outer = unit[:, :, None] * unit[:, None, :]
+    per_edge = (w_outer[pair][:, None, None] * outer
+                + w_iso[pair][:, None, None] * jnp.eye(3, dtype=unit.dtype)) / 2.0
+    total = jax.ops.segment_sum(per_edge, graph_of_edge, n_graphs)
+    has_cell = volume > 0
+    scale = jnp.where(has_cell, EV_PER_A3_TO_GPA / jnp.where(has_cell, volume, 1.0), 0.0)
+    return total * scale[:, None, None]
+
+
+class DirectHeads(nn.Module):
+    """Direct forces (N, 3) eV/Å and stress (G, 3, 3) GPa from invariant features.
+
+    Call with ``pair_features`` (P, Fp) (invariant features of undirected pairs, e.g. CHGNet's
+    bond features or a radial basis), ``atom_features`` (N, Fa) invariant, the atom graph's
+    ``senders``/``receivers``/``pair`` (E,), ``unit`` (E, 3) centre-to-neighbour unit vectors,
+    ``graph_of_edge`` (E,) and ``volume`` (G,) Å³. ``hidden``: the MLP's hidden widths. The last
+    layer starts at zero, so an untrained head predicts zero forces and stress.
+    """
+
+    hidden: tuple[int, ...] = (64,)
+    activation: str = "silu"
+
+    @nn.compact
+    def __call__(self, pair_features, atom_features, senders, receivers, pair, unit,
+                 graph_of_edge, volume):
+        n_pairs, n_atoms, n_graphs = pair_features.shape[0], atom_features.shape[0], volume.shape[0]
+        features = jnp.concatenate([pair_features, symmetric_pair_features(
+            atom_features, senders, receivers, pair, n_pairs)], axis=-1)
+        weights = MLP(3, hidden=self.hidden, act=self.activation, zero_init_last=True,
+                      name="pair_mlp")(features)
+        forces = direct_forces(weights[:, 0], pair, unit, receivers, n_atoms)
+        stress = direct_stress(weights[:, 1], weights[:, 2], pair, unit, graph_of_edge, volume,
+                               n_graphs)
+        return forces, stress

@@ -1,0 +1,133 @@
+"""Direct force/stress heads: the pure functions against explicit loops over pairs, and CHGNet /
+EquivariantPotential with ``forces="direct"``: exact rotation/inversion equivariance, permutation
+invariance, symmetric stress, zero net force, and the energy of the shared trunk unchanged."""
+
+import ase.build
+import jax
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from equijax.graphs import BucketPolicy, atoms_to_graph, pad_batch
+from equijax.graphs.crystal_graph import edge_vectors
+from equijax.models.chgnet import CHGNet, CHGNetConfig
+from equijax.models.equivariant import EquivariantConfig, EquivariantPotential
+from equijax.nn.direct_heads import EV_PER_A3_TO_GPA, direct_forces, direct_stress
+from equijax.potential import predict_padded
+
+@pytest.fixture(autouse=True, scope="module")
+def _fast_compiles():
+    """Cheaper XLA compiles (same IEEE operations); restored after the module."""
+    previous = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", previous)
+
+
+TINY_CHGNET = dict(atom_fea_dim=8, bond_fea_dim=8, angle_fea_dim=8, num_radial=5, num_angular=5,
+                   n_conv=2, atom_conv_hidden_dim=(8,), bond_conv_hidden_dim=(8,),
+                   mlp_hidden_dims=(8,), direct_hidden_dims=(8,), atom_graph_cutoff=4.5)
+MODELS = {
+    "chgnet": lambda forces: CHGNet(CHGNetConfig(**TINY_CHGNET, forces=forces)),
+    "equivariant": lambda forces: EquivariantPotential(EquivariantConfig(
+        channels=4, lmax=1, num_layers=1, cutoff=4.5, forces=forces)),
+}
+
+
+def _structures():
+    copper = ase.build.bulk("Cu", "fcc", 3.6, cubic=True)
+    copper.rattle(0.1, seed=0)
+    salt = ase.build.bulk("NaCl", "rocksalt", 5.6) * (1, 1, 2)
+    salt.rattle(0.1, seed=1)
+    return [copper, salt]
+
+
+def test_pure_heads_match_loops_over_pairs():
+    """`direct_forces` / `direct_stress` on a real periodic graph against explicit Python loops
+    over its undirected pairs (each pair's weight applied once to i with r̂_ij and once to j)."""
+    atoms = _structures()[1]
+    graph = atoms_to_graph(atoms, cutoff=4.5).atoms
+    vectors = edge_vectors(graph)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    pair = graph.edges["pair"]
+    n_pairs = int(pair.max()) + 1
+    rng = np.random.default_rng(0)
+    w_f, w_1, w_0 = rng.normal(size=(3, n_pairs))
+    forces = direct_forces(w_f, pair, unit, graph.receivers, len(atoms))
+    volume = np.array([atoms.get_volume()])
+    stress = direct_stress(w_1, w_0, pair, unit, np.zeros(len(pair), int), volume, 1)
+    want_f = np.zeros((len(atoms), 3))
+    want_s = np.zeros((3, 3))
+    seen = set()
+    for e in range(len(pair)):
+        want_f[graph.receivers[e]] += w_f[pair[e]] * unit[e]
+        if pair[e] not in seen:
+            seen.add(pair[e])
+            want_s += w_1[pair[e]] * np.outer(unit[e], unit[e]) + w_0[pair[e]] * np.eye(3)
+    np.testing.assert_allclose(forces, want_f, atol=1e-5)
+    np.testing.assert_allclose(stress[0], want_s * EV_PER_A3_TO_GPA / volume[0], rtol=1e-5, atol=1e-5)
+
+
+def _transformed(atoms, matrix, shift, order):
+    out = atoms[order]
+    out.set_cell(atoms.cell.array @ matrix.T, scale_atoms=False)
+    out.positions = atoms.positions[order] @ matrix.T + shift
+    return out
+
+
+def _randomized(params, seed=0):
+    """Params with every leaf perturbed, so the zero-initialised last layers are not zero."""
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    rng = np.random.default_rng(seed)
+    return jax.tree_util.tree_unflatten(
+        tree, [x + 0.2 * rng.normal(size=x.shape).astype(x.dtype) for x in leaves])
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_direct_models_are_equivariant_and_symmetric(name):
+    module = MODELS[name]("direct")
+    policy = BucketPolicy(fixed_graphs=2, multiple=64)
+    structures = _structures()
+    cutoff = 4.5
+    predict = jax.jit(lambda p, g: predict_padded(module, p, g))
+    batch, _ = pad_batch([atoms_to_graph(a, cutoff=cutoff) for a in structures], policy)
+    params = _randomized(module.init(jax.random.key(0), batch))
+    ref = jax.device_get(predict(params, batch))
+    n = [len(a) for a in structures]
+    starts = np.cumsum([0, *n])
+    for g in range(2):
+        forces = ref["forces"][starts[g]:starts[g + 1]]
+        assert np.abs(forces).max() > 1e-3  # the heads are live
+        np.testing.assert_allclose(forces.sum(0), 0.0, atol=1e-5)  # Newton's third law
+        np.testing.assert_allclose(ref["stress"][g], ref["stress"][g].T, atol=1e-5)
+    rotation = Rotation.random(random_state=3).as_matrix()
+    for matrix in (rotation, -rotation):
+        orders = [np.random.default_rng(7 + g).permutation(k) for g, k in enumerate(n)]
+        moved = [_transformed(a, matrix, np.array([0.3, -1.2, 2.0]), o)
+                 for a, o in zip(structures, orders)]
+        batch2, _ = pad_batch([atoms_to_graph(a, cutoff=cutoff) for a in moved], policy)
+        out = jax.device_get(predict(params, batch2))
+        np.testing.assert_allclose(out["energy"][:2], ref["energy"][:2], rtol=2e-5, atol=2e-5)
+        for g, order in enumerate(orders):
+            want = ref["forces"][starts[g]:starts[g + 1]][order] @ matrix.T
+            np.testing.assert_allclose(out["forces"][starts[g]:starts[g + 1]], want, atol=1e-4)
+        want_s = np.einsum("ij,gjk,lk->gil", matrix, ref["stress"][:2], matrix)
+        np.testing.assert_allclose(out["stress"][:2], want_s, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_direct_model_energy_equals_the_conservative_trunk(name):
+    """The direct model is the conservative one plus heads: with the same trunk params its
+    energies are identical, and forces/stress come from the heads, not from derivatives."""
+    direct, conservative = MODELS[name]("direct"), MODELS[name]("conservative")
+    batch, _ = pad_batch([atoms_to_graph(a, cutoff=4.5) for a in _structures()],
+                         BucketPolicy(fixed_graphs=2, multiple=64))
+    params = _randomized(direct.init(jax.random.key(1), batch), seed=1)
+    trunk = {"params": {k: v for k, v in params["params"].items() if k != "direct_heads"}}
+    out_d = jax.jit(lambda p, g: predict_padded(direct, p, g))(params, batch)
+    out_c = jax.jit(lambda p, g: predict_padded(conservative, p, g))(trunk, batch)
+    np.testing.assert_allclose(out_d["energy"], out_c["energy"], rtol=1e-6, atol=1e-6)
+    raw = jax.jit(direct.apply)(params, batch)
+    np.testing.assert_allclose(out_d["forces"], raw["forces"], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(out_d["stress"], raw["stress"], rtol=1e-6, atol=1e-6)
+    assert np.abs(np.asarray(out_d["forces"]) - np.asarray(out_c["forces"])).max() > 1e-3

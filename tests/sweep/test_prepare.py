@@ -1,0 +1,45 @@
+"""Preparing sweep points: the config snapshot, finished-point detection, and the refusal to mix
+results when a finished point's config has changed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from equijax.sweep import SweepError, SweepSpec, expand
+from equijax.sweep.runner import prepare
+from equijax.training.config import load_config, to_dict
+
+
+def _spec(tmp_path, epochs: int) -> SweepSpec:
+    return SweepSpec(config="chgnet_emt_small", overrides=["model=chgnet_tiny", f"train.epochs={epochs}"],
+                     grid={"model.n_conv": [1, 2]}, dir=str(tmp_path / "sweep"))
+
+
+def test_snapshot_is_the_resolved_config_and_finished_points_are_kept(tmp_path):
+    spec = _spec(tmp_path, 2)
+    git = {"commit": "abc", "dirty": False}
+    points = expand(spec)
+    for point in points:
+        point_dir, finished = prepare(spec, point, git)
+        assert not finished
+        want = to_dict(load_config("chgnet_emt_small", [*point.overrides, f"train.run_dir={point_dir}",
+                                                         "train.progress=false"]))
+        assert yaml.safe_load((point_dir / "config.yaml").read_text()) == want
+        assert json.loads((point_dir / "point.json").read_text())["axes"] == point.axes
+    done = tmp_path / "sweep" / points[0].name
+    (done / "metrics.json").write_text("{}")
+    # a snapshot that lacks a key (a field added to equijax later) is still the same config
+    old = yaml.safe_load((done / "config.yaml").read_text())
+    del old["model"]["forces"]
+    (done / "config.yaml").write_text(yaml.safe_dump(old))
+    assert prepare(spec, points[0], git) == (done, True)
+    with pytest.raises(SweepError, match=r"finished with a different config.*train.epochs"):
+        prepare(_spec(tmp_path, 3), expand(_spec(tmp_path, 3))[0], git)
+    # an unfinished point whose config changed starts afresh with the new snapshot
+    (tmp_path / "sweep" / points[1].name / "stale.txt").write_text("x")
+    point_dir, finished = prepare(_spec(tmp_path, 3), expand(_spec(tmp_path, 3))[1], git)
+    assert not finished and not (point_dir / "stale.txt").exists()
+    assert yaml.safe_load((point_dir / "config.yaml").read_text())["train"]["epochs"] == 3
