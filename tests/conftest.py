@@ -66,3 +66,15 @@ def torch_chgnet():
     torch.set_num_threads(2)
     model = CHGNet.load(model_name="0.3.0", use_device="cpu", verbose=False)
     return model.eval()
+
+
+@pytest.fixture(scope="module")
+def fast_compiles():
+    """``jax_disable_most_optimizations`` for a module (about half the XLA compile time on CPU; the
+    numerics are the same IEEE operations), restored afterwards so nothing leaks into other files
+    that pytest-xdist runs in the same worker. Use with
+    ``pytestmark = pytest.mark.usefixtures("fast_compiles")``."""
+    previous = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", previous)

@@ -2,7 +2,11 @@
 
 import json
 
+import pytest
+
 from equijax.cli import main
+
+pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
 def test_chgnet_train_runs_both_sides(tmp_path):

@@ -11,6 +11,8 @@ from equijax.graphs import BucketPolicy, atoms_to_graph, pad_batch
 from equijax.models.equivariant import EquivariantConfig, EquivariantPotential
 from equijax.potential import predict_padded
 
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
 CONFIGS = {
     "gaunt_grid": {"tp": "gaunt_grid"},
     "cg-both-parities": {"tp": "cg", "parity": "both"},

@@ -15,13 +15,7 @@ from equijax.models.equivariant import EquivariantConfig, EquivariantPotential
 from equijax.nn.direct_heads import EV_PER_A3_TO_GPA, direct_forces, direct_stress
 from equijax.potential import predict_padded
 
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compiles():
-    """Cheaper XLA compiles (same IEEE operations); restored after the module."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
 TINY_CHGNET = dict(atom_fea_dim=8, bond_fea_dim=8, angle_fea_dim=8, num_radial=5, num_angular=5,
