@@ -38,8 +38,11 @@ def _bench_chgnet_infer(args) -> int:
 def _bench_chgnet_train(args) -> int:
     from equijax.bench import chgnet_train
 
+    forces = tuple(args.forces.split(","))
+    if any(f not in chgnet_train.FORCES for f in forces):
+        raise SystemExit(f"--forces takes a subset of {','.join(chgnet_train.FORCES)}, got {args.forces}")
     chgnet_train.run(out=args.out, batch_size=args.batch_size, steps=args.steps, limit=args.limit,
-                     reference=not args.no_reference)
+                     reference=not args.no_reference, forces=forces)
     return 0
 
 
@@ -194,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     ct.add_argument("--steps", type=int, default=5, help="timed steps (median is reported)")
     ct.add_argument("--limit", type=int, default=None, help="structures to use")
     ct.add_argument("--no-reference", action="store_true", help="skip the PyTorch chgnet")
+    ct.add_argument("--forces", default="conservative,direct",
+                    help="equijax force heads to time: conservative (autodiff, as the reference), "
+                         "direct (readout heads, no second derivatives), or both (default)")
     ct.set_defaults(func=_bench_chgnet_train)
 
     tpb = bench_sub.add_parser("tp", help="tensor products: equijax kinds vs e3nn-jax and cuequivariance")

@@ -20,3 +20,7 @@ def test_chgnet_train_runs_both_sides(tmp_path):
     # labels are the pretrained model's own predictions, and Adam at lr 1e-4 moves little in
     # 4 steps: a large loss would mean the labels or the loss are wired wrong
     assert result["equijax"]["final_loss"] < 1e-3
+    # direct heads start at zero on the pretrained trunk: the loss is the force/stress error of a
+    # zero prediction, finite and far above the conservative model's
+    direct = result["equijax_direct"]
+    assert direct["structures_per_s"] > 0 and 10 * result["equijax"]["final_loss"] < direct["final_loss"] < 1e3
