@@ -1,4 +1,4 @@
-"""The `equijax` command line: `equijax demo`, `equijax bench graphs|chgnet-infer|chgnet-train|tp`,
+"""The `equijax` command line: `equijax demo`, `equijax bench graphs|chgnet-infer|chgnet-train|tp|model`,
 `equijax train`, `equijax sweep`, `equijax predict FILE...`."""
 
 from __future__ import annotations
@@ -43,6 +43,17 @@ def _bench_chgnet_train(args) -> int:
         raise SystemExit(f"--forces takes a subset of {','.join(chgnet_train.FORCES)}, got {args.forces}")
     chgnet_train.run(out=args.out, batch_size=args.batch_size, steps=args.steps, limit=args.limit,
                      reference=not args.no_reference, forces=forces)
+    return 0
+
+
+def _bench_model(args) -> int:
+    from equijax.bench import model
+
+    try:
+        model.run(args.config, args.overrides, batch_size=args.batch_size, limit=args.limit,
+                  repeats=args.repeats, out=args.out)
+    except ValueError as err:
+        raise SystemExit(f"equijax bench model: {err}") from None
     return 0
 
 
@@ -218,6 +229,18 @@ def build_parser() -> argparse.ArgumentParser:
     tpb.add_argument("--out", default="results/bench_tp.json", help="JSON output path")
     tpb.add_argument("--plot", default="results/bench_tp.png", help="PNG plot path ('' for none)")
     tpb.set_defaults(func=_bench_tp)
+
+    bm = bench_sub.add_parser("model", help="an equivariant model from a training config vs the "
+                                              "same model on e3nn-jax's tensor_product")
+    bm.add_argument("--config", default="equivariant_emt_small",
+                    help="experiment YAML or packaged name with model.name=equivariant")
+    bm.add_argument("--batch-size", type=int, default=None, help="structures per batch "
+                    "(default: the config's data.batch_size)")
+    bm.add_argument("--limit", type=int, default=32, help="structures to use")
+    bm.add_argument("--repeats", type=int, default=5, help="timed calls per batch (median)")
+    bm.add_argument("--out", default="results/bench_model.json", help="JSON output path")
+    bm.add_argument("overrides", nargs="*", help="config overrides, e.g. model.tp=cg model.lmax=3")
+    bm.set_defaults(func=_bench_model)
 
     t = sub.add_parser("train", help="train a model from a YAML config")
     t.add_argument("--config", default=None, help="YAML experiment config (configs/experiment/...)")

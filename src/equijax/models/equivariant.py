@@ -32,8 +32,9 @@ from equijax.nn.readout import MAX_ELEMENTS, AtomRef
 from equijax.nn.s2 import S2MLP
 from equijax.nn.spline_radial import SplineRadial, bspline_basis
 from equijax.nn.tp import KINDS, TensorProduct
+from equijax.nn.tp.module import BASELINE_KIND
 
-CHOICES = {"tp": KINDS, "radial": ("spline", "bessel-mlp"),
+CHOICES = {"tp": (*KINDS, BASELINE_KIND), "radial": ("spline", "bessel-mlp"),
            "self_interaction": ("linear", "s2-mlp"), "parity": ("natural", "both"),
            "forces": ("conservative", "direct")}
 

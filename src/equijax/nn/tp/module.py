@@ -21,6 +21,9 @@ from equijax.nn.tp.inputs import assemble, leading_shape
 from equijax.nn.tp.paths import WEIGHTINGS, check_kind, irrep_filter, paths
 from equijax.nn.tp.vector_gaunt import vector_gaunt
 
+BASELINE_KIND = "e3nn"
+"""`TensorProduct` kind that calls e3nn-jax's ``tensor_product`` (a comparator, not in KINDS)."""
+
 FUNCTIONS = {"cg": clebsch_gordan, "gaunt_grid": gaunt_s2grid, "gaunt_fourier": gaunt_fourier,
              "vector_gaunt": vector_gaunt}
 
@@ -43,7 +46,8 @@ class TensorProduct(nn.Module):
     """Weighted equivariant tensor product of node features and (edge) features.
 
     Attributes:
-        kind: "cg" | "gaunt_grid" | "gaunt_fourier" | "vector_gaunt".
+        kind: "cg" | "gaunt_grid" | "gaunt_fourier" | "vector_gaunt", or "e3nn": e3nn-jax's own
+            ``tensor_product`` (the same function as "cg"; the baseline of `equijax bench model`).
         irreps_out: output irreps (multiplicities ignored; output is C x each irrep, sorted and
             deduplicated as e3nn sorts). Default: every irrep the kind realizes. Irreps the kind
             cannot realize come back as zero blocks.
@@ -63,10 +67,10 @@ class TensorProduct(nn.Module):
 
     @nn.compact
     def __call__(self, x1: e3nn.IrrepsArray, x2: e3nn.IrrepsArray) -> e3nn.IrrepsArray:
-        check_kind(self.kind)
+        kind = "cg" if self.kind == BASELINE_KIND else check_kind(self.kind)
         if self.weights not in WEIGHTINGS + ("none",):
             raise ValueError(f"weights={self.weights!r}: expected per_path, per_channel or none")
-        if self.weights == "per_path" and self.kind != "cg":
+        if self.weights == "per_path" and kind != "cg":
             raise ValueError(f"weights='per_path' needs kind='cg': a {self.kind} product does not "
                              "separate its paths; use weights='per_channel'")
         x1, x2 = x1.regroup(), x2.regroup()
@@ -76,7 +80,7 @@ class TensorProduct(nn.Module):
                              f"{x1.irreps}; map it with e3nn.flax.Linear first")
         channels = muls.pop()
         keep = irrep_filter(self.irreps_out)
-        realized = paths(self.kind, x1.irreps, x2.irreps, self.irreps_out)
+        realized = paths(kind, x1.irreps, x2.irreps, self.irreps_out)
         wanted = sorted(keep) if keep is not None else sorted({p.ir_out for p in realized})
         if self.weights == "per_channel":
             w1 = self.param("w_in1", nn.initializers.ones, (len(x1.irreps), channels))
@@ -100,7 +104,15 @@ class TensorProduct(nn.Module):
         options = dict(self.options or {})
         if not realized:  # nothing reachable: the caller fills zero blocks
             return {}
-        if self.kind != "cg":
+        if self.kind == BASELINE_KIND and self.weights != "per_path":
+            out = e3nn.tensor_product(x1, x2, filter_ir_out=sorted({p.ir_out for p in realized}),
+                                      regroup_output=False)
+            blocks: dict = {}
+            for (_, ir), chunk in zip(out.irreps, out.chunks):
+                if chunk is not None:
+                    blocks[ir] = chunk if ir not in blocks else blocks[ir] + chunk
+            return blocks
+        if self.kind not in ("cg", BASELINE_KIND):
             reachable = sorted({p.ir_out for p in realized})
             out = tensor_product(self.kind, x1, x2, filter_ir_out=reachable, **options)
             return {ir: c for (_, ir), c in zip(out.irreps, out.chunks) if c is not None}
