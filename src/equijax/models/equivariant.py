@@ -136,13 +136,23 @@ class Interaction(nn.Module):
         return skip + gated.regroup()
 
 
+def vector_readout(h: e3nn.IrrepsArray, graph_of_atom, n_graphs: int) -> jnp.ndarray:
+    """(N, 3) per-atom vectors from the 1o features of ``h`` (a learned e3nn linear map, created in
+    the calling module), minus their mean per structure: equivariant, with zero net force."""
+    vectors = e3nn.flax.Linear("1x1o", name="force_readout")(h.filter(keep="1o")).array
+    count = jax.ops.segment_sum(jnp.ones_like(vectors[:, :1]), graph_of_atom, n_graphs)
+    mean = jax.ops.segment_sum(vectors, graph_of_atom, n_graphs) / jnp.maximum(count, 1.0)
+    return vectors - mean[graph_of_atom]
+
+
 class EquivariantPotential(nn.Module):
     """Energy of each structure as a sum of site energies from an equivariant MPNN.
 
     Call: ``(graph: CrystalGraph, positions=None (N, 3) Å, cell=None (G, 3, 3) Å)`` ->
     ``energy`` (G,) eV without the reference, ``site_energies`` (N,), ``atomref`` (N,) per-atom
     reference energies (zeros without a composition model), ``magmoms`` (N,) zeros; with
-    ``config.forces == "direct"`` also ``forces`` (N, 3) eV/Å and ``stress`` (G, 3, 3) GPa.
+    ``config.forces == "direct"`` also ``forces`` (N, 3) eV/Å (`DirectHeads` pair forces plus a
+    linear readout of the 1o features, `vector_readout`) and ``stress`` (G, 3, 3) GPa.
     """
 
     config: EquivariantConfig = EquivariantConfig()
@@ -182,7 +192,8 @@ class EquivariantPotential(nn.Module):
             graph_of_edge = jnp.repeat(jnp.arange(n_graphs), atoms.n_edge,
                                        total_repeat_length=n_edges)
             unit = vectors / jnp.where(lengths > 0, lengths, 1.0)[:, None]
-            out["forces"], out["stress"] = DirectHeads((cfg.channels,), name="direct_heads")(
+            pair_forces, out["stress"] = DirectHeads((cfg.channels,), name="direct_heads")(
                 pair_basis, invariants, atoms.senders, atoms.receivers, pair, unit, graph_of_edge,
                 jnp.asarray(atoms.globals["volume"]).astype(unit.dtype))
+            out["forces"] = pair_forces + vector_readout(h, graph_of_atom, n_graphs)
         return out

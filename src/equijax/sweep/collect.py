@@ -109,7 +109,7 @@ def plot_results(records: list[dict], columns: list[str], rows: list[dict], path
                        width=1 / (len(keys) + 1), label=key if len(keys) > 1 else None)
             ax.set_xticks(range(len(done)), labels, rotation=45, ha="right", fontsize=7)
         else:
-            others = [a for a in axes if a != x_axis]
+            others = [a for a in axes if a != x_axis and len({r.get(a) for r in done}) > 1]
             groups = sorted({tuple(r.get(a) for a in others) for r in done})
             for group, key in itertools.product(groups, keys):
                 sel = sorted((r for r in done if tuple(r.get(a) for a in others) == group
