@@ -153,16 +153,24 @@ def _graphs(structures, model: ModelConfig) -> list:
 
 
 def _evaluate(eval_step, mesh, params, loader) -> dict:
-    """MAEs and mean loss over a whole split (the remainder after full batches is dropped)."""
+    """MAEs and mean loss over a whole split (the remainder after full batches is dropped), and
+    ``atoms_per_s``: the evaluation throughput (efs of every atom) after the first batch."""
     totals: dict = {}
     n_batches = 0
-    for _, (graph, targets, _) in loader.epoch(0):
+    timed_atoms, timed_s = 0, 0.0  # inference throughput, first (compiling) batch excluded
+    for _, (graph, targets, groups) in loader.epoch(0):
+        t0 = time.perf_counter()
         m = jax.device_get(eval_step(params, shard_batch(mesh, graph), shard_batch(mesh, targets)))
+        if n_batches:
+            timed_s += time.perf_counter() - t0
+            timed_atoms += sum(len(loader.structures[i].atoms) for g in groups for i in g)
         for key, value in m.items():
             weight = m.get(f"count_{key[4:]}", 1.0) if key.startswith("mae_") else 1.0
             totals[key] = totals.get(key, 0.0) + float(value) * float(weight)
         n_batches += 1
     out = {"loss": totals["loss"] / max(n_batches, 1)}
+    if timed_s > 0:  # energy, forces and stress of every atom, as in inference
+        out["atoms_per_s"] = timed_atoms / timed_s
     for key in [k for k in totals if k.startswith("mae_")]:
         count = totals.get(f"count_{key[4:]}", 0.0)
         if count:  # targets without any label in this split are left out
