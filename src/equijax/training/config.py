@@ -104,7 +104,7 @@ class OptimConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Run length, evaluation, checkpoints and devices (``devices: 0`` = all local devices)."""
+    """Run length, evaluation, checkpoints and devices (``devices: 0`` = every device of every process)."""
 
     epochs: int = 10
     max_steps: int | None = None

@@ -207,7 +207,8 @@ def train(config: ExperimentConfig, resume: bool = False) -> dict:
     optimizer = make_optimizer(config.optim, total_steps, frozen_collections(config, params))
     state = init_state(params, optimizer, config.train.seed)
     checkpoints = Checkpoints(run_dir, keep=config.train.keep_checkpoints)
-    log = MetricsLog(run_dir)
+    primary = jax.process_index() == 0  # one writer of the run's files in a multi-host run
+    log = MetricsLog(run_dir, enabled=primary)
     start_epoch = start_step = 0
     if resume:
         restored = checkpoints.restore_latest(state, to_dict(config)["model"])
@@ -215,9 +216,10 @@ def train(config: ExperimentConfig, resume: bool = False) -> dict:
             state, meta = restored
             start_epoch, start_step = meta["epoch"], meta["next_step"]
             log.truncate_after(int(state.step))
-    if (not resume or int(state.step) == 0) and log.path.exists():
+    if primary and (not resume or int(state.step) == 0) and log.path.exists():
         log.path.unlink()  # a fresh start (also a resume that found no checkpoint)
-    (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=1))  # after the check
+    if primary:  # after the check
+        (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=1))
     state = replicate(mesh, state)
     train_step = make_train_step(module, optimizer, config.loss, mesh, config.optim.ema_decay)
     eval_step = make_eval_step(module, config.loss, mesh)
@@ -267,16 +269,19 @@ def train(config: ExperimentConfig, resume: bool = False) -> dict:
     bar.close()
     test = _evaluate(eval_step, mesh, state.ema_params, loaders["test"])
     log.write({"split": "test", "step": int(state.step), **test})
-    log.write_csv()
+    if primary:
+        log.write_csv()
     elapsed = time.perf_counter() - t_start
     result = {"steps": int(state.step), "val": val, "test": test, "baseline_val": baseline,
               "structures_per_s": n_seen / elapsed if n_seen else 0.0,
               "data_wait_fraction": train_loader.wait_seconds / elapsed if n_seen else 0.0,
               "devices": n_dev, "num_params": count_params(params), "run_dir": str(run_dir)}
-    (run_dir / "result.json").write_text(json.dumps(result, indent=1, default=float))
+    if primary:
+        (run_dir / "result.json").write_text(json.dumps(result, indent=1, default=float))
     try:
-        log.plot(baseline={"mae_energy": baseline["energy_mae_per_atom"],
-                           "mae_forces": baseline["force_mae_zero"]})
+        if primary:
+            log.plot(baseline={"mae_energy": baseline["energy_mae_per_atom"],
+                               "mae_forces": baseline["force_mae_zero"]})
     except (KeyError, ValueError):
         pass
     checkpoints.close()

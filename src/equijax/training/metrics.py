@@ -10,11 +10,16 @@ from pathlib import Path
 class MetricsLog:
     """Append-only metrics log of a run (``train``, ``val`` and ``test`` records)."""
 
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path, enabled: bool = True):
+        """``enabled=False`` (processes other than 0 of a multi-host run) makes every write a
+        no-op, so a shared run directory holds each record once."""
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.enabled = enabled
 
     def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
         with self.path.open("a") as f:
             f.write(json.dumps({k: (float(v) if hasattr(v, "__float__") and not isinstance(v, (str, int))
                                     else v) for k, v in record.items()}) + "\n")
@@ -25,6 +30,8 @@ class MetricsLog:
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
 
     def truncate_after(self, step: int) -> None:
+        if not self.enabled:
+            return
         """Drop records written after ``step`` (a resumed run rewrites them)."""
         kept = [r for r in self.records() if r.get("step", 0) <= step]
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
