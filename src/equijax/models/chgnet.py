@@ -54,6 +54,9 @@ class CHGNetConfig:
     # "direct": DirectHeads read them out of the final features (no derivatives; FastCHGNet)
     forces: str = "conservative"
     direct_hidden_dims: tuple[int, ...] = (64,)
+    # rematerialise each convolution block in the backward pass (jax.checkpoint): activation
+    # memory of one block instead of all, for about one more forward pass of compute
+    remat: bool = False
 
     def __post_init__(self):
         for name in ("atom_conv_hidden_dim", "bond_conv_hidden_dim", "angle_layer_hidden_dim",
@@ -154,20 +157,23 @@ class CHGNet(nn.Module):
         pair_j = bonds.nodes["pair"][bonds.senders]
 
         conv = dict(act=cfg.non_linearity, gated_norm=cfg.gMLP_norm, norm=cfg.conv_norm)
+        atom_conv, bond_conv, angle_update = ((nn.remat(AtomConv), nn.remat(BondConv),
+                                               nn.remat(AngleUpdate)) if cfg.remat
+                                              else (AtomConv, BondConv, AngleUpdate))
         magmoms = jnp.zeros_like(positions[:, 0])
         for i in range(cfg.n_conv):
-            atom_feas = AtomConv(cfg.atom_conv_hidden_dim, out_bias=cfg.mlp_out_bias,
+            atom_feas = atom_conv(cfg.atom_conv_hidden_dim, out_bias=cfg.mlp_out_bias,
                                  name=f"atom_conv_{i}", **conv)(
                 atom_feas, bond_feas, weights_ag, atoms.receivers, atoms.senders, pair)
             if i == cfg.n_conv - 1:
                 break
             if cfg.update_bond:
-                bond_feas = BondConv(cfg.bond_conv_hidden_dim, out_bias=cfg.mlp_out_bias,
+                bond_feas = bond_conv(cfg.bond_conv_hidden_dim, out_bias=cfg.mlp_out_bias,
                                      name=f"bond_conv_{i}", **conv)(
                     atom_feas, bond_feas, weights_bg, angle_feas, center, pair_i, pair_j)
                 if cfg.update_angle:
                     # the last update's output is unused; XLA removes it under jit
-                    angle_feas = AngleUpdate(cfg.angle_layer_hidden_dim, name=f"angle_update_{i}",
+                    angle_feas = angle_update(cfg.angle_layer_hidden_dim, name=f"angle_update_{i}",
                                              **conv)(atom_feas, bond_feas, angle_feas, center,
                                                      pair_i, pair_j)
             if i == cfg.n_conv - 2:

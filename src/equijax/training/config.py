@@ -50,6 +50,8 @@ class ModelConfig:
     parity: str = "natural"
     # "conservative" (forces/stress = -dE/dr, dE/dε/V) or "direct" (readout heads, no derivatives)
     forces: str = "conservative"
+    # CHGNet: rematerialise each convolution block in the backward pass (less memory)
+    remat: bool = False
     # fine-tuning: start from the pretrained CHGNet of this version ("0.3.0" or "0.2.0"); its
     # architecture and graph cutoffs replace the CHGNet fields above
     pretrained: str | None = None
