@@ -62,7 +62,7 @@ def build_model(model: ModelConfig):
             channels=model.channels, lmax=model.lmax, num_layers=model.num_layers,
             cutoff=model.atom_graph_cutoff, num_radial=model.spline_basis, tp=model.tp,
             radial=model.radial, self_interaction=model.self_interaction, parity=model.parity,
-            composition_model=model.composition_model, forces=model.forces, remat=model.remat))
+            composition_model=model.composition_model, forces=model.forces))
     return CHGNet(chgnet_config(model))
 
 
