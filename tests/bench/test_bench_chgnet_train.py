@@ -12,7 +12,7 @@ pytestmark = pytest.mark.usefixtures("fast_compiles")
 def test_chgnet_train_runs_both_sides(tmp_path):
     """Both sides take timed steps; equijax's loss on its own teacher labels stays near zero."""
     out = tmp_path / "train.json"
-    assert main(["bench", "chgnet-train", "--limit", "4", "--batch-size", "2", "--steps", "2",
+    assert main(["bench", "chgnet-train", "--limit", "2", "--batch-size", "2", "--steps", "1",
                  "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["chgnet"]["available"], "the reference extra must be installed for the tests"
