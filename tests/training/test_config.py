@@ -178,6 +178,8 @@ def test_scalar_for_a_section_names_the_key():
     ("optim.learning_rate=-1e-3", "optim.learning_rate"),
     ("optim.ema_decay=1.0", "optim.ema_decay"),
     ("optim.ema_decay=-0.5", "optim.ema_decay"),
+    ("model.forces=automatic", "model.forces"),
+    ("model.pretrained=9.9", "model.pretrained"),
 ])
 def test_invalid_values_raise(override, key):
     """Values of the right type but outside the allowed set raise `ConfigError` naming the key."""
@@ -191,3 +193,19 @@ def test_zero_periods_are_rejected(override):
     """A zero checkpoint or evaluation period is refused at load time with `ConfigError`."""
     with pytest.raises(ConfigError, match=override.split("=")[0].replace(".", r"\.")):
         load_config(None, [override])
+
+
+def test_pretrained_needs_chgnet():
+    with pytest.raises(ConfigError, match=r"model\.pretrained.*chgnet"):
+        load_config(None, ["model.name=equivariant", "model.pretrained=0.3.0"])
+
+
+def test_unknown_frozen_collection_lists_the_valid_ones():
+    from equijax.training.loop import frozen_collections
+
+    config = load_config(None, ["optim.freeze=[atom_embeding]"])
+    params = {"params": {"atom_embedding": 0, "atomref": 0}}
+    with pytest.raises(ValueError, match=r"optim\.freeze.*atom_embeding.*atom_embedding"):
+        frozen_collections(config, params)
+    assert frozen_collections(load_config(None, ["optim.freeze=[atom_embedding]"]), params) == (
+        "atomref", "atom_embedding")

@@ -13,6 +13,7 @@ import concurrent.futures
 import dataclasses
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -105,8 +106,6 @@ def prepare(spec: SweepSpec, point: Point, git: dict) -> tuple[Path, bool]:
                 if stale.is_file():
                     stale.unlink()
                 else:
-                    import shutil
-
                     shutil.rmtree(stale)
     if is_finished(point_dir):
         return point_dir, True
