@@ -11,6 +11,10 @@ from pymatgen.io.ase import AseAtomsAdaptor
 from equijax.cli import main
 from equijax.predict import read_structures
 
+# compile with most XLA passes off: about half the compile time, same IEEE operations
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
+
 
 def test_predict_json_matches_torch_chgnet(tmp_path, torch_chgnet):
     """JSON output of `equijax predict` on a two-frame file agrees with the reference model."""

@@ -2,7 +2,13 @@
 
 import json
 
+import pytest
+
 from equijax.cli import main
+
+# compile with most XLA passes off: about half the compile time, same IEEE operations
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
 
 
 def test_chgnet_infer_reports_throughput_and_agreement(tmp_path):

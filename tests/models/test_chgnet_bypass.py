@@ -14,6 +14,10 @@ from equijax.models.chgnet import PRESETS, pair_lengths
 from equijax.models.chgnet_pretrained import from_pretrained
 from equijax.nn.radial import RadialBessel
 
+# compile with most XLA passes off: about half the compile time, same IEEE operations
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
+
 
 @pytest.fixture(scope="module")
 def pretrained():

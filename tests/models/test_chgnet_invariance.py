@@ -8,6 +8,10 @@ import ase.build
 import numpy as np
 import pytest
 
+# compile with most XLA passes off: about half the compile time, same IEEE operations
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
+
 # float32 tolerances. Stress: the small triclinic cell (37 Å³, |σ| ~ 30 GPa) shows ~5e-4 GPa of
 # rounding noise between equivalent inputs, hence 2e-3 GPa (the parity test's tolerance).
 TOL_E, TOL_F, TOL_S, TOL_M = 1e-5, 1e-4, 2e-3, 1e-4  # eV/atom, eV/Å, GPa, μB

@@ -8,6 +8,10 @@ import pytest
 
 from equijax.nn.s2 import S2MLP, s2_activation
 
+# compile with most XLA passes off: about half the compile time, same IEEE operations
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
+
 
 @pytest.fixture(scope="module")
 def x():

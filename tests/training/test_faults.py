@@ -32,6 +32,10 @@ from equijax.training.step import (
     shard_batch,
 )
 
+# compile with most XLA passes off: about half the compile time, same IEEE operations
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
+
 
 def _with(structure: LabeledStructure, **changes) -> LabeledStructure:
     return dataclasses.replace(structure, **changes)

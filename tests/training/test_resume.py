@@ -178,3 +178,37 @@ def test_refused_resume_keeps_the_run_config(runs, tmp_path):
     with pytest.raises(CheckpointError):
         _cli_train(["--resume", *runs["args"], "model.hidden_dim=16", f"train.run_dir={run_dir}"])
     assert (run_dir / "config.json").read_text() == before
+
+
+def test_init_from_copies_the_trunk_and_starts_new_heads_fresh(runs, uniform_structures):
+    """``model.init_from`` (a direct-heads model started from conservative run A): every trunk
+    parameter equals A's best EMA parameter as orbax reads it; the direct heads equal a fresh
+    init's; a conservative model with other layer sizes is refused naming the parameter."""
+    from equijax.training.config import load_config
+    from equijax.training.loop import _graphs, build_model, initial_params
+
+    a = runs["A"]
+    (best,) = _steps(a, "best")
+    manager = ocp.CheckpointManager(a.absolute() / "best")
+    saved = manager.restore(best, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    manager.close()
+    want = {jax.tree_util.keystr(p): np.asarray(x) for p, x in
+            jax.tree_util.tree_leaves_with_path(saved["state"]["ema_params"]["params"])}
+
+    config = load_config(None, [*runs["args"], "model.forces=direct", f"model.init_from={a}"])
+    module = build_model(config.model)
+    example = _graphs(uniform_structures[:1], config.model)[0]
+    params = initial_params(config, module, example, uniform_structures)
+    fresh = module.init(jax.random.key(config.train.seed), example)
+    got = {jax.tree_util.keystr(p): np.asarray(x)
+           for p, x in jax.tree_util.tree_leaves_with_path(params["params"])}
+    fresh = {jax.tree_util.keystr(p): np.asarray(x)
+             for p, x in jax.tree_util.tree_leaves_with_path(fresh["params"])}
+    heads = {k for k in got if k not in want}
+    assert heads and all("direct" in k for k in heads), heads
+    for key, value in got.items():
+        np.testing.assert_array_equal(value, want[key] if key in want else fresh[key], err_msg=key)
+
+    wider = load_config(None, [*runs["args"], "model.atom_fea_dim=12", f"model.init_from={a}"])
+    with pytest.raises(ValueError, match=r"init_from: parameter .* has shape"):
+        initial_params(wider, build_model(wider.model), example, uniform_structures)

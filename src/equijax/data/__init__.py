@@ -1,5 +1,6 @@
 """Labelled structures for training: readers/writers (any ASE format, extxyz, ase.db, MPtrj JSON),
-an offline EMT-labelled dataset generator, baselines, and group-aware splits.
+offline dataset generators labelled by EMT or by the pretrained CHGNet (a teacher), baselines,
+and group-aware splits.
 
 Units: eV, Å, eV/Å, GPa (CHGNet/ASE sign: positive = tensile), μB. Missing labels are None.
 """
@@ -18,6 +19,7 @@ from equijax.data.readers import (
 )
 from equijax.data.splits import split_by_group
 from equijax.data.structures import EV_PER_A3_TO_GPA, LabeledStructure, check_unique_ids
+from equijax.data.teacher import generate_teacher_dataset, teacher_structures
 
 __all__ = [
     "EMT_ELEMENTS",
@@ -28,6 +30,7 @@ __all__ = [
     "check_unique_ids",
     "from_ase_atoms",
     "generate_emt_dataset",
+    "generate_teacher_dataset",
     "parse_mptrj",
     "per_element_linear_baseline",
     "read_ase",
@@ -35,6 +38,7 @@ __all__ = [
     "read_mptrj_json",
     "split_by_group",
     "structure_dict_from_atoms",
+    "teacher_structures",
     "to_ase_atoms",
     "write_ase_db",
     "write_extxyz",

@@ -58,14 +58,20 @@ class ModelConfig:
     # when fine-tuning: refit the AtomRef (per-element energies) on the training set, for labels
     # whose energy reference differs from the Materials Project's (fresh models always fit it)
     refit_atomref: bool = False
+    # start from another run's best EMA params (a run directory of `equijax train`): leaves with
+    # the same path and shape are copied, leaves only this model has (new heads) are fresh, and
+    # leaves only the old model had are dropped; e.g. a direct -> conservative fine-tuning stage
+    init_from: str | None = None
 
 
 @dataclasses.dataclass
 class DataConfig:
     """Where structures come from and how they are split and batched.
 
-    ``source``: ``emt`` (generated with ASE's EMT), or a path to an extxyz/any ase.io file, an ASE
-    ``.db`` or an MPtrj-layout ``.json``.
+    ``source``: ``emt`` (generated with ASE's EMT), ``teacher`` (generated crystals labelled by
+    the pretrained CHGNet 0.3.0, cached as extxyz under ``cache_dir``, default
+    ``~/.cache/equijax/teacher``), or a path to an extxyz/any ase.io file, an ASE ``.db`` or an
+    MPtrj-layout ``.json``.
     """
 
     source: str = "emt"
@@ -216,6 +222,8 @@ def _check(config: ExperimentConfig) -> None:
          "must be null, '0.3.0' or '0.2.0'"),
         (config.model.pretrained is None or config.model.name == "chgnet", "model.pretrained",
          "needs model.name=chgnet"),
+        (not (config.model.pretrained and config.model.init_from), "model.init_from",
+         "cannot be combined with model.pretrained"),
         *_equivariant_checks(config.model),
         (config.loss.kind in ("huber", "mse"), "loss.kind", "must be 'huber' or 'mse'"),
         (config.optim.optimizer in ("adam", "adamw"), "optim.optimizer", "must be 'adam' or 'adamw'"),

@@ -73,6 +73,10 @@ def load_structures(config: ExperimentConfig) -> list:
     source, n = config.data.source, config.data.n_structures
     if source == "emt":
         return data.generate_emt_dataset(n, seed=config.data.seed, progress=config.train.progress)
+    if source == "teacher":
+        return data.generate_teacher_dataset(n, seed=config.data.seed,
+                                             cache_dir=config.data.cache_dir,
+                                             progress=config.train.progress)
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"data.source {source!r}: no such file")
@@ -113,7 +117,8 @@ def graph_cutoffs(model: ModelConfig) -> tuple[float, float]:
 
 
 def initial_params(config: ExperimentConfig, module, example, train_set) -> dict:
-    """Fresh params (AtomRef fitted on ``train_set``), or the pretrained CHGNet's for fine-tuning."""
+    """Fresh params (AtomRef fitted on ``train_set``), the pretrained CHGNet's, or another run's
+    (``model.init_from``, merged into fresh params with `transfer_params`) for fine-tuning."""
     if config.model.pretrained:
         from equijax.models.chgnet_pretrained import from_pretrained
 
@@ -127,6 +132,16 @@ def initial_params(config: ExperimentConfig, module, example, train_set) -> dict
     params = module.init(jax.random.key(config.train.seed), example)
     if config.model.composition_model:
         params["params"]["atomref"]["weights"] = fit_atomref(train_set)
+    if config.model.init_from:
+        from equijax.training.trained import load_trained, transfer_params
+
+        params, report = transfer_params(params, load_trained(config.model.init_from)[1])
+        if config.train.progress and jax.process_index() == 0:
+            tqdm.write(f"init_from {config.model.init_from}: {len(report['copied'])} arrays "
+                       f"copied; fresh: {report['fresh'] or 'none'}; dropped: "
+                       f"{report['dropped'] or 'none'}")
+        if config.model.refit_atomref and "atomref" in params["params"]:
+            params["params"]["atomref"]["weights"] = fit_atomref(train_set)
     return params
 
 

@@ -37,6 +37,40 @@ def load_trained(run_dir: str | Path, which: str = "best"):
     return build_model(config.model), {"params": restored["state"]["ema_params"]["params"]}
 
 
+def transfer_params(fresh: dict, source: dict) -> tuple[dict, dict[str, list[str]]]:
+    """``fresh`` with every leaf that ``source`` has at the same path replaced by ``source``'s.
+
+    For fine-tuning from another run (``model.init_from``): a model that switches heads keeps the
+    trunk it shares with the source and starts the new heads fresh. Returns ``(params, report)``
+    with ``report`` = ``{"copied": [...], "fresh": [...], "dropped": [...]}`` (leaf paths; fresh
+    leaves exist only in ``fresh``, dropped ones only in ``source``). Raises `ValueError` naming the
+    path when a shared leaf has a different shape (the architectures differ).
+    """
+    import jax
+    import numpy as np
+
+    flat_source = {jax.tree_util.keystr(path): leaf
+                   for path, leaf in jax.tree_util.tree_leaves_with_path(source)}
+    report: dict[str, list[str]] = {"copied": [], "fresh": [], "dropped": []}
+
+    def take(path, leaf):
+        name = jax.tree_util.keystr(path)
+        if name not in flat_source:
+            report["fresh"].append(name)
+            return leaf
+        value = flat_source.pop(name)
+        if np.shape(value) != np.shape(leaf):
+            raise ValueError(f"model.init_from: parameter {name} has shape {np.shape(value)} in "
+                             f"the source run but {np.shape(leaf)} in this model; the "
+                             "architectures must agree (only heads may differ)")
+        report["copied"].append(name)
+        return jax.numpy.asarray(value, dtype=jax.numpy.asarray(leaf).dtype)
+
+    params = jax.tree_util.tree_map_with_path(take, fresh)
+    report["dropped"] = sorted(flat_source)
+    return params, report
+
+
 def _dotlist(tree: dict, prefix: str = "") -> list[str]:
     """``{"model": {"n_conv": 2}}`` -> ``["model.n_conv=2"]`` (JSON values)."""
     out = []

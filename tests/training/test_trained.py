@@ -1,0 +1,36 @@
+"""`transfer_params`: the leaf-by-leaf merge behind ``model.init_from``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from equijax.training.config import ConfigError, load_config
+from equijax.training.trained import transfer_params
+
+
+def test_transfer_copies_shared_leaves_keeps_new_and_drops_old():
+    fresh = {"params": {"trunk": {"w": np.zeros((2, 3), np.float32), "b": np.zeros(3, np.float32)},
+                        "new_head": {"w": np.ones(4, np.float32)}}}
+    source = {"params": {"trunk": {"w": np.arange(6.0).reshape(2, 3), "b": np.full(3, 7.0)},
+                         "old_head": {"w": np.full(5, 9.0)}}}
+    params, report = transfer_params(fresh, source)
+    np.testing.assert_array_equal(params["params"]["trunk"]["w"], np.arange(6.0).reshape(2, 3))
+    np.testing.assert_array_equal(params["params"]["trunk"]["b"], np.full(3, 7.0))
+    np.testing.assert_array_equal(params["params"]["new_head"]["w"], np.ones(4))
+    assert params["params"]["trunk"]["w"].dtype == np.float32  # the model's dtype, not the source's
+    assert "old_head" not in params["params"]
+    assert sorted(report["copied"]) == ["['params']['trunk']['b']", "['params']['trunk']['w']"]
+    assert report["fresh"] == ["['params']['new_head']['w']"]
+    assert report["dropped"] == ["['params']['old_head']['w']"]
+
+
+def test_transfer_refuses_a_different_shape():
+    fresh = {"params": {"trunk": {"w": np.zeros((2, 3))}}}
+    with pytest.raises(ValueError, match=r"\['trunk'\]\['w'\] has shape \(3, 3\)"):
+        transfer_params(fresh, {"params": {"trunk": {"w": np.zeros((3, 3))}}})
+
+
+def test_init_from_with_pretrained_is_a_config_error():
+    with pytest.raises(ConfigError, match="model.init_from"):
+        load_config(None, ["model.pretrained=0.3.0", "model.init_from=runs/x"])
