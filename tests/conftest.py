@@ -70,9 +70,11 @@ def torch_chgnet():
 
 @pytest.fixture(scope="module")
 def fast_compiles():
-    """``jax_disable_most_optimizations`` for a module (about half the XLA compile time on CPU; the
-    numerics are the same IEEE operations), restored afterwards so nothing leaks into other files
-    that pytest-xdist runs in the same worker. Use with
+    """``jax_disable_most_optimizations`` for a module (XLA backend -O0 and LLVM's expensive passes
+    off: about half the compile time on CPU; results agree to rounding), restored afterwards. The
+    flag is not part of jit's cache key, so a session fixture's function compiled here (e.g.
+    ``chgnet_potential``'s) keeps its -O0 executable in later files; tests compare with
+    tolerances far above rounding, so this only changes speed. Use with
     ``pytestmark = pytest.mark.usefixtures("fast_compiles")``."""
     previous = jax.config.read("jax_disable_most_optimizations")
     jax.config.update("jax_disable_most_optimizations", True)

@@ -51,9 +51,24 @@ def test_structures_are_sane_and_diverse():
     assert {"Fe", "Ni", "Co", "Mn", "O"} <= elements  # magnetic oxides for the magmom head
 
 
-def test_bad_count_raises():
+def test_bad_count_raises_and_zero_is_empty(tmp_path):
     with pytest.raises(ValueError, match="n_structures"):
         teacher_structures(-1)
+    with pytest.raises(ValueError, match="n_structures"):  # before any model is loaded
+        generate_teacher_dataset(-1, cache_dir=tmp_path, potential="unused")
+    assert generate_teacher_dataset(0, cache_dir=tmp_path, potential="unused") == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cache_with_other_structures_is_refused(tmp_path):
+    from equijax.data import LabeledStructure, write_extxyz
+    from equijax.data.teacher import GENERATOR_VERSION
+
+    atoms, group = teacher_structures(1, seed=0)[0]
+    stranger = LabeledStructure(id="other/0", atoms=atoms, energy=-1.0, group=group)
+    write_extxyz([stranger], tmp_path / f"teacher-v{GENERATOR_VERSION}-chgnet0.3.0-seed0-n1.extxyz")
+    with pytest.raises(ValueError, match="delete the file"):
+        generate_teacher_dataset(1, seed=0, cache_dir=tmp_path, potential="unused")
 
 
 def test_labels_equal_pytorch_chgnet_and_cache_round_trips(tmp_path, chgnet_potential,
@@ -74,7 +89,7 @@ def test_labels_equal_pytorch_chgnet_and_cache_round_trips(tmp_path, chgnet_pote
         np.testing.assert_allclose(s.stress, ref["s"], atol=TOL_S_GPA, rtol=1e-5, err_msg=s.id)
         np.testing.assert_allclose(s.magmoms, ref["m"], atol=TOL_M, rtol=0, err_msg=s.id)
     # the cache is the labelled set, and a second call reads it (no potential needed)
-    (cached_file,) = tmp_path.glob("teacher-chgnet0.3.0-seed1-n12.extxyz")
+    (cached_file,) = tmp_path.glob("teacher-v*-chgnet0.3.0-seed1-n12.extxyz")
     again = generate_teacher_dataset(12, seed=1, cache_dir=tmp_path, potential="unused")
     for a, b, c in zip(labelled, again, read_ase(cached_file), strict=True):
         assert a.id == b.id == c.id and a.group == b.group

@@ -8,7 +8,8 @@ import ase.build
 import numpy as np
 import pytest
 
-# compile with most XLA passes off: about half the compile time, same IEEE operations
+# jax_disable_most_optimizations (XLA backend -O0): about half the compile time; results agree
+# to rounding (the tolerances here are far above it)
 pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 

@@ -26,8 +26,8 @@ TOL64 = {"e": 1e-11, "f": 1e-10, "s": 1e-9, "m": 1e-10}
 # bcc Fe, GaAs, rock salt MgO, diamond C, fcc Cu, hcp Ti, fcc Al, LiF, bcc Mo.
 BENCH_INDICES = [1, 4, 29, 17, 27, 24, 20, 23, 9, 10, 52]
 
-# XLA HLO passes mostly off in the float64 subprocess: about half the compile time, same
-# IEEE operations (the tolerances are unchanged)
+# jax_disable_most_optimizations in the float64 subprocess (XLA backend -O0, LLVM's expensive
+# passes off): about half the compile time; results agree to float64 rounding, far below TOL64
 FAST_COMPILE_ENV = {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
 
 

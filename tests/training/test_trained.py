@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from equijax.training.config import ConfigError, load_config
-from equijax.training.trained import transfer_params
+from equijax.training.trained import check_init_from, transfer_params
 
 
 def test_transfer_copies_shared_leaves_keeps_new_and_drops_old():
@@ -34,3 +34,29 @@ def test_transfer_refuses_a_different_shape():
 def test_init_from_with_pretrained_is_a_config_error():
     with pytest.raises(ConfigError, match="model.init_from"):
         load_config(None, ["model.pretrained=0.3.0", "model.init_from=runs/x"])
+
+
+def test_transfer_refuses_no_shared_leaves_and_non_finite_ones():
+    fresh = {"params": {"trunk": {"w": np.zeros(3)}}}
+    with pytest.raises(ValueError, match="shares no parameter"):
+        transfer_params(fresh, {"params": {"other": {"w": np.zeros(3)}}})
+    with pytest.raises(ValueError, match=r"non-finite parameters: \["):
+        transfer_params(fresh, {"params": {"trunk": {"w": np.array([0.0, np.nan, 1.0])}}})
+
+
+def test_check_init_from_needs_a_run_with_the_same_model(tmp_path):
+    import dataclasses
+    import json
+
+    config = load_config(None, [f"model.init_from={tmp_path}", "model.forces=direct"])
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        check_init_from(config.model)
+    source = dataclasses.asdict(load_config(None, []))
+    (tmp_path / "config.json").write_text(json.dumps(source))
+    check_init_from(config.model)  # only forces and init_from differ
+    source["model"]["atom_graph_cutoff"] = 5.0
+    source["model"]["n_conv"] = 3
+    (tmp_path / "config.json").write_text(json.dumps(source))
+    with pytest.raises(ValueError, match=r"differs in atom_graph_cutoff: 5.0 there, 6.0 here, "
+                                         r"n_conv: 3 there, 4 here"):
+        check_init_from(config.model)

@@ -59,7 +59,7 @@ def subprocess_env(n_devices: int = 1, cache_dir: str | Path | None = None) -> d
     env["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count={n_devices} "
                         "--xla_backend_optimization_level=0")
     env["JAX_PLATFORMS"] = "cpu"
-    # and XLA's HLO passes mostly off (about half the compile time again; same for every run)
+    # and LLVM's expensive passes off too (jax_disable_most_optimizations; same for every run)
     env["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("JAX_COMPILATION_CACHE_DIR", None)

@@ -11,6 +11,7 @@ cached as extxyz, so a sweep labels once.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -24,8 +25,8 @@ from equijax.data.structures import LabeledStructure
 
 __all__ = ["PROTOTYPES", "generate_teacher_dataset", "teacher_structures"]
 
-# (crystal structure, lattice constant a in Å, chemistries). Each chemistry is one formula's
-# symbols in ase.build.bulk's site order; perovskites are built by hand (A, B, X3).
+# (crystal structure, (unused) typical lattice constant in Å, chemistries). Each chemistry is one
+# formula's symbols in ase.build.bulk's site order; perovskites are built by hand (A, B, X3).
 PROTOTYPES = (
     ("fcc", 3.6, ("Cu", "Ni", "Al", "Ag", "Au", "Pt", "Pd", "Co")),
     ("bcc", 2.9, ("Fe", "W", "Mo", "Cr", "V", "Nb", "Li", "Na")),
@@ -38,8 +39,7 @@ PROTOTYPES = (
     ("wurtzite", 3.2, ("ZnO", "GaN", "AlN")),
     ("perovskite", 3.95, ("SrTiO3", "BaTiO3", "LaMnO3", "KNbO3", "CaTiO3", "LaFeO3")),
 )
-# Lattice constants that differ much from the family's default (Å); the rest use the default
-# scaled by covalent radii, so no structure starts far from a sensible density.
+# Experimental (or typical) lattice constant a of every chemistry above, Å.
 LATTICE_A = {"C": 3.57, "Si": 5.43, "Ge": 5.66, "Li": 3.49, "Na": 4.23, "W": 3.16, "Mo": 3.15,
              "Nb": 3.30, "Cr": 2.88, "V": 3.03, "Fe": 2.87, "Cu": 3.61, "Ni": 3.52, "Al": 4.05,
              "Ag": 4.09, "Au": 4.08, "Pt": 3.92, "Pd": 3.89, "Co": 2.51, "Ti": 2.95, "Mg": 3.21,
@@ -50,8 +50,10 @@ LATTICE_A = {"C": 3.57, "Si": 5.43, "Ge": 5.66, "Li": 3.49, "Na": 4.23, "W": 3.1
              "GaN": 3.19, "AlN": 3.11, "SrTiO3": 3.905, "BaTiO3": 4.00, "LaMnO3": 3.95,
              "KNbO3": 4.02, "CaTiO3": 3.84, "LaFeO3": 3.93}
 FCC_CO_A = 3.54  # Co appears both as hcp (a = 2.51) and fcc
+# Bump when a change to the generator changes the structures: it is part of the cache file name.
+GENERATOR_VERSION = 1
 SNAPSHOTS_PER_GROUP = 4
-STRAIN_SIGMA = 0.02  # each symmetric strain component ~ N(0, 2 %)
+STRAIN_SIGMA = 0.02  # strain (A + A^T)/2, A ~ N(0, 2 %): diagonal 2 %, off-diagonal 1.4 %
 RATTLE_RANGE_A = (0.02, 0.15)  # Å, Gaussian displacement scale, drawn per snapshot
 SUBSTITUTION_FRACTION = 0.25  # metals: fraction of structures alloyed with a second metal
 MIN_ATOMS, MAX_ATOMS = 2, 40
@@ -62,7 +64,7 @@ def teacher_structures(n_structures: int, seed: int = 0) -> list[tuple[Atoms, st
 
     Groups of `SNAPSHOTS_PER_GROUP` snapshots share a base structure (prototype, chemistry,
     supercell of 2..40 atoms, a random metal substitution for a quarter of the metals) and differ
-    in strain (symmetric, N(0, 2 %) per component) and rattle (N(0, s) with s uniform in
+    in strain (symmetrised N(0, 2 %): 2 % on the diagonal, 1.4 % off it) and rattle (N(0, s) with s uniform in
     0.02..0.15 Å). Group ``g`` is drawn from ``numpy.random.default_rng([seed, g])``, so a larger
     ``n_structures`` extends a smaller one.
     """
@@ -85,20 +87,50 @@ def generate_teacher_dataset(n_structures: int, seed: int = 0, version: str = "0
                              progress: bool = True, potential=None) -> list[LabeledStructure]:
     """`teacher_structures` labelled by the pretrained CHGNet ``version``.
 
-    Labels: energy (eV, total), forces (N, 3) eV/Å, stress (3, 3) GPa (CHGNet/ASE sign) and
-    magmoms (N,) μB, as the pretrained model predicts them. The labelled set is written to
-    ``{cache_dir}/teacher-chgnet{version}-seed{seed}-n{n_structures}.extxyz`` (default
-    ``$EQUIJAX_CACHE/teacher`` or ``~/.cache/equijax/teacher``) and read back from there on
-    later calls. ids are ``f"{group}/{k}"``; groups keep a base structure's snapshots in one split.
-    ``potential``: an `equijax.potential.Potential` of that pretrained CHGNet to label with
-    (default: built here), e.g. one whose buckets are already compiled.
+    Labels: energy (eV, total), forces (N, 3) eV/Å, stress (3, 3) GPa (CHGNet/ASE sign,
+    symmetrised) and magmoms (N,) μB, as the pretrained model predicts them. The labelled set is
+    written to ``{cache_dir}/teacher-v{GENERATOR_VERSION}-chgnet{version}-seed{seed}-n{n}.extxyz``
+    (default ``$EQUIJAX_CACHE/teacher`` or ``~/.cache/equijax/teacher``), and every call, the
+    first included, returns what that file holds, so a resumed run sees the same data. Processes
+    that ask at the same time (a sweep's points) wait on a file lock and label once. ids are
+    ``f"{group}/{k}"``; groups keep a base structure's snapshots in one split. ``potential``: an
+    `equijax.potential.Potential` of that pretrained CHGNet to label with (default: built here).
     """
+    if n_structures < 0:
+        raise ValueError(f"n_structures must be >= 0, got {n_structures}")
+    if n_structures == 0:
+        return []
     from equijax.models.chgnet_pretrained import default_cache_dir
 
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "teacher"
-    path = folder / f"teacher-chgnet{version}-seed{seed}-n{n_structures}.extxyz"
-    if path.exists():
-        return read_ase(path)
+    name = f"teacher-v{GENERATOR_VERSION}-chgnet{version}-seed{seed}-n{n_structures}.extxyz"
+    path = folder / name
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not path.exists():
+            labelled = _label_all(teacher_structures(n_structures, seed), version, batch_size,
+                                  progress, potential)
+            partial = folder / f"{name}.{os.getpid()}.partial"
+            write_extxyz(labelled, partial)
+            os.replace(partial, path)  # atomic: a killed run never leaves a truncated cache
+    structures = read_ase(path, format="extxyz")
+    expected = [f"{group}/{k}" for group, k in _ids(n_structures, seed)]
+    if [s.id for s in structures] != expected:
+        raise ValueError(f"{path}: the cached teacher set does not hold the {n_structures} "
+                         "expected structures (delete the file to relabel)")
+    return structures
+
+
+def _ids(n_structures: int, seed: int) -> list[tuple[str, int]]:
+    """``(group, k)`` of every structure `teacher_structures` makes, in order."""
+    return [(f"teacher{seed}-{i // SNAPSHOTS_PER_GROUP:05d}", i % SNAPSHOTS_PER_GROUP)
+            for i in range(n_structures)]
+
+
+def _label_all(unlabelled: list[tuple[Atoms, str]], version: str, batch_size: int,
+               progress: bool, potential) -> list[LabeledStructure]:
+    """Label ``(atoms, group)`` pairs with the pretrained CHGNet, ``batch_size`` at a time."""
     if potential is None:
         from equijax.graphs import BucketPolicy
         from equijax.potential import Potential
@@ -106,7 +138,6 @@ def generate_teacher_dataset(n_structures: int, seed: int = 0, version: str = "0
         # coarse buckets and a fixed graph count: a few compiled shapes for the whole set
         potential = Potential.from_pretrained(
             version, policy=BucketPolicy(growth=1.6, fixed_graphs=batch_size))
-    unlabelled = teacher_structures(n_structures, seed)
     labelled: list[LabeledStructure] = []
     counters: dict[str, int] = {}
     with tqdm(total=len(unlabelled), desc=f"CHGNet {version} labels", disable=not progress) as bar:
@@ -117,10 +148,6 @@ def generate_teacher_dataset(n_structures: int, seed: int = 0, version: str = "0
                 k = counters[group] = counters.get(group, -1) + 1
                 labelled.append(_labelled(atoms, group, k, p))
             bar.update(len(chunk))
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial.extxyz")
-    write_extxyz(labelled, partial)
-    partial.replace(path)  # atomic: a killed run never leaves a truncated cache
     return labelled
 
 
@@ -153,6 +180,7 @@ def _base_structure(rng: np.random.Generator) -> Atoms:
         repeats[int(np.argmin(np.linalg.norm(atoms.cell.array, axis=1) * repeats))] += 1
     atoms = atoms.repeat(tuple(repeats))
     if kind in ("fcc", "bcc", "hcp") and len(atoms) > 1 and rng.random() < SUBSTITUTION_FRACTION:
+        # the fcc, bcc and hcp metals; Co is in two lists, so it is drawn twice as often
         metals = [m for _, _, ms in PROTOTYPES[:3] for m in ms if m != formula]
         sites = rng.random(len(atoms)) < rng.uniform(0.1, 0.5)
         symbols = atoms.get_chemical_symbols()

@@ -133,10 +133,15 @@ def initial_params(config: ExperimentConfig, module, example, train_set) -> dict
     if config.model.composition_model:
         params["params"]["atomref"]["weights"] = fit_atomref(train_set)
     if config.model.init_from:
-        from equijax.training.trained import load_trained, transfer_params
+        from equijax.training.trained import (
+            check_init_from,
+            load_trained,
+            transfer_params,
+        )
 
+        check_init_from(config.model)
         params, report = transfer_params(params, load_trained(config.model.init_from)[1])
-        if config.train.progress and jax.process_index() == 0:
+        if jax.process_index() == 0:  # also without progress bars: sweeps keep it in log.txt
             tqdm.write(f"init_from {config.model.init_from}: {len(report['copied'])} arrays "
                        f"copied; fresh: {report['fresh'] or 'none'}; dropped: "
                        f"{report['dropped'] or 'none'}")
@@ -201,6 +206,10 @@ def train(config: ExperimentConfig, resume: bool = False) -> dict:
     (same batches, same RNG, same optimizer state).
     """
     run_dir = Path(config.train.run_dir)
+    if config.model.init_from:  # before the data, which can take long to make
+        from equijax.training.trained import check_init_from
+
+        check_init_from(config.model)
     run_dir.mkdir(parents=True, exist_ok=True)
     structures = load_structures(config)
     from equijax.data import per_element_linear_baseline, split_by_group

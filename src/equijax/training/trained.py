@@ -52,6 +52,7 @@ def transfer_params(fresh: dict, source: dict) -> tuple[dict, dict[str, list[str
     flat_source = {jax.tree_util.keystr(path): leaf
                    for path, leaf in jax.tree_util.tree_leaves_with_path(source)}
     report: dict[str, list[str]] = {"copied": [], "fresh": [], "dropped": []}
+    flat_copied: dict[str, np.ndarray] = {}
 
     def take(path, leaf):
         name = jax.tree_util.keystr(path)
@@ -64,11 +65,46 @@ def transfer_params(fresh: dict, source: dict) -> tuple[dict, dict[str, list[str
                              f"the source run but {np.shape(leaf)} in this model; the "
                              "architectures must agree (only heads may differ)")
         report["copied"].append(name)
+        flat_copied[name] = np.asarray(value)
         return jax.numpy.asarray(value, dtype=jax.numpy.asarray(leaf).dtype)
 
     params = jax.tree_util.tree_map_with_path(take, fresh)
     report["dropped"] = sorted(flat_source)
+    if not report["copied"]:
+        raise ValueError("model.init_from: the source run shares no parameter with this model "
+                         "(another model type?)")
+    bad = [name for name in report["copied"] if not np.isfinite(flat_copied[name]).all()]
+    if bad:
+        raise ValueError(f"model.init_from: the source run has non-finite parameters: {bad[:5]}")
     return params, report
+
+
+# Model fields that may differ between a run and the run it starts from (``model.init_from``);
+# any other difference (layer sizes, cutoffs, basis sizes, the model type) is an error.
+INIT_FROM_MAY_DIFFER = ("forces", "init_from", "remat", "refit_atomref")
+
+
+def check_init_from(model) -> None:
+    """Check that ``model.init_from`` (a `ModelConfig`'s) is a training run with the same model.
+
+    Raises `FileNotFoundError` when the directory has no ``config.json``, and `ValueError` naming
+    the fields when the run's model differs in more than `INIT_FROM_MAY_DIFFER`.
+    """
+    import dataclasses
+
+    config_path = Path(model.init_from) / "config.json"
+    if not config_path.exists():
+        raise FileNotFoundError(f"model.init_from {model.init_from!r}: no config.json there (not "
+                                "an equijax training run; relative paths start at the working "
+                                "directory)")
+    source = json.loads(config_path.read_text()).get("model", {})
+    mine = dataclasses.asdict(model)
+    differ = sorted(k for k in mine if k not in INIT_FROM_MAY_DIFFER and k in source
+                    and source[k] != mine[k])
+    if differ:
+        pairs = ", ".join(f"{k}: {source[k]!r} there, {mine[k]!r} here" for k in differ)
+        raise ValueError(f"model.init_from {model.init_from!r}: the run's model differs in {pairs}; "
+                         f"only {', '.join(INIT_FROM_MAY_DIFFER)} may change")
 
 
 def _dotlist(tree: dict, prefix: str = "") -> list[str]:
