@@ -75,7 +75,7 @@ def teacher_structures(n_structures: int, seed: int = 0) -> list[tuple[Atoms, st
     while len(out) < n_structures:
         rng = np.random.default_rng([seed, group])
         base = _base_structure(rng)
-        name = f"teacher{seed}-{group:05d}"
+        name = _group_name(seed, group)
         for _ in range(min(SNAPSHOTS_PER_GROUP, n_structures - len(out))):
             out.append((_perturb(base, rng), name))
         group += 1
@@ -109,28 +109,32 @@ def generate_teacher_dataset(n_structures: int, seed: int = 0, version: str = "0
     with open(folder / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         if not path.exists():
-            labelled = _label_all(teacher_structures(n_structures, seed), version, batch_size,
-                                  progress, potential)
+            labelled = _label_all(teacher_structures(n_structures, seed), _ids(n_structures, seed),
+                                  version, batch_size, progress, potential)
             partial = folder / f"{name}.{os.getpid()}.partial"
             write_extxyz(labelled, partial)
             os.replace(partial, path)  # atomic: a killed run never leaves a truncated cache
     structures = read_ase(path, format="extxyz")
-    expected = [f"{group}/{k}" for group, k in _ids(n_structures, seed)]
-    if [s.id for s in structures] != expected:
+    if [s.id for s in structures] != _ids(n_structures, seed):
         raise ValueError(f"{path}: the cached teacher set does not hold the {n_structures} "
                          "expected structures (delete the file to relabel)")
     return structures
 
 
-def _ids(n_structures: int, seed: int) -> list[tuple[str, int]]:
-    """``(group, k)`` of every structure `teacher_structures` makes, in order."""
-    return [(f"teacher{seed}-{i // SNAPSHOTS_PER_GROUP:05d}", i % SNAPSHOTS_PER_GROUP)
+def _group_name(seed: int, group: int) -> str:
+    return f"teacher{seed}-{group:05d}"
+
+
+def _ids(n_structures: int, seed: int) -> list[str]:
+    """The id ``f"{group}/{k}"`` of every structure `teacher_structures` makes, in order."""
+    return [f"{_group_name(seed, i // SNAPSHOTS_PER_GROUP)}/{i % SNAPSHOTS_PER_GROUP}"
             for i in range(n_structures)]
 
 
-def _label_all(unlabelled: list[tuple[Atoms, str]], version: str, batch_size: int,
-               progress: bool, potential) -> list[LabeledStructure]:
-    """Label ``(atoms, group)`` pairs with the pretrained CHGNet, ``batch_size`` at a time."""
+def _label_all(unlabelled: list[tuple[Atoms, str]], ids: list[str], version: str,
+               batch_size: int, progress: bool, potential) -> list[LabeledStructure]:
+    """Label ``(atoms, group)`` pairs (ids ``ids``) with the pretrained CHGNet, ``batch_size`` at
+    a time."""
     if potential is None:
         from equijax.graphs import BucketPolicy
         from equijax.potential import Potential
@@ -139,21 +143,19 @@ def _label_all(unlabelled: list[tuple[Atoms, str]], version: str, batch_size: in
         potential = Potential.from_pretrained(
             version, policy=BucketPolicy(growth=1.6, fixed_graphs=batch_size))
     labelled: list[LabeledStructure] = []
-    counters: dict[str, int] = {}
     with tqdm(total=len(unlabelled), desc=f"CHGNet {version} labels", disable=not progress) as bar:
         for start in range(0, len(unlabelled), batch_size):
             chunk = unlabelled[start : start + batch_size]
             predictions = potential.predict([atoms for atoms, _ in chunk], batch_size=batch_size)
-            for (atoms, group), p in zip(chunk, predictions, strict=True):
-                k = counters[group] = counters.get(group, -1) + 1
-                labelled.append(_labelled(atoms, group, k, p))
+            for (atoms, group), structure_id, p in zip(
+                    chunk, ids[start : start + batch_size], predictions, strict=True):
+                labelled.append(_labelled(atoms, group, structure_id, p))
             bar.update(len(chunk))
     return labelled
 
 
-def _labelled(atoms: Atoms, group: str, k: int, prediction: dict) -> LabeledStructure:
+def _labelled(atoms: Atoms, group: str, structure_id: str, prediction: dict) -> LabeledStructure:
     """One `LabeledStructure` from a `Potential.predict` result, with non-finite labels refused."""
-    structure_id = f"{group}/{k}"
     for key in ("energy", "forces", "stress", "magmoms"):
         if not np.all(np.isfinite(prediction[key])):
             raise FloatingPointError(f"teacher label {key} of {structure_id} is not finite")

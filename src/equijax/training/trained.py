@@ -52,7 +52,7 @@ def transfer_params(fresh: dict, source: dict) -> tuple[dict, dict[str, list[str
     flat_source = {jax.tree_util.keystr(path): leaf
                    for path, leaf in jax.tree_util.tree_leaves_with_path(source)}
     report: dict[str, list[str]] = {"copied": [], "fresh": [], "dropped": []}
-    flat_copied: dict[str, np.ndarray] = {}
+    non_finite: list[str] = []
 
     def take(path, leaf):
         name = jax.tree_util.keystr(path)
@@ -65,7 +65,8 @@ def transfer_params(fresh: dict, source: dict) -> tuple[dict, dict[str, list[str
                              f"the source run but {np.shape(leaf)} in this model; the "
                              "architectures must agree (only heads may differ)")
         report["copied"].append(name)
-        flat_copied[name] = np.asarray(value)
+        if not np.isfinite(value).all():
+            non_finite.append(name)
         return jax.numpy.asarray(value, dtype=jax.numpy.asarray(leaf).dtype)
 
     params = jax.tree_util.tree_map_with_path(take, fresh)
@@ -73,9 +74,9 @@ def transfer_params(fresh: dict, source: dict) -> tuple[dict, dict[str, list[str
     if not report["copied"]:
         raise ValueError("model.init_from: the source run shares no parameter with this model "
                          "(another model type?)")
-    bad = [name for name in report["copied"] if not np.isfinite(flat_copied[name]).all()]
-    if bad:
-        raise ValueError(f"model.init_from: the source run has non-finite parameters: {bad[:5]}")
+    if non_finite:
+        raise ValueError("model.init_from: the source run has non-finite parameters: "
+                         f"{non_finite[:5]}")
     return params, report
 
 
