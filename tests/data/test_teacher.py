@@ -101,3 +101,15 @@ def test_labels_equal_pytorch_chgnet_and_cache_round_trips(tmp_path, chgnet_pote
     # a group's snapshots stay in one split
     train, val = split_by_group(again, [0.5, 0.5], seed=0)
     assert not {s.group for s in train} & {s.group for s in val}
+
+
+def test_non_finite_teacher_label_is_refused():
+    from equijax.data.teacher import _labelled
+
+    atoms, group = teacher_structures(1, seed=0)[0]
+    good = {"energy": -1.0, "forces": np.zeros((len(atoms), 3)), "stress": np.zeros((3, 3)),
+            "magmoms": np.zeros(len(atoms))}
+    assert _labelled(atoms, group, f"{group}/0", good).energy == -1.0
+    bad = {**good, "forces": np.full((len(atoms), 3), np.nan)}
+    with pytest.raises(FloatingPointError, match="forces of teacher0-00000/0 is not finite"):
+        _labelled(atoms, group, f"{group}/0", bad)
