@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from equijax.graphs.crystal_graph import CrystalGraph, edge_vectors
 from equijax.nn.chgnet import AngleUpdate, AtomConv, BondConv
-from equijax.nn.direct_heads import DirectHeads
+from equijax.nn.direct_heads import DIRECT_STRESS, DirectHeads
 from equijax.nn.mlp import hidden_layers
 from equijax.nn.radial import FourierAngle, RadialBessel, angle_between
 from equijax.nn.readout import MAX_ELEMENTS, AtomRef, SiteEnergies, SiteMagmoms
@@ -54,6 +54,9 @@ class CHGNetConfig:
     # "direct": DirectHeads read them out of the final features (no derivatives; FastCHGNet)
     forces: str = "conservative"
     direct_hidden_dims: tuple[int, ...] = (64,)
+    # direct stress: "virial" adds the direct pair forces' virial to the stress head (the stress
+    # then learns from force labels too); "independent" keeps the two heads apart
+    direct_stress: str = "virial"
     # rematerialise each convolution block in the backward pass (jax.checkpoint): activation
     # memory of one block instead of all, for about one more forward pass of compute
     remat: bool = False
@@ -68,6 +71,8 @@ class CHGNetConfig:
             raise ValueError("need 0 < bond_graph_cutoff <= atom_graph_cutoff")
         if self.forces not in ("conservative", "direct"):
             raise ValueError(f"forces must be 'conservative' or 'direct', got {self.forces!r}")
+        if self.direct_stress not in DIRECT_STRESS:
+            raise ValueError(f"direct_stress must be one of {DIRECT_STRESS}, got {self.direct_stress!r}")
         if self.num_angular % 2 != 1:
             raise ValueError(f"num_angular must be odd, got {self.num_angular}")
 
@@ -189,8 +194,9 @@ class CHGNet(nn.Module):
                "magmoms": magmoms}
         if cfg.forces == "direct":
             graph_of_edge = jnp.repeat(jnp.arange(n_graphs), atoms.n_edge, total_repeat_length=n_edges)
-            out["forces"], out["stress"] = DirectHeads(cfg.direct_hidden_dims, cfg.non_linearity,
-                                                       name="direct_heads")(
+            out["forces"], out["stress"] = DirectHeads(
+                cfg.direct_hidden_dims, cfg.non_linearity, cfg.direct_stress == "virial",
+                name="direct_heads")(
                 bond_feas, atom_feas, atoms.senders, atoms.receivers, pair, unit, graph_of_edge,
-                jnp.asarray(atoms.globals["volume"]).astype(unit.dtype))
+                jnp.asarray(atoms.globals["volume"]).astype(unit.dtype), lengths)
         return out

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from equijax.graphs.crystal_graph import edge_vectors
-from equijax.nn.direct_heads import DirectHeads
+from equijax.nn.direct_heads import DIRECT_STRESS, DirectHeads
 from equijax.nn.mlp import MLP
 from equijax.nn.radial import bessel_basis, polynomial_cutoff
 from equijax.nn.readout import MAX_ELEMENTS, AtomRef
@@ -36,7 +36,7 @@ from equijax.nn.tp.module import BASELINE_KIND
 
 CHOICES = {"tp": (*KINDS, BASELINE_KIND), "radial": ("spline", "bessel-mlp"),
            "self_interaction": ("linear", "s2-mlp"), "parity": ("natural", "both"),
-           "forces": ("conservative", "direct")}
+           "forces": ("conservative", "direct"), "direct_stress": DIRECT_STRESS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +56,7 @@ class EquivariantConfig:
     avg_num_neighbors: float = 20.0
     composition_model: bool = False  # per-element reference energies (AtomRef), fitted in training
     forces: str = "conservative"  # or "direct": `DirectHeads` on the final invariants (no grad)
+    direct_stress: str = "virial"  # or "independent": see `DirectHeads.virial`
 
     def __post_init__(self):
         for key, allowed in CHOICES.items():
@@ -192,8 +193,9 @@ class EquivariantPotential(nn.Module):
             graph_of_edge = jnp.repeat(jnp.arange(n_graphs), atoms.n_edge,
                                        total_repeat_length=n_edges)
             unit = vectors / jnp.where(lengths > 0, lengths, 1.0)[:, None]
-            pair_forces, out["stress"] = DirectHeads((cfg.channels,), name="direct_heads")(
+            pair_forces, out["stress"] = DirectHeads(
+                (cfg.channels,), virial=cfg.direct_stress == "virial", name="direct_heads")(
                 pair_basis, invariants, atoms.senders, atoms.receivers, pair, unit, graph_of_edge,
-                jnp.asarray(atoms.globals["volume"]).astype(unit.dtype))
+                jnp.asarray(atoms.globals["volume"]).astype(unit.dtype), lengths)
             out["forces"] = pair_forces + vector_readout(h, graph_of_atom, n_graphs)
         return out

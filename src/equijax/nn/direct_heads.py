@@ -5,7 +5,12 @@ Each undirected atom pair p = {i, j} gets three invariant weights from an MLP of
 features, and with r̂ the centre-to-neighbour unit vector of a directed edge:
 
     F_i = Σ_{edges i→j} w_f(p) r̂_ij                                 (eV/Å)
-    σ_g = (160.2 / V_g) Σ_{pairs p in g} (w_1(p) r̂⊗r̂ + w_0(p) I)     (GPa)
+    σ_g = (160.2 / V_g) Σ_{pairs p in g} ((w_1(p) + w_f(p) r_p) r̂⊗r̂ + w_0(p) I)   (GPa)
+
+The ``w_f r_p r̂⊗r̂`` term (``virial=True``, the default) is the virial of the pair forces: for a
+pair potential E = Σ_p φ(r_p), w_f = φ'(r_p) gives exactly its forces and its stress (1/V) ∂E/∂ε,
+so the stress head learns from the 3N force labels too, and w_1, w_0 learn only what the pair
+forces miss. With ``virial=False`` the stress weights are independent of the force weights.
 
 Rotating the structure rotates r̂, so F → R F and σ → R σ Rᵀ exactly; σ is symmetric by
 construction; and because w_f is the same for both directions of a pair, the pair's contributions
@@ -21,6 +26,8 @@ import jax.numpy as jnp
 from equijax.nn.mlp import MLP
 
 EV_PER_A3_TO_GPA = 160.21766208
+# model configs' ``direct_stress``: "virial" (DirectHeads(virial=True)) or "independent"
+DIRECT_STRESS = ("virial", "independent")
 
 
 def symmetric_pair_features(atom_features: jnp.ndarray, senders: jnp.ndarray,
@@ -43,12 +50,23 @@ def direct_forces(pair_weights: jnp.ndarray, pair: jnp.ndarray, unit: jnp.ndarra
 
 
 def direct_stress(w_outer: jnp.ndarray, w_iso: jnp.ndarray, pair: jnp.ndarray, unit: jnp.ndarray,
-                  graph_of_edge: jnp.ndarray, volume: jnp.ndarray, n_graphs: int) -> jnp.ndarray:
+                  graph_of_edge: jnp.ndarray, volume: jnp.ndarray, n_graphs: int,
+                  force_weights: jnp.ndarray | None = None,
+                  lengths: jnp.ndarray | None = None) -> jnp.ndarray:
     """(G, 3, 3) symmetric stress in GPa, ``(1/V) Σ_pairs (w₁ r̂⊗r̂ + w₀ I)``; zero for graphs
     without a 3D cell (``volume`` 0). Each pair's two directed edges share r̂⊗r̂, so the sum over
-    edges is halved."""
+    edges is halved.
+
+    With ``force_weights`` (P,) eV/Å (the `direct_forces` weights) and ``lengths`` (E,) Å, the
+    virial of those pair forces, ``(1/V) Σ_pairs w_f r r̂⊗r̂``, is added: the exact stress of a
+    pair potential whose forces they are."""
+    if (force_weights is None) != (lengths is None):
+        raise ValueError("the virial term needs both force_weights and lengths")
+    edge_outer = w_outer[pair]
+    if force_weights is not None:
+        edge_outer = edge_outer + force_weights[pair] * lengths
     outer = unit[:, :, None] * unit[:, None, :]
-    per_edge = (w_outer[pair][:, None, None] * outer
+    per_edge = (edge_outer[:, None, None] * outer
                 + w_iso[pair][:, None, None] * jnp.eye(3, dtype=unit.dtype)) / 2.0
     total = jax.ops.segment_sum(per_edge, graph_of_edge, n_graphs)
     has_cell = volume > 0
@@ -62,22 +80,28 @@ class DirectHeads(nn.Module):
     Call with ``pair_features`` (P, Fp) (invariant features of undirected pairs, e.g. CHGNet's
     bond features or a radial basis), ``atom_features`` (N, Fa) invariant, the atom graph's
     ``senders``/``receivers``/``pair`` (E,), ``unit`` (E, 3) centre-to-neighbour unit vectors,
-    ``graph_of_edge`` (E,) and ``volume`` (G,) Å³. ``hidden``: the MLP's hidden widths. The last
-    layer starts at zero, so an untrained head predicts zero forces and stress.
+    ``graph_of_edge`` (E,), ``volume`` (G,) Å³ and ``lengths`` (E,) Å edge lengths (needed with
+    ``virial``). ``hidden``: the MLP's hidden widths. ``virial``: add the pair forces' virial to
+    the stress (see the module docstring). The last layer starts at zero, so an untrained head
+    predicts zero forces and stress.
     """
 
     hidden: tuple[int, ...] = (64,)
     activation: str = "silu"
+    virial: bool = True
 
     @nn.compact
     def __call__(self, pair_features, atom_features, senders, receivers, pair, unit,
-                 graph_of_edge, volume):
+                 graph_of_edge, volume, lengths=None):
+        if self.virial and lengths is None:
+            raise ValueError("DirectHeads(virial=True) needs the edge lengths")
         n_pairs, n_atoms, n_graphs = pair_features.shape[0], atom_features.shape[0], volume.shape[0]
         features = jnp.concatenate([pair_features, symmetric_pair_features(
             atom_features, senders, receivers, pair, n_pairs)], axis=-1)
         weights = MLP(3, hidden=self.hidden, act=self.activation, zero_init_last=True,
                       name="pair_mlp")(features)
         forces = direct_forces(weights[:, 0], pair, unit, receivers, n_atoms)
+        virial = (weights[:, 0], lengths) if self.virial else (None, None)
         stress = direct_stress(weights[:, 1], weights[:, 2], pair, unit, graph_of_edge, volume,
-                               n_graphs)
+                               n_graphs, *virial)
         return forces, stress

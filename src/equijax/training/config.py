@@ -50,6 +50,9 @@ class ModelConfig:
     parity: str = "natural"
     # "conservative" (forces/stress = -dE/dr, dE/dε/V) or "direct" (readout heads, no derivatives)
     forces: str = "conservative"
+    # direct stress head: "virial" (adds the virial of the direct pair forces, so stress also learns
+    # from force labels) or "independent" (its own weights only; runs made before this field)
+    direct_stress: str = "virial"
     # CHGNet: rematerialise each convolution block in the backward pass (less memory)
     remat: bool = False
     # fine-tuning: start from the pretrained CHGNet of this version ("0.3.0" or "0.2.0"); its
@@ -213,11 +216,15 @@ def _equivariant_checks(model: ModelConfig) -> list:
 
 
 def _check(config: ExperimentConfig) -> None:
+    from equijax.nn.direct_heads import DIRECT_STRESS
+
     checks = [
         (config.model.name in ("chgnet", "equivariant"), "model.name",
          "must be 'chgnet' or 'equivariant'"),
         (config.model.forces in ("conservative", "direct"), "model.forces",
          "must be 'conservative' or 'direct'"),
+        (config.model.direct_stress in DIRECT_STRESS, "model.direct_stress",
+         f"must be one of {', '.join(DIRECT_STRESS)}"),
         (config.model.pretrained in (None, "0.3.0", "0.2.0"), "model.pretrained",
          "must be null, '0.3.0' or '0.2.0'"),
         (config.model.pretrained is None or config.model.name == "chgnet", "model.pretrained",

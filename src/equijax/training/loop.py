@@ -44,7 +44,8 @@ def chgnet_config(model: ModelConfig) -> CHGNetConfig:
         num_angular=model.num_angular, n_conv=model.n_conv, atom_conv_hidden_dim=h,
         bond_conv_hidden_dim=h, mlp_hidden_dims=tuple(model.mlp_hidden_dims),
         atom_graph_cutoff=model.atom_graph_cutoff, bond_graph_cutoff=model.bond_graph_cutoff,
-        composition_model=model.composition_model, forces=model.forces, remat=model.remat)
+        composition_model=model.composition_model, forces=model.forces,
+        direct_stress=model.direct_stress, remat=model.remat)
 
 
 def build_model(model: ModelConfig):
@@ -54,7 +55,7 @@ def build_model(model: ModelConfig):
         from equijax.models.chgnet_pretrained import PRESETS
 
         return CHGNet(dataclasses.replace(PRESETS[model.pretrained], forces=model.forces,
-                                          remat=model.remat))
+                                          direct_stress=model.direct_stress, remat=model.remat))
     if model.name == "equivariant":
         from equijax.models.equivariant import EquivariantConfig, EquivariantPotential
 
@@ -62,7 +63,8 @@ def build_model(model: ModelConfig):
             channels=model.channels, lmax=model.lmax, num_layers=model.num_layers,
             cutoff=model.atom_graph_cutoff, num_radial=model.spline_basis, tp=model.tp,
             radial=model.radial, self_interaction=model.self_interaction, parity=model.parity,
-            composition_model=model.composition_model, forces=model.forces))
+            composition_model=model.composition_model, forces=model.forces,
+            direct_stress=model.direct_stress))
     return CHGNet(chgnet_config(model))
 
 

@@ -31,6 +31,8 @@ def load_trained(run_dir: str | Path, which: str = "best"):
     if step is None:
         raise FileNotFoundError(f"{run_dir}: no {which} checkpoint in {folder}")
     raw = json.loads(config_path.read_text())
+    if "model" in raw and "direct_stress" not in raw["model"]:
+        raw["model"]["direct_stress"] = "independent"  # a run from before the virial stress term
     config = load_config(None, _dotlist(raw))
     restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
     manager.close()
@@ -82,7 +84,7 @@ def transfer_params(fresh: dict, source: dict) -> tuple[dict, dict[str, list[str
 
 # Model fields that may differ between a run and the run it starts from (``model.init_from``);
 # any other difference (layer sizes, cutoffs, basis sizes, the model type) is an error.
-INIT_FROM_MAY_DIFFER = ("forces", "init_from", "remat", "refit_atomref")
+INIT_FROM_MAY_DIFFER = ("forces", "direct_stress", "init_from", "remat", "refit_atomref")
 
 
 def check_init_from(model) -> None:
