@@ -41,8 +41,13 @@ def _bench_chgnet_train(args) -> int:
     forces = tuple(args.forces.split(","))
     if any(f not in chgnet_train.FORCES for f in forces):
         raise SystemExit(f"--forces takes a subset of {','.join(chgnet_train.FORCES)}, got {args.forces}")
+    from equijax.nn.precision import PRECISIONS
+
+    precisions = tuple(args.precision.split(","))
+    if any(p not in PRECISIONS for p in precisions):
+        raise SystemExit(f"--precision takes a subset of {','.join(PRECISIONS)}, got {args.precision}")
     chgnet_train.run(out=args.out, batch_size=args.batch_size, steps=args.steps, limit=args.limit,
-                     reference=not args.no_reference, forces=forces)
+                     reference=not args.no_reference, forces=forces, precisions=precisions)
     return 0
 
 
@@ -211,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     ct.add_argument("--forces", default="conservative,direct",
                     help="equijax force heads to time: conservative (autodiff, as the reference), "
                          "direct (readout heads, no second derivatives), or both (default)")
+    ct.add_argument("--precision", default="default",
+                    help="matmul precisions to time, comma-separated: default (JAX's: TF32 on "
+                         "recent GPUs), float32 (as PyTorch's default), tf32, bf16 (emulated "
+                         "off GPU: accuracy only, not speed)")
     ct.set_defaults(func=_bench_chgnet_train)
 
     tpb = bench_sub.add_parser("tp", help="tensor products: equijax kinds vs e3nn-jax and cuequivariance")

@@ -62,6 +62,42 @@ def test_pure_heads_match_loops_over_pairs():
     np.testing.assert_allclose(stress[0], want_s * EV_PER_A3_TO_GPA / volume[0], rtol=1e-5, atol=1e-5)
 
 
+def test_virial_term_gives_a_pair_potentials_forces_and_stress():
+    """With the pair weights w_f = φ'(r) of a Lennard-Jones potential, `direct_forces` and the
+    virial term of `direct_stress` equal ASE's LennardJones calculator forces and stress (an
+    analytic, independent implementation) on a strained, rattled periodic argon cell."""
+    from ase.calculators.lj import LennardJones
+
+    sigma, epsilon, cutoff = 3.4, 0.0104, 7.5
+    atoms = ase.build.bulk("Ar", "fcc", 5.3, cubic=True) * (2, 2, 2)
+    atoms.set_cell(atoms.cell.array @ np.array([[1.02, 0.03, 0.0], [0.0, 0.97, 0.02], [0.0, 0.0, 1.01]]),
+                   scale_atoms=True)
+    atoms.rattle(0.08, seed=2)
+    atoms.calc = LennardJones(sigma=sigma, epsilon=epsilon, rc=cutoff, smooth=False)
+    graph = atoms_to_graph(atoms, cutoff=cutoff).atoms
+    vectors = np.asarray(edge_vectors(graph), np.float64)
+    lengths = np.linalg.norm(vectors, axis=1)
+    unit = vectors / lengths[:, None]
+    pair = np.asarray(graph.edges["pair"])
+    n_pairs = int(pair.max()) + 1
+    pair_length = np.zeros(n_pairs)
+    pair_length[pair] = lengths
+    w_f = 4 * epsilon * (-12 * sigma**12 / pair_length**13 + 6 * sigma**6 / pair_length**7)
+    forces = direct_forces(w_f, pair, unit, graph.receivers, len(atoms))
+    zeros = np.zeros(n_pairs)
+    stress = direct_stress(zeros, zeros, pair, unit, np.zeros(len(pair), int),
+                           np.array([atoms.get_volume()]), 1, force_weights=w_f, lengths=lengths)
+    want_forces = atoms.get_forces()
+    assert np.abs(want_forces).max() > 1e-2  # the rattle makes real forces
+    np.testing.assert_allclose(forces, want_forces, atol=2e-5)
+    want_stress = atoms.get_stress(voigt=False) * EV_PER_A3_TO_GPA
+    assert np.abs(want_stress).max() > 0.05  # GPa: the strain makes a real stress
+    np.testing.assert_allclose(stress[0], want_stress, atol=2e-4)
+    with pytest.raises(ValueError, match="both"):
+        direct_stress(zeros, zeros, pair, unit, np.zeros(len(pair), int),
+                      np.array([atoms.get_volume()]), 1, force_weights=w_f)
+
+
 def _transformed(atoms, matrix, shift, order):
     out = atoms[order]
     out.set_cell(atoms.cell.array @ matrix.T, scale_atoms=False)

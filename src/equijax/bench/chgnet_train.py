@@ -46,8 +46,10 @@ def _model(forces: str, example):
     return module, params
 
 
-def _equijax_rate(labeled, batch_size: int, steps: int, forces: str = "conservative") -> dict:
+def _equijax_rate(labeled, batch_size: int, steps: int, forces: str = "conservative",
+                  precision: str = "default") -> dict:
     from equijax.graphs import atoms_to_graph
+    from equijax.nn.precision import with_matmul_precision
     from equijax.training.loader import Loader
     from equijax.training.step import init_state, make_mesh, make_optimizer, make_train_step, replicate, shard_batch
 
@@ -57,7 +59,9 @@ def _equijax_rate(labeled, batch_size: int, steps: int, forces: str = "conservat
     loader = Loader(graphs, labeled, batch_size, 1, seed=0, shuffle=False, prefetch=0)
     optimizer = make_optimizer(OptimConfig(learning_rate=1e-4, warmup_steps=1, clip_norm=1e9), 1000)
     state = replicate(mesh, init_state(params, optimizer, 0))
-    step = make_train_step(module, optimizer, LossConfig(kind="huber", delta=0.1), mesh, ema_decay=0.0)
+    step = with_matmul_precision(
+        make_train_step(module, optimizer, LossConfig(kind="huber", delta=0.1), mesh, ema_decay=0.0),
+        precision)
     batches = [loader.batch(0, k) for k in range(min(steps, loader.steps_per_epoch))]
     placed = [(shard_batch(mesh, g), shard_batch(mesh, t)) for g, t, _ in batches]
     shapes = {tuple(x.shape for x in jax.tree_util.tree_leaves(g)) for g, _ in placed}
@@ -131,35 +135,52 @@ def _chgnet_rate(labeled, batch_size: int, steps: int) -> dict:
 FORCES = ("conservative", "direct")
 
 
+def _key(forces: str, precision: str) -> str:
+    """Result key: ``equijax`` (conservative, the anchor's setting), ``equijax_direct``, and
+    ``_<precision>`` appended for a matmul precision other than JAX's default."""
+    return ("equijax" + ("" if forces == "conservative" else f"_{forces}")
+            + ("" if precision == "default" else f"_{precision}"))
+
+
 def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | None = None,
         steps: int = 5, limit: int | None = None, reference: bool = True,
-        forces: tuple[str, ...] = FORCES) -> dict:
+        forces: tuple[str, ...] = FORCES, precisions: tuple[str, ...] = ("default",)) -> dict:
     """Run the benchmark (batch 40 on GPU, 4 on CPU by default) for each of ``forces``
-    ("conservative", "direct"), print a table, write JSON."""
+    ("conservative", "direct") and matmul ``precisions`` (`equijax.nn.precision.PRECISIONS`;
+    TF32/bf16 are emulated off GPU, so their CPU times are not what the format costs), print a
+    table, write JSON."""
+    from equijax.nn.precision import check_precision, emulated
+
     bad = [f for f in forces if f not in FORCES]
     if bad or not forces:
         raise ValueError(f"forces must be a non-empty subset of {FORCES}, got {forces}")
+    if not precisions:
+        raise ValueError("precisions must not be empty")
+    for p in precisions:
+        check_precision(p)
     batch_size = batch_size or (40 if jax.default_backend() != "cpu" else 4)
     structures = load_benchmark_structures(limit or max(batch_size * steps, batch_size))
     labeled = _teacher_labels(structures, batch_size)
     results = {"benchmark": "chgnet-train", "machine": machine_info(), "batch_size": batch_size,
-               "steps": steps, "n_structures": len(structures)}
-    for f in forces:  # "equijax" keeps the conservative result (the anchor's setting)
-        key = "equijax" if f == "conservative" else f"equijax_{f}"
-        results[key] = _equijax_rate(labeled, batch_size, steps, f)
+               "steps": steps, "n_structures": len(structures), "precisions": list(precisions),
+               "emulated_precisions": [p for p in precisions if emulated(p)]}
+    runs = [(f, p) for f in forces for p in precisions]
+    for f, p in runs:
+        results[_key(f, p)] = _equijax_rate(labeled, batch_size, steps, f, p)
     if reference:
         results["chgnet"] = _chgnet_rate(labeled, batch_size, steps)
     ref = results.get("chgnet", {})
     ref_rate = ref.get("structures_per_s")
     table = Table(f"CHGNet 0.3.0 training step (efsm), batch {batch_size}, median of {steps}",
                   ["what", "ms/step", "structures/s", "compile s", "peak MB", "vs chgnet"])
-    for f in forces:
-        key = "equijax" if f == "conservative" else f"equijax_{f}"
+    for f, p in runs:
+        key = _key(f, p)
         ours = results[key]
         if ref_rate:
-            results[f"speedup_vs_chgnet{'' if f == 'conservative' else '_' + f}"] = (
-                ours["structures_per_s"] / ref_rate)
-        table.add(f"equijax, {f} forces", f"{ours['ms_per_step']:.0f}",
+            results["speedup_vs_chgnet" + key[len("equijax"):]] = ours["structures_per_s"] / ref_rate
+        what = f"equijax, {f} forces" + ("" if p == "default" else
+                                          f", {p}{' (emulated)' if emulated(p) else ''}")
+        table.add(what, f"{ours['ms_per_step']:.0f}",
                   f"{ours['structures_per_s']:.1f}", f"{ours['compile_s']:.1f}",
                   format_mb(ours["peak_memory_MB"]), ratio(ours["structures_per_s"], ref_rate))
     if ref_rate:

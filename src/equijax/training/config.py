@@ -127,6 +127,9 @@ class TrainConfig:
     seed: int = 0
     prefetch: int = 2
     progress: bool = True
+    # matmul precision of the train and eval steps: "default" (JAX's: TF32 on recent GPUs),
+    # "float32", "tf32" or "bf16" (emulated on CPU to measure accuracy; equijax.nn.precision)
+    matmul_precision: str = "default"
 
 
 @dataclasses.dataclass
@@ -217,12 +220,15 @@ def _equivariant_checks(model: ModelConfig) -> list:
 
 def _check(config: ExperimentConfig) -> None:
     from equijax.nn.direct_heads import DIRECT_STRESS
+    from equijax.nn.precision import PRECISIONS
 
     checks = [
         (config.model.name in ("chgnet", "equivariant"), "model.name",
          "must be 'chgnet' or 'equivariant'"),
         (config.model.forces in ("conservative", "direct"), "model.forces",
          "must be 'conservative' or 'direct'"),
+        (config.train.matmul_precision in PRECISIONS, "train.matmul_precision",
+         f"must be one of {', '.join(PRECISIONS)}"),
         (config.model.direct_stress in DIRECT_STRESS, "model.direct_stress",
          f"must be one of {', '.join(DIRECT_STRESS)}"),
         (config.model.pretrained in (None, "0.3.0", "0.2.0"), "model.pretrained",

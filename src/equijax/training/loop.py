@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from equijax.graphs import atoms_to_graph
 from equijax.graphs.validation import StructureLabel
 from equijax.models.chgnet import CHGNet, CHGNetConfig
+from equijax.nn.precision import check_emulation_covers, with_matmul_precision
 from equijax.nn.readout import MAX_ELEMENTS
 from equijax.training.checkpoint import Checkpoints
 from equijax.training.config import ExperimentConfig, ModelConfig, to_dict
@@ -208,7 +209,9 @@ def train(config: ExperimentConfig, resume: bool = False) -> dict:
     (same batches, same RNG, same optimizer state).
     """
     run_dir = Path(config.train.run_dir)
-    if config.model.init_from:  # before the data, which can take long to make
+    # checks before the data, which can take long to make
+    check_emulation_covers(build_model(config.model), config.train.matmul_precision)
+    if config.model.init_from:
         from equijax.training.trained import check_init_from
 
         check_init_from(config.model)
@@ -248,8 +251,10 @@ def train(config: ExperimentConfig, resume: bool = False) -> dict:
     if primary:  # after the check
         (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=1))
     state = replicate(mesh, state)
-    train_step = make_train_step(module, optimizer, config.loss, mesh, config.optim.ema_decay)
-    eval_step = make_eval_step(module, config.loss, mesh)
+    precision = config.train.matmul_precision
+    train_step = with_matmul_precision(
+        make_train_step(module, optimizer, config.loss, mesh, config.optim.ema_decay), precision)
+    eval_step = with_matmul_precision(make_eval_step(module, config.loss, mesh), precision)
     baseline = {k: v for k, v in per_element_linear_baseline(train_set, val_set).items()
                 if k != "coefficients"}
 
