@@ -54,9 +54,9 @@ class CHGNetConfig:
     # "direct": DirectHeads read them out of the final features (no derivatives; FastCHGNet)
     forces: str = "conservative"
     direct_hidden_dims: tuple[int, ...] = (64,)
-    # direct stress: "virial" adds the direct pair forces' virial to the stress head (the stress
-    # then learns from force labels too); "independent" keeps the two heads apart
-    direct_stress: str = "virial"
+    # direct stress: "independent" heads, or the pair forces' virial added ("virial": stress
+    # labels also train the force weights; "virial_detached": they do not); see DirectHeads
+    direct_stress: str = "independent"
     # rematerialise each convolution block in the backward pass (jax.checkpoint): activation
     # memory of one block instead of all, for about one more forward pass of compute
     remat: bool = False
@@ -195,7 +195,7 @@ class CHGNet(nn.Module):
         if cfg.forces == "direct":
             graph_of_edge = jnp.repeat(jnp.arange(n_graphs), atoms.n_edge, total_repeat_length=n_edges)
             out["forces"], out["stress"] = DirectHeads(
-                cfg.direct_hidden_dims, cfg.non_linearity, cfg.direct_stress == "virial",
+                cfg.direct_hidden_dims, cfg.non_linearity, cfg.direct_stress,
                 name="direct_heads")(
                 bond_feas, atom_feas, atoms.senders, atoms.receivers, pair, unit, graph_of_edge,
                 jnp.asarray(atoms.globals["volume"]).astype(unit.dtype), lengths)

@@ -56,7 +56,7 @@ class EquivariantConfig:
     avg_num_neighbors: float = 20.0
     composition_model: bool = False  # per-element reference energies (AtomRef), fitted in training
     forces: str = "conservative"  # or "direct": `DirectHeads` on the final invariants (no grad)
-    direct_stress: str = "virial"  # or "independent": see `DirectHeads.virial`
+    direct_stress: str = "independent"  # see `DirectHeads.stress`
 
     def __post_init__(self):
         for key, allowed in CHOICES.items():
@@ -194,7 +194,7 @@ class EquivariantPotential(nn.Module):
                                        total_repeat_length=n_edges)
             unit = vectors / jnp.where(lengths > 0, lengths, 1.0)[:, None]
             pair_forces, out["stress"] = DirectHeads(
-                (cfg.channels,), virial=cfg.direct_stress == "virial", name="direct_heads")(
+                (cfg.channels,), stress=cfg.direct_stress, name="direct_heads")(
                 pair_basis, invariants, atoms.senders, atoms.receivers, pair, unit, graph_of_edge,
                 jnp.asarray(atoms.globals["volume"]).astype(unit.dtype), lengths)
             out["forces"] = pair_forces + vector_readout(h, graph_of_atom, n_graphs)

@@ -7,10 +7,11 @@ features, and with r̂ the centre-to-neighbour unit vector of a directed edge:
     F_i = Σ_{edges i→j} w_f(p) r̂_ij                                 (eV/Å)
     σ_g = (160.2 / V_g) Σ_{pairs p in g} ((w_1(p) + w_f(p) r_p) r̂⊗r̂ + w_0(p) I)   (GPa)
 
-The ``w_f r_p r̂⊗r̂`` term (``virial=True``, the default) is the virial of the pair forces: for a
-pair potential E = Σ_p φ(r_p), w_f = φ'(r_p) gives exactly its forces and its stress (1/V) ∂E/∂ε,
-so the stress head learns from the 3N force labels too, and w_1, w_0 learn only what the pair
-forces miss. With ``virial=False`` the stress weights are independent of the force weights.
+The ``w_f r_p r̂⊗r̂`` term (``stress="virial"`` or ``"virial_detached"``; off by default) is the
+virial of the pair forces: for a pair potential E = Σ_p φ(r_p), w_f = φ'(r_p) gives exactly its
+forces and its stress (1/V) ∂E/∂ε. With ``"virial"`` the stress labels also train w_f; with
+``"virial_detached"`` they do not (the term is under `jax.lax.stop_gradient`), so w_1, w_0 learn
+only what the pair forces' virial misses. ``"independent"`` leaves the term out.
 
 Rotating the structure rotates r̂, so F → R F and σ → R σ Rᵀ exactly; σ is symmetric by
 construction; and because w_f is the same for both directions of a pair, the pair's contributions
@@ -26,8 +27,8 @@ import jax.numpy as jnp
 from equijax.nn.mlp import MLP
 
 EV_PER_A3_TO_GPA = 160.21766208
-# model configs' ``direct_stress``: "virial" (DirectHeads(virial=True)) or "independent"
-DIRECT_STRESS = ("virial", "independent")
+# model configs' ``direct_stress`` and `DirectHeads.stress`: how the stress uses the force weights
+DIRECT_STRESS = ("independent", "virial", "virial_detached")
 
 
 def symmetric_pair_features(atom_features: jnp.ndarray, senders: jnp.ndarray,
@@ -80,28 +81,31 @@ class DirectHeads(nn.Module):
     Call with ``pair_features`` (P, Fp) (invariant features of undirected pairs, e.g. CHGNet's
     bond features or a radial basis), ``atom_features`` (N, Fa) invariant, the atom graph's
     ``senders``/``receivers``/``pair`` (E,), ``unit`` (E, 3) centre-to-neighbour unit vectors,
-    ``graph_of_edge`` (E,), ``volume`` (G,) Å³ and ``lengths`` (E,) Å edge lengths (needed with
-    ``virial``). ``hidden``: the MLP's hidden widths. ``virial``: add the pair forces' virial to
-    the stress (see the module docstring). The last layer starts at zero, so an untrained head
-    predicts zero forces and stress.
+    ``graph_of_edge`` (E,), ``volume`` (G,) Å³ and ``lengths`` (E,) Å edge lengths (needed for
+    the virial). ``hidden``: the MLP's hidden widths. ``stress``: one of `DIRECT_STRESS`, whether
+    and how the pair forces' virial enters the stress (see the module docstring). The last layer
+    starts at zero, so an untrained head predicts zero forces and stress.
     """
 
     hidden: tuple[int, ...] = (64,)
     activation: str = "silu"
-    virial: bool = True
+    stress: str = "independent"
 
     @nn.compact
     def __call__(self, pair_features, atom_features, senders, receivers, pair, unit,
                  graph_of_edge, volume, lengths=None):
-        if self.virial and lengths is None:
-            raise ValueError("DirectHeads(virial=True) needs the edge lengths")
+        if self.stress not in DIRECT_STRESS:
+            raise ValueError(f"DirectHeads.stress must be one of {DIRECT_STRESS}, got {self.stress!r}")
+        if self.stress != "independent" and lengths is None:
+            raise ValueError(f"DirectHeads(stress={self.stress!r}) needs the edge lengths")
         n_pairs, n_atoms, n_graphs = pair_features.shape[0], atom_features.shape[0], volume.shape[0]
         features = jnp.concatenate([pair_features, symmetric_pair_features(
             atom_features, senders, receivers, pair, n_pairs)], axis=-1)
         weights = MLP(3, hidden=self.hidden, act=self.activation, zero_init_last=True,
                       name="pair_mlp")(features)
         forces = direct_forces(weights[:, 0], pair, unit, receivers, n_atoms)
-        virial = (weights[:, 0], lengths) if self.virial else (None, None)
+        virial = {"independent": (None, None), "virial": (weights[:, 0], lengths),
+                  "virial_detached": (jax.lax.stop_gradient(weights[:, 0]), lengths)}[self.stress]
         stress = direct_stress(weights[:, 1], weights[:, 2], pair, unit, graph_of_edge, volume,
                                n_graphs, *virial)
         return forces, stress

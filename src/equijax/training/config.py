@@ -50,9 +50,9 @@ class ModelConfig:
     parity: str = "natural"
     # "conservative" (forces/stress = -dE/dr, dE/dε/V) or "direct" (readout heads, no derivatives)
     forces: str = "conservative"
-    # direct stress head: "virial" (adds the virial of the direct pair forces, so stress also learns
-    # from force labels) or "independent" (its own weights only; runs made before this field)
-    direct_stress: str = "virial"
+    # direct stress head: "independent" (its own weights), or plus the virial of the direct pair
+    # forces, "virial" (stress labels also train the force weights) or "virial_detached" (not)
+    direct_stress: str = "independent"
     # CHGNet: rematerialise each convolution block in the backward pass (less memory)
     remat: bool = False
     # fine-tuning: start from the pretrained CHGNet of this version ("0.3.0" or "0.2.0"); its

@@ -31,8 +31,6 @@ def load_trained(run_dir: str | Path, which: str = "best"):
     if step is None:
         raise FileNotFoundError(f"{run_dir}: no {which} checkpoint in {folder}")
     raw = json.loads(config_path.read_text())
-    if "model" in raw and "direct_stress" not in raw["model"]:
-        raw["model"]["direct_stress"] = "independent"  # a run from before the virial stress term
     config = load_config(None, _dotlist(raw))
     restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
     manager.close()
