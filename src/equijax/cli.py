@@ -47,7 +47,8 @@ def _bench_chgnet_train(args) -> int:
     if any(p not in PRECISIONS for p in precisions):
         raise SystemExit(f"--precision takes a subset of {','.join(PRECISIONS)}, got {args.precision}")
     chgnet_train.run(out=args.out, batch_size=args.batch_size, steps=args.steps, limit=args.limit,
-                     reference=not args.no_reference, forces=forces, precisions=precisions)
+                     reference=not args.no_reference, forces=forces, precisions=precisions,
+                     breakdown=args.breakdown)
     return 0
 
 
@@ -220,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="matmul precisions to time, comma-separated: default (JAX's: TF32 on "
                          "recent GPUs), float32 (as PyTorch's default), tf32, bf16 (emulated "
                          "off GPU: accuracy only, not speed)")
+    ct.add_argument("--breakdown", action="store_true",
+                    help="also time the step's stages (forward, forces/stress, param gradient + "
+                         "update) and summarise its optimized HLO (kernels, fusions)")
     ct.set_defaults(func=_bench_chgnet_train)
 
     tpb = bench_sub.add_parser("tp", help="tensor products: equijax kinds vs e3nn-jax and cuequivariance")

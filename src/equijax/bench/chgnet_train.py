@@ -47,7 +47,7 @@ def _model(forces: str, example):
 
 
 def _equijax_rate(labeled, batch_size: int, steps: int, forces: str = "conservative",
-                  precision: str = "default") -> dict:
+                  precision: str = "default", breakdown: bool = False) -> dict:
     from equijax.graphs import atoms_to_graph
     from equijax.nn.precision import with_matmul_precision
     from equijax.training.loader import Loader
@@ -59,9 +59,9 @@ def _equijax_rate(labeled, batch_size: int, steps: int, forces: str = "conservat
     loader = Loader(graphs, labeled, batch_size, 1, seed=0, shuffle=False, prefetch=0)
     optimizer = make_optimizer(OptimConfig(learning_rate=1e-4, warmup_steps=1, clip_norm=1e9), 1000)
     state = replicate(mesh, init_state(params, optimizer, 0))
-    step = with_matmul_precision(
-        make_train_step(module, optimizer, LossConfig(kind="huber", delta=0.1), mesh, ema_decay=0.0),
-        precision)
+    raw_step = make_train_step(module, optimizer, LossConfig(kind="huber", delta=0.1), mesh,
+                               ema_decay=0.0)
+    step = with_matmul_precision(raw_step, precision)
     batches = [loader.batch(0, k) for k in range(min(steps, loader.steps_per_epoch))]
     placed = [(shard_batch(mesh, g), shard_batch(mesh, t)) for g, t, _ in batches]
     shapes = {tuple(x.shape for x in jax.tree_util.tree_leaves(g)) for g, _ in placed}
@@ -79,9 +79,20 @@ def _equijax_rate(labeled, batch_size: int, steps: int, forces: str = "conservat
         times.append(time.perf_counter() - t0)
     stats = jax.devices()[0].memory_stats() or {}
     ms = 1e3 * float(np.median(times))
-    return {"ms_per_step": ms, "structures_per_s": batch_size / (ms / 1e3), "compile_s": compile_s,
-            "distinct_shapes": len(shapes), "final_loss": float(m["loss"]),
-            "peak_memory_MB": stats.get("peak_bytes_in_use", 0) / 2**20 or None}
+    out = {"ms_per_step": ms, "structures_per_s": batch_size / (ms / 1e3), "compile_s": compile_s,
+           "distinct_shapes": len(shapes), "final_loss": float(m["loss"]),
+           "peak_memory_MB": stats.get("peak_bytes_in_use", 0) / 2**20 or None}
+    if breakdown:  # after the memory peak was read: these compile and run more functions
+        from equijax.bench.breakdown import stage_breakdown
+        from equijax.bench.hlo import compiled_summary
+
+        local = jax.tree_util.tree_map(lambda x: x[0], placed[0][0])
+        with_precision = with_matmul_precision(
+            lambda: stage_breakdown(module, state.params, local, ms, repeats=max(steps, 3)), precision)
+        out["stages"] = with_precision()
+        out["train_step_hlo"] = with_matmul_precision(
+            lambda: compiled_summary(raw_step, state, *placed[0]), precision)()
+    return out
 
 
 def _chgnet_rate(labeled, batch_size: int, steps: int) -> dict:
@@ -135,6 +146,20 @@ def _chgnet_rate(labeled, batch_size: int, steps: int) -> dict:
 FORCES = ("conservative", "direct")
 
 
+def _breakdown_table(results: dict, runs, batch_size: int) -> Table:
+    table = Table(f"Where a training step's time goes (ms, batch {batch_size}); optimized HLO of the step",
+                  ["what", "forward", "forces+stress", "param grad+update", "step", "kernels",
+                   "fusions", "gather/scatter/dot alone"])
+    for f, p in runs:
+        ours = results[_key(f, p)]
+        st, hlo = ours["stages"], ours["train_step_hlo"]
+        alone = "/".join(str(hlo["alone"].get(op, 0)) for op in ("gather", "scatter", "dot"))
+        table.add(f"{f}" + ("" if p == "default" else f", {p}"), f"{st['forward_ms']:.1f}",
+                  f"{st['forces_stress_ms']:.1f}", f"{st['param_gradient_and_update_ms']:.1f}",
+                  f"{st['step_ms']:.1f}", hlo["kernels"], hlo["fusions"], alone)
+    return table
+
+
 def _key(forces: str, precision: str) -> str:
     """Result key: ``equijax`` (conservative, the anchor's setting), ``equijax_direct``, and
     ``_<precision>`` appended for a matmul precision other than JAX's default."""
@@ -144,11 +169,13 @@ def _key(forces: str, precision: str) -> str:
 
 def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | None = None,
         steps: int = 5, limit: int | None = None, reference: bool = True,
-        forces: tuple[str, ...] = FORCES, precisions: tuple[str, ...] = ("default",)) -> dict:
+        forces: tuple[str, ...] = FORCES, precisions: tuple[str, ...] = ("default",),
+        breakdown: bool = False) -> dict:
     """Run the benchmark (batch 40 on GPU, 4 on CPU by default) for each of ``forces``
     ("conservative", "direct") and matmul ``precisions`` (`equijax.nn.precision.PRECISIONS`;
     TF32/bf16 are emulated off GPU, so their CPU times are not what the format costs), print a
-    table, write JSON."""
+    table, write JSON. ``breakdown``: also time the step's stages (`stage_breakdown`) and
+    summarise the train step's optimized HLO (`hlo_summary`), in a second table."""
     from equijax.nn.precision import check_precision, emulated
 
     bad = [f for f in forces if f not in FORCES]
@@ -166,7 +193,7 @@ def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | N
                "emulated_precisions": [p for p in precisions if emulated(p)]}
     runs = [(f, p) for f in forces for p in precisions]
     for f, p in runs:
-        results[_key(f, p)] = _equijax_rate(labeled, batch_size, steps, f, p)
+        results[_key(f, p)] = _equijax_rate(labeled, batch_size, steps, f, p, breakdown)
     if reference:
         results["chgnet"] = _chgnet_rate(labeled, batch_size, steps)
     ref = results.get("chgnet", {})
@@ -187,6 +214,8 @@ def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | N
         table.add("chgnet (torch), conservative", f"{ref['ms_per_step']:.0f}", f"{ref_rate:.1f}",
                   "-", format_mb(ref["peak_memory_MB"]), "1.00x")
     table.print()
+    if breakdown:
+        _breakdown_table(results, runs, batch_size).print()
     print(f"machine: {results['machine']['summary']}")
     write_json(results, out)
     return results
