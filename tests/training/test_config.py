@@ -180,6 +180,8 @@ def test_scalar_for_a_section_names_the_key():
     ("optim.ema_decay=-0.5", "optim.ema_decay"),
     ("model.forces=automatic", "model.forces"),
     ("model.pretrained=9.9", "model.pretrained"),
+    ("model.direct_stress=pairwise", "model.direct_stress"),
+    ("train.matmul_precision=fp8", "train.matmul_precision"),
 ])
 def test_invalid_values_raise(override, key):
     """Values of the right type but outside the allowed set raise `ConfigError` naming the key."""
@@ -209,3 +211,16 @@ def test_unknown_frozen_collection_lists_the_valid_ones():
         frozen_collections(config, params)
     assert frozen_collections(load_config(None, ["optim.freeze=[atom_embedding]"]), params) == (
         "atomref", "atom_embedding")
+
+
+def test_emulated_precision_for_an_equivariant_model_fails_before_the_data(tmp_path):
+    """On CPU, bf16 for the e3nn model is refused by `train` before any data is made (the
+    emulation rounds only flax Dense layers)."""
+    from equijax.training.loop import train
+
+    config = load_config(None, ["model.name=equivariant", "train.matmul_precision=bf16",
+                                "data.source=/nonexistent/never-read.extxyz",
+                                f"train.run_dir={tmp_path / 'run'}"])
+    with pytest.raises(ValueError, match="covers CHGNet only"):
+        train(config)
+    assert not (tmp_path / "run").exists()
