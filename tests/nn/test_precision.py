@@ -76,9 +76,9 @@ def test_emulation_reaches_every_chgnet_dense_also_under_remat():
     atoms = ase.build.bulk("NaCl", "rocksalt", 5.6)
     atoms.rattle(0.1, seed=0)
     batch, _ = pad_batch([atoms_to_graph(atoms, cutoff=5.0)], BucketPolicy(fixed_graphs=1, multiple=64))
-    small = dict(atom_fea_dim=8, bond_fea_dim=8, angle_fea_dim=8, num_radial=5, num_angular=5,
-                 n_conv=3, atom_conv_hidden_dim=(8,), bond_conv_hidden_dim=(8,),
-                 mlp_hidden_dims=(8,), atom_graph_cutoff=5.0)
+    small = {"atom_fea_dim": 8, "bond_fea_dim": 8, "angle_fea_dim": 8, "num_radial": 5,
+             "num_angular": 5, "n_conv": 3, "atom_conv_hidden_dim": (8,),
+             "bond_conv_hidden_dim": (8,), "mlp_hidden_dims": (8,), "atom_graph_cutoff": 5.0}
     plain, remat = CHGNet(CHGNetConfig(**small)), CHGNet(CHGNetConfig(**small, remat=True))
     params = plain.init(jax.random.key(0), batch)
     params = jax.tree_util.tree_map(lambda p: p + 0.05, params)
@@ -97,9 +97,9 @@ def test_emulation_reaches_every_chgnet_dense_also_under_remat():
 
 
 def test_bad_names_and_uncovered_models_raise():
-    with pytest.raises(ValueError, match="one of default, float32, tf32, bf16"):
-        with matmul_precision("fp16"):
-            pass
+    with pytest.raises(ValueError, match="one of default, float32, tf32, bf16"), \
+            matmul_precision("fp16"):
+        pass
     with pytest.raises(ValueError, match="one of"):
         with_matmul_precision(lambda: None, "half")
     equivariant = EquivariantPotential(EquivariantConfig())

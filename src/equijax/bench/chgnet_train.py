@@ -51,7 +51,14 @@ def _equijax_rate(labeled, batch_size: int, steps: int, forces: str = "conservat
     from equijax.graphs import atoms_to_graph
     from equijax.nn.precision import with_matmul_precision
     from equijax.training.loader import Loader
-    from equijax.training.step import init_state, make_mesh, make_optimizer, make_train_step, replicate, shard_batch
+    from equijax.training.step import (
+        init_state,
+        make_mesh,
+        make_optimizer,
+        make_train_step,
+        replicate,
+        shard_batch,
+    )
 
     graphs = [atoms_to_graph(s.atoms) for s in labeled]
     module, params = _model(forces, graphs[0])

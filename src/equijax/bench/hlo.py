@@ -12,8 +12,6 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-import jax
-
 BOOKKEEPING = frozenset({"parameter", "constant", "tuple", "get-tuple-element", "bitcast",
                          "copy-start", "copy-done", "after-all", "opt-barrier",
                          "partition-id", "replica-id"})
