@@ -56,8 +56,10 @@ def predict_padded(module, params, graph: CrystalGraph, compute_stress: bool = T
     else:
         def total_energy(positions, strain):
             deform = jnp.eye(3, dtype=positions.dtype) + strain
-            strained_positions = jnp.einsum("ni,nij->nj", positions, deform[graph_of_atom])
-            strained_cell = jnp.einsum("gij,gjk->gik", cell, deform)
+            # geometry at full float32 whatever the matmul precision (equijax.nn.precision)
+            strained_positions = jnp.einsum("ni,nij->nj", positions, deform[graph_of_atom],
+                                            precision="highest")
+            strained_cell = jnp.einsum("gij,gjk->gik", cell, deform, precision="highest")
             out = module.apply(params, graph, strained_positions, strained_cell)
             return jnp.sum(jnp.where(masks["graph"], out["energy"], 0.0)), out
 

@@ -124,3 +124,18 @@ def test_dense_with_its_own_dot_general_is_left_alone():
     with matmul_precision("bf16"):
         dense.apply(params, x)
     assert calls
+
+
+def test_one_jitted_function_compiles_once_per_precision():
+    """The emulated precision is part of jit's cache key: the same jitted function gives rounded
+    results inside the context and float32 ones again outside it (no stale trace)."""
+    mlp = MLP(5, hidden=(16,), act="silu")
+    x = np.random.default_rng(2).normal(size=(8, 7)).astype(np.float32)
+    params = mlp.init(jax.random.key(0), x)
+    apply = jax.jit(mlp.apply)
+    before = np.asarray(apply(params, x))
+    with matmul_precision("bf16"):
+        rounded = np.asarray(apply(params, x))
+    after = np.asarray(apply(params, x))
+    np.testing.assert_array_equal(after, before)
+    assert np.abs(rounded - before).max() > 1e-4

@@ -182,6 +182,7 @@ def test_scalar_for_a_section_names_the_key():
     ("model.pretrained=9.9", "model.pretrained"),
     ("model.direct_stress=pairwise", "model.direct_stress"),
     ("train.matmul_precision=fp8", "train.matmul_precision"),
+    ("model.direct_stress=virial", "model.direct_stress"),  # without model.forces=direct
 ])
 def test_invalid_values_raise(override, key):
     """Values of the right type but outside the allowed set raise `ConfigError` naming the key."""

@@ -29,7 +29,9 @@ def median_ms(fn, *args, repeats: int = 5) -> float:
 
 def stage_breakdown(module, params, graph, step_ms: float, repeats: int = 5) -> dict:
     """Stage times (ms) of one training step of ``module`` on ``graph`` (one device's padded
-    `CrystalGraph`), given the full step's median ``step_ms``:
+    `CrystalGraph`), given the full step's median ``step_ms``. On one device, ``graph`` is the
+    step's whole batch; on several, it is one device's share, and the differences also contain
+    the step's communication:
 
     ``forward_ms`` (energies, magmoms and, for direct heads, forces and stress);
     ``forces_stress_ms`` (what `predict_padded` adds: the first derivative for conservative

@@ -15,10 +15,13 @@ from collections import Counter
 BOOKKEEPING = frozenset({"parameter", "constant", "tuple", "get-tuple-element", "bitcast",
                          "copy-start", "copy-done", "after-all", "opt-barrier",
                          "partition-id", "replica-id"})
-_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.\-]+ = (?:\([^=]*?\)|\S+) ([a-z][a-z0-9\-]*)\(")
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.\-]+ = (?:\(.*?\)|\S+) ([a-z][a-z0-9\-]*)\(")
+_ASSIGNMENT = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.\-]+ = ")
 _COMPUTATION = re.compile(r"^(ENTRY\s+)?%?([\w.\-]+) \(.*\{\s*$")
 _FUSION_KIND = re.compile(r"kind=(k\w+)")
 _CALLS = re.compile(r"calls=%?([\w.\-]+)")
+_TO_APPLY = re.compile(r"to_apply=%?([\w.\-]+)")
+_GEMM_TARGET = re.compile(r'custom_call_target="[^"]*(?:gemm|matmul)', re.IGNORECASE)
 WATCHED = ("gather", "scatter", "dot")
 
 
@@ -42,34 +45,62 @@ def computations(hlo_text: str) -> tuple[str, dict[str, list[str]]]:
     return entry, out
 
 
-def _opcodes(lines: list[str]) -> list[tuple[str, str]]:
-    """(opcode, line) of each non-bookkeeping instruction."""
-    found = ((_INSTRUCTION.match(line), line) for line in lines)
-    return [(m.group(1), line) for m, line in found if m and m.group(1) not in BOOKKEEPING]
+def _opcodes(lines: list[str]) -> tuple[list[tuple[str, str]], int]:
+    """(opcode, line) of each non-bookkeeping instruction, and how many instruction lines did
+    not parse (they are counted, never dropped silently)."""
+    found, unparsed = [], 0
+    for line in lines:
+        match = _INSTRUCTION.match(line)
+        if match is None:
+            unparsed += bool(_ASSIGNMENT.match(line))
+        elif match.group(1) not in BOOKKEEPING:
+            found.append((match.group(1), line))
+    return found, unparsed
+
+
+def _kernels(bodies: dict[str, list[str]], name: str, seen: frozenset = frozenset()):
+    """(opcode, line) of the kernels of computation ``name``; a ``call`` (e.g. a GPU command
+    buffer, which launches its computation's kernels as one CUDA graph) is replaced by the
+    kernels of the computation it calls."""
+    found, unparsed = _opcodes(bodies.get(name, []))
+    out = []
+    for opcode, line in found:
+        called = _TO_APPLY.search(line) if opcode == "call" else None
+        if called and called.group(1) not in seen:
+            inner, inner_unparsed = _kernels(bodies, called.group(1), seen | {name})
+            out += inner
+            unparsed += inner_unparsed
+        else:
+            out.append((opcode, line))
+    return out, unparsed
 
 
 def hlo_summary(hlo_text: str) -> dict:
     """Counts over the entry computation of optimized HLO text (``compiled.as_text()``).
 
-    Returns ``kernels`` (non-bookkeeping instructions, about one launch each on a GPU),
-    ``fusions`` with ``fusion_kinds`` (kLoop, kInput, kOutput, kCustom counts), ``unfused`` (a
-    count per opcode of the other kernels, e.g. ``custom-call``, ``all-reduce``), ``alone`` (per
-    opcode of `WATCHED`: kernels doing only that op, unfused or a one-op fusion) and ``fused``
-    (per opcode of `WATCHED`: fusions where it shares the kernel with other ops)."""
+    Returns ``kernels`` (non-bookkeeping instructions, about one launch each on a GPU; the
+    computations of ``call`` instructions, e.g. command buffers, are counted inside; a ``while``
+    counts as one and its body is not expanded), ``fusions`` with ``fusion_kinds`` (kLoop,
+    kInput, kOutput, kCustom counts), ``unfused`` (a count per opcode of the other kernels,
+    e.g. ``custom-call``, ``all-reduce``), ``alone`` (per opcode of `WATCHED`: kernels doing
+    only that op: unfused, a one-op fusion, or a GEMM library call) and ``fused`` (per opcode
+    of `WATCHED`: fusions where it shares the kernel with other ops), and ``unparsed``
+    (instruction lines this parser could not read; non-zero means the counts are low)."""
     entry, bodies = computations(hlo_text)
     unfused: Counter = Counter()
     kinds: Counter = Counter()
     alone: Counter = Counter()
     fused: Counter = Counter()
-    for opcode, line in _opcodes(bodies[entry]):
+    kernels, unparsed = _kernels(bodies, entry)
+    for opcode, line in kernels:
         if opcode != "fusion":
             unfused[opcode] += 1
-            inner = [opcode]
+            inner = ["dot"] if opcode == "custom-call" and _GEMM_TARGET.search(line) else [opcode]
         else:
             kind = _FUSION_KIND.search(line)
             kinds[kind.group(1) if kind else "unknown"] += 1
             called = _CALLS.search(line)
-            inner = [op for op, _ in _opcodes(bodies.get(called.group(1), []))] if called else []
+            inner = [op for op, _ in _opcodes(bodies.get(called.group(1), []))[0]] if called else []
         for watched in WATCHED:
             hits = sum(op.startswith(watched) for op in inner)
             if hits and len(inner) == hits:
@@ -79,7 +110,8 @@ def hlo_summary(hlo_text: str) -> dict:
     fusions = sum(kinds.values())
     return {"kernels": fusions + sum(unfused.values()), "fusions": fusions,
             "fusion_kinds": dict(sorted(kinds.items())), "unfused": dict(sorted(unfused.items())),
-            "alone": dict(sorted(alone.items())), "fused": dict(sorted(fused.items()))}
+            "alone": dict(sorted(alone.items())), "fused": dict(sorted(fused.items())),
+            "unparsed": unparsed}
 
 
 def compiled_summary(jitted, *args) -> dict:

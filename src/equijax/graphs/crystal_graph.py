@@ -94,4 +94,8 @@ def edge_vectors(atoms: jraph.GraphsTuple, xnp=np, positions=None, cell=None):
             xnp.arange(n_graph), atoms.n_edge, total_repeat_length=n_edge_total
         )
     shift = atoms.edges["shift"].astype(pos.dtype)
-    return pos[atoms.senders] - pos[atoms.receivers] + xnp.einsum("ei,eij->ej", shift, cell[graph_of_edge])
+    # geometry at full float32 whatever the matmul precision (TF32/bf16 would move atoms by
+    # 0.01-0.05 Å in a 10 Å cell)
+    exact = {} if xnp is np else {"precision": "highest"}
+    return (pos[atoms.senders] - pos[atoms.receivers]
+            + xnp.einsum("ei,eij->ej", shift, cell[graph_of_edge], **exact))

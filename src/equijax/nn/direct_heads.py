@@ -9,9 +9,9 @@ features, and with r̂ the centre-to-neighbour unit vector of a directed edge:
 
 The ``w_f r_p r̂⊗r̂`` term (``stress="virial"`` or ``"virial_detached"``; off by default) is the
 virial of the pair forces: for a pair potential E = Σ_p φ(r_p), w_f = φ'(r_p) gives exactly its
-forces and its stress (1/V) ∂E/∂ε. With ``"virial"`` the stress labels also train w_f; with
-``"virial_detached"`` they do not (the term is under `jax.lax.stop_gradient`), so w_1, w_0 learn
-only what the pair forces' virial misses. ``"independent"`` leaves the term out.
+forces and its stress (1/V) ∂E/∂ε. With ``"virial"`` the stress labels also train w_f through
+the term; with ``"virial_detached"`` the term is under `jax.lax.stop_gradient` (stress labels
+still reach w_f through the MLP's shared hidden layers and the trunk, as with ``"independent"``). ``"independent"`` leaves the term out.
 
 Rotating the structure rotates r̂, so F → R F and σ → R σ Rᵀ exactly; σ is symmetric by
 construction; and because w_f is the same for both directions of a pair, the pair's contributions

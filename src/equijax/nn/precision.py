@@ -10,12 +10,19 @@ inside it:
 * ``"tf32"`` / ``"bf16"``: inputs rounded to TF32 (10 mantissa bits) or bfloat16 (7 bits),
   float32 accumulation (``TF32_TF32_F32`` / ``BF16_BF16_F32``).
 
-On a GPU the named dot algorithm is set for every dot in the traced function
-(`jax.default_matmul_precision`). XLA on CPU ignores these algorithms (or rejects TF32), so
-on CPU ``"tf32"`` and ``"bf16"`` are *emulated* to measure their accuracy cost: the input and
-kernel of every `flax.linen.Dense` (all of CHGNet's matmuls) are rounded with
-`jax.lax.reduce_precision` and multiplied in float32. The emulation reaches only ``nn.Dense``;
-the e3nn layers of `EquivariantPotential` stay float32, so `check_emulation_covers` refuses it.
+On a GPU the named dot algorithm becomes the default of every dot in the traced function
+(`jax.default_matmul_precision`); the geometry (edge vectors, strained cells) asks for
+``"highest"`` explicitly and stays float32. XLA on CPU ignores these algorithms (or rejects
+TF32), so on CPU ``"tf32"`` and ``"bf16"`` are *emulated* to measure their accuracy cost: the
+input and kernel of every `flax.linen.Dense` (all of CHGNet's matmuls) are rounded with
+`jax.lax.reduce_precision` and multiplied in float32. The emulation reaches only ``nn.Dense``; the
+e3nn layers of `EquivariantPotential` stay float32, so `check_emulation_covers` refuses it. In
+the backward pass the emulation rounds the gradients the dots produce (JAX's rule for
+``reduce_precision``) where the hardware rounds the cotangents they consume: a different, not a
+milder, rounding.
+
+The precision is part of jit's cache key (the emulation also sets a CPU-inert default
+precision), so one jitted function traced under two precisions compiles twice, once each.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ import jax
 
 PRECISIONS = ("default", "float32", "tf32", "bf16")
 DOT_ALGORITHMS = {"float32": "F32_F32_F32", "tf32": "TF32_TF32_F32", "bf16": "BF16_BF16_F32"}
+# coarse precision levels that XLA on CPU ignores: set while emulating, so that the emulated
+# format is part of jit's cache key (interceptors are not)
+CACHE_KEY_LEVELS = {"tf32": "tensorfloat32", "bf16": "bfloat16"}
 MANTISSA_BITS = {"tf32": 10, "bf16": 7}
 
 
@@ -75,7 +85,9 @@ def check_precision(name: str) -> None:
 def check_emulation_covers(module, name: str) -> None:
     """Raise `ValueError` if ``name`` would be emulated for a model whose matmuls are not all
     ``nn.Dense`` (an e3nn model), rather than report a half-rounded model's accuracy."""
-    if emulated(name) and type(module).__name__ != "CHGNet":
+    from equijax.models.chgnet import CHGNet
+
+    if emulated(name) and not isinstance(module, CHGNet):
         raise ValueError(f"matmul precision {name!r} is emulated on {jax.default_backend()} by "
                          f"rounding flax Dense layers, which covers CHGNet only, not "
                          f"{type(module).__name__}; use a GPU or 'default'/'float32'")
@@ -89,7 +101,8 @@ def matmul_precision(name: str):
     if name == "default":
         yield
     elif emulated(name):
-        with nn.intercept_methods(_dense_rounding_interceptor(name)):
+        with nn.intercept_methods(_dense_rounding_interceptor(name)), \
+                jax.default_matmul_precision(CACHE_KEY_LEVELS[name]):
             yield
     else:
         with jax.default_matmul_precision(DOT_ALGORITHMS[name]):
@@ -98,7 +111,8 @@ def matmul_precision(name: str):
 
 def with_matmul_precision(fn, name: str):
     """``fn`` (a jitted function) called inside `matmul_precision(name)`: it traces, compiles and
-    runs at that precision. ``"default"`` returns ``fn`` itself."""
+    runs at that precision. ``"default"`` returns ``fn`` itself. The wrapper is a plain
+    function: for ``fn.lower(...)`` and friends, enter `matmul_precision` yourself."""
     check_precision(name)
     if name == "default":
         return fn

@@ -227,6 +227,8 @@ def _check(config: ExperimentConfig) -> None:
          "must be 'chgnet' or 'equivariant'"),
         (config.model.forces in ("conservative", "direct"), "model.forces",
          "must be 'conservative' or 'direct'"),
+        (config.model.direct_stress == "independent" or config.model.forces == "direct",
+         "model.direct_stress", "needs model.forces=direct (conservative stress has no head)"),
         (config.train.matmul_precision in PRECISIONS, "train.matmul_precision",
          f"must be one of {', '.join(PRECISIONS)}"),
         (config.model.direct_stress in DIRECT_STRESS, "model.direct_stress",
