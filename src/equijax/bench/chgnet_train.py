@@ -49,7 +49,7 @@ def _model(forces: str, example):
 def _equijax_rate(labeled, batch_size: int, steps: int, forces: str = "conservative",
                   precision: str = "default", breakdown: bool = False) -> dict:
     from equijax.graphs import atoms_to_graph
-    from equijax.nn.precision import with_matmul_precision
+    from equijax.nn.precision import matmul_precision, with_matmul_precision
     from equijax.training.loader import Loader
     from equijax.training.step import (
         init_state,
@@ -94,11 +94,9 @@ def _equijax_rate(labeled, batch_size: int, steps: int, forces: str = "conservat
         from equijax.bench.hlo import compiled_summary
 
         local = jax.tree_util.tree_map(lambda x: x[0], placed[0][0])
-        with_precision = with_matmul_precision(
-            lambda: stage_breakdown(module, state.params, local, ms, repeats=max(steps, 3)), precision)
-        out["stages"] = with_precision()
-        out["train_step_hlo"] = with_matmul_precision(
-            lambda: compiled_summary(raw_step, state, *placed[0]), precision)()
+        with matmul_precision(precision):
+            out["stages"] = stage_breakdown(module, state.params, local, ms, repeats=max(steps, 3))
+            out["train_step_hlo"] = compiled_summary(raw_step, state, *placed[0])
     return out
 
 

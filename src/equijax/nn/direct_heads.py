@@ -11,7 +11,8 @@ The ``w_f r_p r̂⊗r̂`` term (``stress="virial"`` or ``"virial_detached"``; of
 virial of the pair forces: for a pair potential E = Σ_p φ(r_p), w_f = φ'(r_p) gives exactly its
 forces and its stress (1/V) ∂E/∂ε. With ``"virial"`` the stress labels also train w_f through
 the term; with ``"virial_detached"`` the term is under `jax.lax.stop_gradient` (stress labels
-still reach w_f through the MLP's shared hidden layers and the trunk, as with ``"independent"``). ``"independent"`` leaves the term out.
+still reach w_f through the MLP's shared hidden layers and the trunk, as with
+``"independent"``). ``"independent"`` leaves the term out.
 
 Rotating the structure rotates r̂, so F → R F and σ → R σ Rᵀ exactly; σ is symmetric by
 construction; and because w_f is the same for both directions of a pair, the pair's contributions
@@ -104,8 +105,11 @@ class DirectHeads(nn.Module):
         weights = MLP(3, hidden=self.hidden, act=self.activation, zero_init_last=True,
                       name="pair_mlp")(features)
         forces = direct_forces(weights[:, 0], pair, unit, receivers, n_atoms)
-        virial = {"independent": (None, None), "virial": (weights[:, 0], lengths),
-                  "virial_detached": (jax.lax.stop_gradient(weights[:, 0]), lengths)}[self.stress]
+        force_weights = None
+        if self.stress != "independent":
+            force_weights = weights[:, 0]
+            if self.stress == "virial_detached":
+                force_weights = jax.lax.stop_gradient(force_weights)
         stress = direct_stress(weights[:, 1], weights[:, 2], pair, unit, graph_of_edge, volume,
-                               n_graphs, *virial)
+                               n_graphs, force_weights, None if force_weights is None else lengths)
         return forces, stress

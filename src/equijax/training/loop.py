@@ -142,7 +142,7 @@ def initial_params(config: ExperimentConfig, module, example, train_set) -> dict
             transfer_params,
         )
 
-        check_init_from(config.model)
+        check_init_from(config.model)  # also when called outside `train` (which checks early)
         params, report = transfer_params(params, load_trained(config.model.init_from)[1])
         if jax.process_index() == 0:  # also without progress bars: sweeps keep it in log.txt
             tqdm.write(f"init_from {config.model.init_from}: {len(report['copied'])} arrays "
