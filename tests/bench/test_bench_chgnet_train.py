@@ -24,3 +24,14 @@ def test_chgnet_train_runs_both_sides(tmp_path):
     # zero prediction, finite and far above the conservative model's
     direct = result["equijax_direct"]
     assert direct["structures_per_s"] > 0 and 10 * result["equijax"]["final_loss"] < direct["final_loss"] < 1e3
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--precision", "default,fp8", "--precision takes a subset of default,float32,tf32,bf16"),
+    ("--forces", "direct,automatic", "--forces takes a subset of conservative,direct"),
+])
+def test_bad_choices_exit_with_the_valid_ones(flag, value, message, tmp_path):
+    """Unknown precisions or force heads stop the command before any structure is loaded."""
+    with pytest.raises(SystemExit, match=message):
+        main(["bench", "chgnet-train", flag, value, "--out", str(tmp_path / "never.json")])
+    assert not (tmp_path / "never.json").exists()
