@@ -33,7 +33,8 @@ def is_direct(module) -> bool:
     return getattr(getattr(module, "config", None), "forces", "conservative") == "direct"
 
 
-def predict_padded(module, params, graph: CrystalGraph, compute_stress: bool = True) -> dict:
+def predict_padded(module, params, graph: CrystalGraph, compute_stress: bool = True,
+                   gradient_forces: bool = False) -> dict:
     """Predictions for every graph of a padded batch (pure; jit it, see `make_predictor`).
 
     Returns a dict of arrays (padding entries included, mask them with `padding_masks`):
@@ -41,8 +42,12 @@ def predict_padded(module, params, graph: CrystalGraph, compute_stress: bool = T
         ``stress`` (G, 3, 3) GPa (zero for graphs without a 3D cell), ``magmoms`` (N,) μB.
 
     A module whose ``config.forces`` is ``"direct"`` returns forces and stress itself: then the
-    model runs once, without any derivative.
+    model runs once, without any derivative. With ``gradient_forces`` its forces and stress are
+    the energy's gradients instead, as for a conservative model, and its heads' outputs come as
+    ``direct_forces`` (N, 3) and ``direct_stress`` (G, 3, 3) too (``train.conservative_every``).
     """
+    if gradient_forces and not is_direct(module):
+        raise ValueError("gradient_forces is for a model with direct heads (config.forces='direct')")
     atoms = graph.atoms
     n_graphs, n_atoms = atoms.n_node.shape[0], atoms.nodes["positions"].shape[0]
     graph_of_atom = jnp.repeat(jnp.arange(n_graphs), atoms.n_node, total_repeat_length=n_atoms)
@@ -50,7 +55,7 @@ def predict_padded(module, params, graph: CrystalGraph, compute_stress: bool = T
     positions = jnp.asarray(atoms.nodes["positions"])
     cell = jnp.asarray(atoms.globals["cell"], positions.dtype)
 
-    if is_direct(module):
+    if is_direct(module) and not gradient_forces:
         out = module.apply(params, graph)
         forces, stress = out["forces"], out["stress"]
     else:
@@ -81,6 +86,10 @@ def predict_padded(module, params, graph: CrystalGraph, compute_stress: bool = T
               "magmoms": out["magmoms"]}
     if compute_stress:
         result["stress"] = stress
+    if gradient_forces:
+        result["direct_forces"] = out["forces"]
+        if compute_stress:
+            result["direct_stress"] = out["stress"]
     return result
 
 

@@ -130,6 +130,9 @@ class TrainConfig:
     # matmul precision of the train and eval steps: "default" (JAX's: TF32 on recent GPUs),
     # "float32", "tf32" or "bf16" (emulated on CPU to measure accuracy; equijax.nn.precision)
     matmul_precision: str = "default"
+    # a model with direct heads: every k-th step also fits the energy's gradients (-dE/dr,
+    # dE/dε/V) to the force and stress labels, so the energy learns from them too; 0: never
+    conservative_every: int = 0
 
 
 @dataclasses.dataclass
@@ -231,6 +234,10 @@ def _check(config: ExperimentConfig) -> None:
          f"must be one of {', '.join(DIRECT_STRESS)}"),
         (config.model.direct_stress == "independent" or config.model.forces == "direct",
          "model.direct_stress", "needs model.forces=direct (conservative stress has no head)"),
+        (config.train.conservative_every >= 0, "train.conservative_every", "must be >= 0"),
+        (config.train.conservative_every == 0 or config.model.forces == "direct",
+         "train.conservative_every", "needs model.forces=direct (a conservative model fits "
+         "the energy's gradients at every step)"),
         (config.train.matmul_precision in PRECISIONS, "train.matmul_precision",
          f"must be one of {', '.join(PRECISIONS)}"),
         (config.model.pretrained in (None, "0.3.0", "0.2.0"), "model.pretrained",

@@ -253,7 +253,8 @@ def train(config: ExperimentConfig, resume: bool = False) -> dict:
     state = replicate(mesh, state)
     precision = config.train.matmul_precision
     train_step = with_matmul_precision(
-        make_train_step(module, optimizer, config.loss, mesh, config.optim.ema_decay), precision)
+        make_train_step(module, optimizer, config.loss, mesh, config.optim.ema_decay,
+                        config.train.conservative_every), precision)
     eval_step = with_matmul_precision(make_eval_step(module, config.loss, mesh), precision)
     baseline = {k: v for k, v in per_element_linear_baseline(train_set, val_set).items()
                 if k != "coefficients"}

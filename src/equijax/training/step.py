@@ -16,7 +16,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from equijax.potential import predict_padded
+from equijax.potential import is_direct, predict_padded
 from equijax.training.config import LossConfig, OptimConfig
 from equijax.training.loss import TARGETS, loss_sums, total_loss
 
@@ -72,11 +72,26 @@ def _local(tree):
     return jax.tree_util.tree_map(lambda x: x[0], tree)
 
 
-def _predict_and_sum(module, loss_config, params, graph, targets):
-    predictions = predict_padded(module, params, graph, compute_stress=True)
+def _predict_and_sum(module, loss_config, params, graph, targets, gradient_forces=False):
+    """The batch's loss and, for the metrics, label counts and absolute-error sums. With
+    ``gradient_forces`` (a direct model) the loss also fits the energy's gradients, -dE/dr and
+    (1/V) dE/dε, to the force and stress labels, with the same weights; the metrics stay those of
+    the direct heads."""
+    predictions = predict_padded(module, params, graph, compute_stress=True,
+                                 gradient_forces=gradient_forces)
+    gradient_terms = None
+    if gradient_forces:
+        gradient_terms = {"forces": predictions["forces"], "stress": predictions["stress"]}
+        predictions = {**predictions, "forces": predictions["direct_forces"],
+                       "stress": predictions["direct_stress"]}
     sums, counts, abs_sums = loss_sums(loss_config, predictions, targets)
     counts = jax.lax.psum(counts, AXIS)  # label counts do not depend on the params
-    return total_loss(loss_config, sums, counts), (counts, abs_sums)
+    loss = total_loss(loss_config, sums, counts)
+    if gradient_terms is not None:
+        extra, _, _ = loss_sums(loss_config, {**predictions, **gradient_terms}, targets)
+        weights = {"forces": loss_config.forces, "stress": loss_config.stress}
+        loss = loss + sum(w * extra[t] / jnp.maximum(counts[t], 1.0) for t, w in weights.items())
+    return loss, (counts, abs_sums)
 
 
 def _metrics(loss, counts, abs_sums) -> dict:
@@ -88,17 +103,37 @@ def _metrics(loss, counts, abs_sums) -> dict:
     return out
 
 
-def make_train_step(module, optimizer, loss_config: LossConfig, mesh: Mesh, ema_decay: float):
+def make_train_step(module, optimizer, loss_config: LossConfig, mesh: Mesh, ema_decay: float,
+                    conservative_every: int = 0):
     """``step(state, graph, targets) -> (state, metrics)``, jit-compiled, data-parallel over
-    ``mesh``. ``graph``/``targets`` carry a leading device axis of size ``mesh.size``."""
+    ``mesh``. ``graph``/``targets`` carry a leading device axis of size ``mesh.size``.
+
+    ``conservative_every`` k > 0 (a model with direct heads only): every k-th step (steps
+    0, k, 2k, ... of the state's count) the loss also fits the energy's gradients to the force and
+    stress labels (`_predict_and_sum`), so the energy learns from the force labels as a
+    conservative model's does; the other steps take no derivative of the energy. One compiled step
+    holds both kinds under `jax.lax.cond`, which runs one of them."""
+    if conservative_every < 0:
+        raise ValueError(f"conservative_every must be >= 0, got {conservative_every}")
+    if conservative_every and not is_direct(module):
+        raise ValueError("conservative_every needs a model with direct heads (forces='direct')")
+
+    def gradients(params, graph, targets, gradient_forces):
+        return jax.value_and_grad(
+            lambda p: _predict_and_sum(module, loss_config, p, graph, targets, gradient_forces),
+            has_aux=True)(params)
 
     def per_device(state: TrainState, graph, targets):
         graph, targets = _local(graph), _local(targets)
-        grad_fn = jax.value_and_grad(
-            lambda p: _predict_and_sum(module, loss_config, p, graph, targets), has_aux=True)
         # params are replicated (device-invariant), so under shard_map jax.grad already sums
         # their cotangents over devices: grads is the gradient of the global loss, no psum
-        (loss, (counts, abs_sums)), grads = grad_fn(state.params)
+        if conservative_every:
+            (loss, (counts, abs_sums)), grads = jax.lax.cond(
+                state.step % conservative_every == 0,
+                lambda p: gradients(p, graph, targets, True),
+                lambda p: gradients(p, graph, targets, False), state.params)
+        else:
+            (loss, (counts, abs_sums)), grads = gradients(state.params, graph, targets, False)
         loss = jax.lax.psum(loss, AXIS)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)

@@ -1,0 +1,128 @@
+"""``train.conservative_every``: a direct model's train step that also fits the energy's gradients.
+
+The reference is built from parts tested elsewhere: the direct model's loss (its heads' forces
+and stress), plus the force/stress loss of the conservative model that shares its trunk params
+(forces and stress from autodiff of the energy, `tests/nn/test_direct_heads.py` shows the trunks
+agree). With plain SGD at rate 1 the step's gradient is ``params - new params``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from equijax.graphs import BucketPolicy, atoms_to_graph
+from equijax.models.chgnet import CHGNet, CHGNetConfig
+from equijax.potential import predict_padded
+from equijax.training.batches import device_batch
+from equijax.training.config import LossConfig
+from equijax.training.loss import loss_sums, total_loss
+from equijax.training.step import init_state, make_mesh, make_train_step
+
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
+TINY = dict(atom_fea_dim=8, bond_fea_dim=8, angle_fea_dim=8, num_radial=5, num_angular=5, n_conv=2,
+            atom_conv_hidden_dim=(8,), bond_conv_hidden_dim=(8,), mlp_hidden_dims=(8,),
+            direct_hidden_dims=(8,), atom_graph_cutoff=4.0)
+LOSS = LossConfig(stress=0.5, magmoms=0.0)
+
+
+@pytest.fixture(scope="module")
+def setup(uniform_structures):
+    structures = uniform_structures[:4]
+    graphs = [atoms_to_graph(s.atoms, cutoff=4.0, bond_cutoff=3.0) for s in structures]
+    graph, targets, _ = device_batch(graphs, structures, np.arange(4), 1, BucketPolicy())
+    direct = CHGNet(CHGNetConfig(**TINY, forces="direct"))
+    local = jax.tree_util.tree_map(lambda x: x[0], graph)
+    params = direct.init(jax.random.key(0), local)
+    rng = np.random.default_rng(0)  # perturbed, so the zero-initialised last layers are live
+    params = jax.tree_util.tree_map(lambda x: x + 0.1 * rng.normal(size=x.shape).astype(x.dtype),
+                                    params)
+    return direct, params, graph, targets
+
+
+def _reference_loss(direct, params, graph, targets, with_gradient_terms):
+    local_graph = jax.tree_util.tree_map(lambda x: x[0], graph)
+    local_targets = jax.tree_util.tree_map(lambda x: x[0], targets)
+    sums, counts, _ = loss_sums(LOSS, predict_padded(direct, params, local_graph), local_targets)
+    loss = total_loss(LOSS, sums, counts)
+    if with_gradient_terms:
+        conservative = CHGNet(dataclasses.replace(direct.config, forces="conservative"))
+        trunk = {"params": {k: v for k, v in params["params"].items() if k != "direct_heads"}}
+        sums_c, counts_c, _ = loss_sums(
+            LOSS, predict_padded(conservative, trunk, local_graph), local_targets)
+        only_f_s = dataclasses.replace(LOSS, energy=0.0, magmoms=0.0)
+        loss = loss + total_loss(only_f_s, sums_c, counts_c)
+    return loss
+
+
+@pytest.fixture(scope="module")
+def step_every_3(setup):
+    """The train step with ``conservative_every=3``, compiled once for every step count."""
+    return make_train_step(setup[0], optax.sgd(1.0), LOSS, make_mesh(1), ema_decay=0.0,
+                           conservative_every=3)
+
+
+@pytest.fixture(scope="module")
+def reference(setup):
+    """``with_gradient_terms -> (loss, grads)`` of `_reference_loss`, jitted."""
+    direct, params, graph, targets = setup
+    fns = {flag: jax.jit(jax.value_and_grad(
+        lambda p, g, t, flag=flag: _reference_loss(direct, p, g, t, flag)))
+        for flag in (True, False)}
+    return {flag: fn(params, graph, targets) for flag, fn in fns.items()}
+
+
+@pytest.mark.parametrize("step_count, with_gradient_terms", [(0, True), (3, True), (1, False)])
+def test_step_gradient_matches_direct_plus_conservative_loss(setup, step_every_3, reference,
+                                                             step_count, with_gradient_terms):
+    """With ``conservative_every=3``, steps 0 and 3 take the gradient of the direct loss plus the
+    conservative force/stress loss; step 1 that of the direct loss alone."""
+    _, params, graph, targets = setup
+    copy = lambda tree: jax.tree_util.tree_map(jnp.copy, tree)  # the step donates its state
+    state = init_state(copy(params), optax.sgd(1.0), seed=0)._replace(
+        ema_params=copy(params), step=jnp.asarray(step_count, jnp.int32))
+    new_state, metrics = step_every_3(state, graph, targets)
+    grads = jax.tree_util.tree_map(lambda a, b: np.asarray(a) - np.asarray(b), params,
+                                   new_state.params)
+    ref_loss, ref_grads = reference[with_gradient_terms]
+    np.testing.assert_allclose(float(metrics["loss"]), float(ref_loss), rtol=1e-5)
+    ref_flat = dict(jax.tree_util.tree_flatten_with_path(ref_grads)[0])
+    for path, value in jax.tree_util.tree_flatten_with_path(grads)[0]:
+        np.testing.assert_allclose(value, ref_flat[path], rtol=2e-3, atol=2e-6,
+                                   err_msg=jax.tree_util.keystr(path))
+    # the two kinds of step differ: the gradient terms reach the energy readout
+    other = reference[not with_gradient_terms][1]["params"]["energy_readout"]
+    assert any(np.abs(a - np.asarray(b)).max() > 1e-4 for a, b in zip(
+        jax.tree_util.tree_leaves(grads["params"]["energy_readout"]), jax.tree_util.tree_leaves(other)))
+
+
+def test_predict_gradient_forces_of_a_direct_model(setup):
+    """``gradient_forces=True``: forces and stress equal the conservative model's on the same
+    trunk, and the heads' outputs come as ``direct_forces``/``direct_stress``."""
+    direct, params, graph, _ = setup
+    local = jax.tree_util.tree_map(lambda x: x[0], graph)
+    both = jax.jit(lambda p, g: predict_padded(direct, p, g, gradient_forces=True))(params, local)
+    conservative = CHGNet(dataclasses.replace(direct.config, forces="conservative"))
+    trunk = {"params": {k: v for k, v in params["params"].items() if k != "direct_heads"}}
+    ref_c = jax.jit(lambda p, g: predict_padded(conservative, p, g))(trunk, local)
+    ref_d = jax.jit(lambda p, g: predict_padded(direct, p, g))(params, local)
+    for key in ("energy", "forces", "stress", "magmoms"):
+        np.testing.assert_allclose(both[key], ref_c[key], rtol=1e-5, atol=1e-5, err_msg=key)
+    np.testing.assert_allclose(both["direct_forces"], ref_d["forces"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(both["direct_stress"], ref_d["stress"], rtol=1e-5, atol=1e-5)
+    assert np.abs(np.asarray(both["forces"]) - np.asarray(ref_d["forces"])).max() > 1e-3
+
+
+def test_refused_for_a_conservative_model(setup):
+    direct, _, _, _ = setup
+    conservative = CHGNet(dataclasses.replace(direct.config, forces="conservative"))
+    with pytest.raises(ValueError, match="direct heads"):
+        make_train_step(conservative, optax.sgd(1.0), LOSS, make_mesh(1), 0.0, conservative_every=2)
+    with pytest.raises(ValueError, match=">= 0"):
+        make_train_step(direct, optax.sgd(1.0), LOSS, make_mesh(1), 0.0, conservative_every=-1)
