@@ -126,3 +126,37 @@ def test_refused_for_a_conservative_model(setup):
         make_train_step(conservative, optax.sgd(1.0), LOSS, make_mesh(1), 0.0, conservative_every=2)
     with pytest.raises(ValueError, match=">= 0"):
         make_train_step(direct, optax.sgd(1.0), LOSS, make_mesh(1), 0.0, conservative_every=-1)
+
+
+def test_load_trained_as_conservative(setup, tmp_path):
+    """`load_trained(forces="conservative")` of a direct run: the heads are dropped, the energy is
+    the direct model's, and the forces and stress are its energy's gradients."""
+    import json
+
+    from trainutil import TINY_MODEL
+
+    from equijax.training.checkpoint import Checkpoints
+    from equijax.training.config import load_config, to_dict
+    from equijax.training.loop import build_model
+    from equijax.training.trained import load_trained
+
+    _, _, graph, _ = setup
+    local = jax.tree_util.tree_map(lambda x: x[0], graph)
+    config = load_config(None, [*TINY_MODEL, "model.forces=direct"])
+    direct = build_model(config.model)
+    params = direct.init(jax.random.key(2), local)
+    (tmp_path / "config.json").write_text(json.dumps(to_dict(config)))
+    checkpoints = Checkpoints(tmp_path)
+    checkpoints.save_best(1, init_state(params, optax.sgd(1.0), 0), {"epoch": 1}, 0.0)
+    checkpoints.close()
+
+    module, loaded = load_trained(tmp_path, forces="conservative")
+    assert module.config.forces == "conservative" and "direct_heads" not in loaded["params"]
+    got = jax.jit(lambda p, g: predict_padded(module, p, g))(loaded, local)
+    want = jax.jit(lambda p, g: predict_padded(direct, p, g, gradient_forces=True))(params, local)
+    for key in ("energy", "forces", "stress"):
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    same, _ = load_trained(tmp_path)
+    assert same.config.forces == "direct"
+    with pytest.raises(ValueError, match="as 'conservative'"):
+        load_trained(tmp_path, forces="direkt")

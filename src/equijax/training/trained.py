@@ -6,13 +6,19 @@ import json
 from pathlib import Path
 
 
-def load_trained(run_dir: str | Path, which: str = "best"):
+def load_trained(run_dir: str | Path, which: str = "best", forces: str | None = None):
     """``(module, params)`` of a finished or running `equijax train` run.
 
     ``which``: ``"best"`` (lowest validation loss) or ``"latest"`` checkpoint. The params are the
     EMA params the run evaluates with. Raises `FileNotFoundError` when the run has no such
     checkpoint. Use as ``Potential(*load_trained(run_dir))``.
+
+    ``forces="conservative"`` turns a model trained with direct heads into a conservative one:
+    the same trunk and energy, forces and stress from the energy's gradients, the heads dropped
+    (energy-conserving MD; useful after ``train.conservative_every``). ``None`` keeps the run's.
     """
+    import dataclasses
+
     import orbax.checkpoint as ocp
 
     from equijax.training.config import load_config
@@ -32,9 +38,17 @@ def load_trained(run_dir: str | Path, which: str = "best"):
         raise FileNotFoundError(f"{run_dir}: no {which} checkpoint in {folder}")
     raw = json.loads(config_path.read_text())
     config = load_config(None, _dotlist(raw))
+    if forces not in (None, "conservative", config.model.forces):
+        raise ValueError(f"forces={forces!r}: a run trained with {config.model.forces} forces can be "
+                         "loaded as is (None) or as 'conservative'")
     restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
     manager.close()
-    return build_model(config.model), {"params": restored["state"]["ema_params"]["params"]}
+    params = restored["state"]["ema_params"]["params"]
+    model = config.model
+    if forces == "conservative" and model.forces == "direct":
+        model = dataclasses.replace(model, forces="conservative", direct_stress="independent")
+        params = {k: v for k, v in params.items() if k != "direct_heads"}
+    return build_model(model), {"params": params}
 
 
 def transfer_params(fresh: dict, source: dict) -> tuple[dict, dict[str, list[str]]]:
