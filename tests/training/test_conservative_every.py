@@ -9,41 +9,43 @@ agree). With plain SGD at rate 1 the step's gradient is ``params - new params``.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from trainutil import TINY_MODEL
 
 from equijax.graphs import BucketPolicy, atoms_to_graph
-from equijax.models.chgnet import CHGNet, CHGNetConfig
+from equijax.models.chgnet import CHGNet
 from equijax.potential import predict_padded
 from equijax.training.batches import device_batch
-from equijax.training.config import LossConfig
+from equijax.training.config import LossConfig, load_config, to_dict
+from equijax.training.loop import build_model
 from equijax.training.loss import loss_sums, total_loss
 from equijax.training.step import init_state, make_mesh, make_train_step
 
 pytestmark = pytest.mark.usefixtures("fast_compiles")
 
-TINY = dict(atom_fea_dim=8, bond_fea_dim=8, angle_fea_dim=8, num_radial=5, num_angular=5, n_conv=2,
-            atom_conv_hidden_dim=(8,), bond_conv_hidden_dim=(8,), mlp_hidden_dims=(8,),
-            direct_hidden_dims=(8,), atom_graph_cutoff=4.0)
 LOSS = LossConfig(stress=0.5, magmoms=0.0)
 
 
 @pytest.fixture(scope="module")
 def setup(uniform_structures):
+    """A tiny direct CHGNet built from a training config, perturbed params (so the zero-initialised
+    last layers are live), a batch of 4 EMT structures with a device axis, and the config."""
+    config = load_config(None, [*TINY_MODEL, "model.forces=direct"])
     structures = uniform_structures[:4]
     graphs = [atoms_to_graph(s.atoms, cutoff=4.0, bond_cutoff=3.0) for s in structures]
     graph, targets, _ = device_batch(graphs, structures, np.arange(4), 1, BucketPolicy())
-    direct = CHGNet(CHGNetConfig(**TINY, forces="direct"))
-    local = jax.tree_util.tree_map(lambda x: x[0], graph)
-    params = direct.init(jax.random.key(0), local)
-    rng = np.random.default_rng(0)  # perturbed, so the zero-initialised last layers are live
+    direct = build_model(config.model)
+    params = direct.init(jax.random.key(0), jax.tree_util.tree_map(lambda x: x[0], graph))
+    rng = np.random.default_rng(0)
     params = jax.tree_util.tree_map(lambda x: x + 0.1 * rng.normal(size=x.shape).astype(x.dtype),
                                     params)
-    return direct, params, graph, targets
+    return direct, params, graph, targets, config
 
 
 def _reference_loss(direct, params, graph, targets, with_gradient_terms):
@@ -71,7 +73,7 @@ def step_every_3(setup):
 @pytest.fixture(scope="module")
 def reference(setup):
     """``with_gradient_terms -> (loss, grads)`` of `_reference_loss`, jitted."""
-    direct, params, graph, targets = setup
+    direct, params, graph, targets, _ = setup
     fns = {flag: jax.jit(jax.value_and_grad(
         lambda p, g, t, flag=flag: _reference_loss(direct, p, g, t, flag)))
         for flag in (True, False)}
@@ -83,7 +85,7 @@ def test_step_gradient_matches_direct_plus_conservative_loss(setup, step_every_3
                                                              step_count, with_gradient_terms):
     """With ``conservative_every=3``, steps 0 and 3 take the gradient of the direct loss plus the
     conservative force/stress loss; step 1 that of the direct loss alone."""
-    _, params, graph, targets = setup
+    _, params, graph, targets, _ = setup
     copy = lambda tree: jax.tree_util.tree_map(jnp.copy, tree)  # the step donates its state
     state = init_state(copy(params), optax.sgd(1.0), seed=0)._replace(
         ema_params=copy(params), step=jnp.asarray(step_count, jnp.int32))
@@ -102,14 +104,27 @@ def test_step_gradient_matches_direct_plus_conservative_loss(setup, step_every_3
         jax.tree_util.tree_leaves(grads["params"]["energy_readout"]), jax.tree_util.tree_leaves(other)))
 
 
-def test_predict_gradient_forces_of_a_direct_model(setup):
-    """``gradient_forces=True``: forces and stress equal the conservative model's on the same
-    trunk, and the heads' outputs come as ``direct_forces``/``direct_stress``."""
-    direct, params, graph, _ = setup
+def test_gradient_forces_and_load_trained_as_conservative(setup, tmp_path):
+    """``predict_padded(gradient_forces=True)`` of a direct model: energy, forces and stress equal
+    those of the run loaded with `load_trained(forces="conservative")` (heads dropped, forces and
+    stress from autodiff of the energy), and the heads' outputs come as ``direct_forces`` /
+    ``direct_stress``, equal to the plain direct prediction."""
+    from equijax.training.checkpoint import Checkpoints
+    from equijax.training.trained import load_trained
+
+    direct, params, graph, _, config = setup
     local = jax.tree_util.tree_map(lambda x: x[0], graph)
+    (tmp_path / "config.json").write_text(json.dumps(to_dict(config)))
+    checkpoints = Checkpoints(tmp_path)
+    checkpoints.save_best(1, init_state(params, optax.sgd(1.0), 0), {"epoch": 1}, 0.0)
+    checkpoints.close()
+    conservative, trunk = load_trained(tmp_path, forces="conservative")
+    assert conservative.config.forces == "conservative" and "direct_heads" not in trunk["params"]
+    assert load_trained(tmp_path)[0].config.forces == "direct"
+    with pytest.raises(ValueError, match="as 'conservative'"):
+        load_trained(tmp_path, forces="direkt")
+
     both = jax.jit(lambda p, g: predict_padded(direct, p, g, gradient_forces=True))(params, local)
-    conservative = CHGNet(dataclasses.replace(direct.config, forces="conservative"))
-    trunk = {"params": {k: v for k, v in params["params"].items() if k != "direct_heads"}}
     ref_c = jax.jit(lambda p, g: predict_padded(conservative, p, g))(trunk, local)
     ref_d = jax.jit(lambda p, g: predict_padded(direct, p, g))(params, local)
     for key in ("energy", "forces", "stress", "magmoms"):
@@ -120,7 +135,7 @@ def test_predict_gradient_forces_of_a_direct_model(setup):
 
 
 def test_refused_for_a_conservative_model(setup):
-    direct, _, _, _ = setup
+    direct = setup[0]
     conservative = CHGNet(dataclasses.replace(direct.config, forces="conservative"))
     with pytest.raises(ValueError, match="direct heads"):
         make_train_step(conservative, optax.sgd(1.0), LOSS, make_mesh(1), 0.0, conservative_every=2)
@@ -128,35 +143,3 @@ def test_refused_for_a_conservative_model(setup):
         make_train_step(direct, optax.sgd(1.0), LOSS, make_mesh(1), 0.0, conservative_every=-1)
 
 
-def test_load_trained_as_conservative(setup, tmp_path):
-    """`load_trained(forces="conservative")` of a direct run: the heads are dropped, the energy is
-    the direct model's, and the forces and stress are its energy's gradients."""
-    import json
-
-    from trainutil import TINY_MODEL
-
-    from equijax.training.checkpoint import Checkpoints
-    from equijax.training.config import load_config, to_dict
-    from equijax.training.loop import build_model
-    from equijax.training.trained import load_trained
-
-    _, _, graph, _ = setup
-    local = jax.tree_util.tree_map(lambda x: x[0], graph)
-    config = load_config(None, [*TINY_MODEL, "model.forces=direct"])
-    direct = build_model(config.model)
-    params = direct.init(jax.random.key(2), local)
-    (tmp_path / "config.json").write_text(json.dumps(to_dict(config)))
-    checkpoints = Checkpoints(tmp_path)
-    checkpoints.save_best(1, init_state(params, optax.sgd(1.0), 0), {"epoch": 1}, 0.0)
-    checkpoints.close()
-
-    module, loaded = load_trained(tmp_path, forces="conservative")
-    assert module.config.forces == "conservative" and "direct_heads" not in loaded["params"]
-    got = jax.jit(lambda p, g: predict_padded(module, p, g))(loaded, local)
-    want = jax.jit(lambda p, g: predict_padded(direct, p, g, gradient_forces=True))(params, local)
-    for key in ("energy", "forces", "stress"):
-        np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6, err_msg=key)
-    same, _ = load_trained(tmp_path)
-    assert same.config.forces == "direct"
-    with pytest.raises(ValueError, match="as 'conservative'"):
-        load_trained(tmp_path, forces="direkt")
