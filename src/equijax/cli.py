@@ -101,6 +101,24 @@ def _predict(args) -> int:
     return 0
 
 
+def _evaluate(args) -> int:
+    from equijax.training.evaluate import evaluate_run, format_errors
+
+    rows = {}
+    for run_dir in args.runs:
+        rows[run_dir] = evaluate_run(run_dir, split=args.split, which=args.which,
+                                     forces=args.forces, batch_size=args.batch_size)
+    print(f"{args.split} split, {args.which} checkpoint, forces: "
+          f"{args.forces or 'as trained'}")
+    print(format_errors(rows))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(
+            {"split": args.split, "which": args.which, "forces": args.forces, "runs": rows},
+            indent=1))
+    return 0
+
+
 def _train(args) -> int:
     from equijax.training.config import load_config
     from equijax.training.loop import train
@@ -282,6 +300,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="only (re)build the results table and plots of a sweep directory")
     sw.add_argument("overrides", nargs="*", help="fixed key=value / group=option overrides")
     sw.set_defaults(func=_sweep)
+
+    ev = sub.add_parser("evaluate", help="MAEs of trained runs on their own train/val/test split")
+    ev.add_argument("runs", nargs="+", help="run directories of `equijax train`")
+    ev.add_argument("--split", choices=["train", "val", "test"], default="val", help="which split")
+    ev.add_argument("--which", choices=["best", "latest"], default="best", help="which checkpoint")
+    ev.add_argument("--forces", choices=["conservative"], default=None,
+                    help="evaluate a direct-heads model with its energy's gradients as forces and "
+                         "stress (default: as trained)")
+    ev.add_argument("--batch-size", type=int, default=16, help="structures per batch")
+    ev.add_argument("--out", default=None, help="also write the results as JSON here")
+    ev.set_defaults(func=_evaluate)
 
     p = sub.add_parser("predict", help="energy, forces, stress, magmoms for structure files")
     p.add_argument("files", nargs="+", help="structure files in any ase.io format (all frames)")

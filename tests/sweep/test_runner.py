@@ -100,22 +100,15 @@ def test_interrupted_sweep_resumes_and_collects(experiment, env, tmp_path):
     markdown = (sweep_dir / "results.md").read_text()
     assert markdown.count("| done |") == 4 and (sweep_dir / "results.png").stat().st_size > 0
 
-    # the trained model of a point, loaded back: its validation force MAE through `Potential`
-    # (not the training loop's eval step) equals the one the run recorded
-    import numpy as np
-    import yaml
-
-    from equijax.data import read_ase, split_by_group
-    from equijax.potential import Potential
-    from equijax.training.trained import load_trained
+    # the trained model of a point, loaded back and evaluated on its validation split through
+    # `Potential` (`equijax evaluate`, not the training loop's eval step): the MAEs equal the ones
+    # the run recorded
+    from equijax.cli import main as cli_main
 
     point = sweep_dir / rows[0]["point"]
-    config = yaml.safe_load((point / "config.yaml").read_text())
-    structures = read_ase(config["data"]["source"])[:config["data"]["n_structures"]]
-    val = split_by_group(structures, tuple(config["data"]["fractions"]),
-                         seed=config["data"]["seed"])[1]
-    predictions = Potential(*load_trained(point)).predict([s.atoms for s in val])
-    errors = np.concatenate([np.abs(p["forces"] - s.forces).ravel()
-                             for p, s in zip(predictions, val)])
-    assert errors.mean() == pytest.approx(float(rows[0]["val_mae_forces"]), rel=1e-4)
+    out = tmp_path / "evaluate.json"
+    assert cli_main(["evaluate", str(point), "--split", "val", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())["runs"][str(point)]
+    for key in ("mae_energy", "mae_forces", "mae_stress"):
+        assert got[key] == pytest.approx(float(rows[0][f"val_{key}"]), rel=1e-4), key
 

@@ -53,6 +53,8 @@ class ModelConfig:
     # direct stress head: "independent" (its own weights), or plus the virial of the direct pair
     # forces, "virial" (stress labels also train the force weights) or "virial_detached" (not)
     direct_stress: str = "independent"
+    # hidden widths of the direct heads' pair MLP (CHGNet; the equivariant model's use (channels,))
+    direct_hidden_dims: list[int] = dataclasses.field(default_factory=lambda: [64])
     # CHGNet: rematerialise each convolution block in the backward pass (less memory)
     remat: bool = False
     # fine-tuning: start from the pretrained CHGNet of this version ("0.3.0" or "0.2.0"); its

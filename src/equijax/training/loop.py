@@ -46,7 +46,8 @@ def chgnet_config(model: ModelConfig) -> CHGNetConfig:
         bond_conv_hidden_dim=h, mlp_hidden_dims=tuple(model.mlp_hidden_dims),
         atom_graph_cutoff=model.atom_graph_cutoff, bond_graph_cutoff=model.bond_graph_cutoff,
         composition_model=model.composition_model, forces=model.forces,
-        direct_stress=model.direct_stress, remat=model.remat)
+        direct_stress=model.direct_stress, direct_hidden_dims=tuple(model.direct_hidden_dims),
+        remat=model.remat)
 
 
 def build_model(model: ModelConfig):

@@ -1,0 +1,90 @@
+"""Evaluate a trained run on one of its own splits, through `equijax.potential.Potential`.
+
+``equijax evaluate RUN_DIR`` rebuilds the run's data and split from its ``config.json`` and
+reports the mean absolute errors the training loop reports (energy per atom, force components,
+stress components, magmom magnitudes). With ``forces="conservative"`` a model trained with direct
+heads is evaluated with its energy's gradients as forces and stress instead (`load_trained`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+# (key, label, unit) of each reported error, in the order of `evaluate_run`'s result
+ERRORS = (("mae_energy", "energy", "eV/atom"), ("mae_forces", "forces", "eV/Å"),
+          ("mae_stress", "stress", "GPa"), ("mae_magmoms", "magmoms", "μB"))
+
+
+def run_split(run_dir: str | Path, split: str = "val") -> list:
+    """The labelled structures of ``split`` ("train", "val" or "test") of a training run, as its
+    training loop made them (same data config, fractions and seed)."""
+    from equijax.data import split_by_group
+    from equijax.training.config import load_config
+    from equijax.training.loop import load_structures
+    from equijax.training.trained import _dotlist
+
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    config_path = Path(run_dir) / "config.json"
+    if not config_path.exists():
+        raise FileNotFoundError(f"{run_dir}: no config.json (not an equijax training run)")
+    config = load_config(None, _dotlist(json.loads(config_path.read_text())))
+    structures = load_structures(config)
+    parts = split_by_group(structures, tuple(config.data.fractions), seed=config.data.seed)
+    return parts[SPLITS.index(split)]
+
+
+def mean_absolute_errors(predictions: list[dict], structures: list) -> dict[str, float]:
+    """MAEs of per-structure ``predictions`` (`Potential.predict_graphs` dicts) against the
+    labels of ``structures``; a target no structure has a label for is left out. Magmoms are
+    compared as magnitudes, as the model is trained."""
+    errors: dict[str, list] = {key: [] for key, _, _ in ERRORS}
+    for pred, item in zip(predictions, structures, strict=True):
+        n = len(item.atoms)
+        if item.energy is not None:
+            errors["mae_energy"].append([pred["energy_per_atom"] - item.energy / n])
+        if item.forces is not None:
+            errors["mae_forces"].append((pred["forces"] - item.forces).ravel())
+        if item.stress is not None and "stress" in pred:
+            errors["mae_stress"].append((pred["stress"] - item.stress).ravel())
+        if item.magmoms is not None:
+            errors["mae_magmoms"].append(pred["magmoms"] - np.abs(item.magmoms))
+    return {key: float(np.mean(np.abs(np.concatenate(values))))
+            for key, values in errors.items() if values}
+
+
+def evaluate_run(run_dir: str | Path, split: str = "val", which: str = "best",
+                 forces: str | None = None, batch_size: int = 16) -> dict[str, float]:
+    """MAEs of a training run's ``which`` checkpoint ("best" or "latest", EMA params) on its
+    ``split``: ``mae_energy`` eV/atom, ``mae_forces`` eV/Å, ``mae_stress`` GPa, ``mae_magmoms``
+    μB, and ``n_structures``. ``forces``: None (as trained) or "conservative" (see module doc)."""
+    from equijax.potential import Potential
+    from equijax.training.config import load_config
+    from equijax.training.loop import graph_cutoffs
+    from equijax.training.trained import _dotlist, load_trained
+
+    module, params = load_trained(run_dir, which=which, forces=forces)
+    config = load_config(None, _dotlist(json.loads((Path(run_dir) / "config.json").read_text())))
+    structures = run_split(run_dir, split)
+    if not structures:
+        raise ValueError(f"{run_dir}: the {split} split is empty")
+    cutoff, bond_cutoff = graph_cutoffs(config.model)
+    potential = Potential(module, params, cutoff=cutoff, bond_cutoff=bond_cutoff)
+    with_stress = all(bool(np.all(s.atoms.pbc)) for s in structures)
+    predictions = potential.predict([s.atoms for s in structures], batch_size=batch_size,
+                                    compute_stress=with_stress)
+    return {**mean_absolute_errors(predictions, structures), "n_structures": len(structures)}
+
+
+def format_errors(rows: dict[str, dict[str, float]]) -> str:
+    """A markdown table of `evaluate_run` results, one row per label."""
+    head = "| run | n | " + " | ".join(f"{label} ({unit})" for _, label, unit in ERRORS) + " |"
+    lines = [head, "|" + "---|" * (len(ERRORS) + 2)]
+    for name, result in rows.items():
+        cells = [f"{result[key]:.4g}" if key in result else "" for key, _, _ in ERRORS]
+        lines.append(f"| {name} | {result['n_structures']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
