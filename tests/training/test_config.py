@@ -183,6 +183,8 @@ def test_scalar_for_a_section_names_the_key():
     ("model.direct_stress=pairwise", "model.direct_stress"),
     ("train.matmul_precision=fp8", "train.matmul_precision"),
     ("model.direct_stress=virial", "model.direct_stress"),  # without model.forces=direct
+    ("train.conservative_every=2", "train.conservative_every"),  # without model.forces=direct
+    ("train.conservative_every=-1", "train.conservative_every"),
 ])
 def test_invalid_values_raise(override, key):
     """Values of the right type but outside the allowed set raise `ConfigError` naming the key."""
@@ -225,3 +227,13 @@ def test_emulated_precision_for_an_equivariant_model_fails_before_the_data(tmp_p
     with pytest.raises(ValueError, match="covers CHGNet only"):
         train(config)
     assert not (tmp_path / "run").exists()
+
+
+def test_direct_hidden_dims_reach_the_chgnet_config():
+    """``model.direct_hidden_dims`` becomes the CHGNet's ``direct_hidden_dims`` (the widths of
+    `DirectHeads`' pair MLP)."""
+    from equijax.training.loop import build_model
+
+    config = load_config(None, ["model.forces=direct", "model.direct_hidden_dims=[12,7]"])
+    assert build_model(config.model).config.direct_hidden_dims == (12, 7)
+    assert build_model(load_config(None, []).model).config.direct_hidden_dims == (64,)
