@@ -46,9 +46,11 @@ def _bench_chgnet_train(args) -> int:
     precisions = tuple(args.precision.split(","))
     if any(p not in PRECISIONS for p in precisions):
         raise SystemExit(f"--precision takes a subset of {','.join(PRECISIONS)}, got {args.precision}")
+    if args.conservative_every < 0:
+        raise SystemExit(f"--conservative-every must be >= 0, got {args.conservative_every}")
     chgnet_train.run(out=args.out, batch_size=args.batch_size, steps=args.steps, limit=args.limit,
                      reference=not args.no_reference, forces=forces, precisions=precisions,
-                     breakdown=args.breakdown)
+                     breakdown=args.breakdown, conservative_every=args.conservative_every)
     return 0
 
 
@@ -242,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     ct.add_argument("--breakdown", action="store_true",
                     help="also time the step's stages (forward, forces/stress, param gradient + "
                          "update) and summarise its optimized HLO (kernels, fusions)")
+    ct.add_argument("--conservative-every", type=int, default=0, metavar="K",
+                    help="also time direct heads trained with a conservative step every K steps "
+                         "(train.conservative_every; mean over whole cycles)")
     ct.set_defaults(func=_bench_chgnet_train)
 
     tpb = bench_sub.add_parser("tp", help="tensor products: equijax kinds vs e3nn-jax and cuequivariance")

@@ -29,6 +29,7 @@ def test_chgnet_train_runs_both_sides(tmp_path):
 @pytest.mark.parametrize("flag, value, message", [
     ("--precision", "default,fp8", "--precision takes a subset of default,float32,tf32,bf16"),
     ("--forces", "direct,automatic", "--forces takes a subset of conservative,direct"),
+    ("--conservative-every", "-1", "--conservative-every must be >= 0"),
 ])
 def test_bad_choices_exit_with_the_valid_ones(flag, value, message, tmp_path):
     """Unknown precisions or force heads stop the command before any structure is loaded."""

@@ -47,7 +47,10 @@ def _model(forces: str, example):
 
 
 def _equijax_rate(labeled, batch_size: int, steps: int, forces: str = "conservative",
-                  precision: str = "default", breakdown: bool = False) -> dict:
+                  precision: str = "default", breakdown: bool = False,
+                  conservative_every: int = 0) -> dict:
+    """Time ``steps`` train steps (median; with ``conservative_every`` k, the mean over whole
+    cycles of k steps, since its steps differ in kind) after compiling each batch shape."""
     from equijax.graphs import atoms_to_graph
     from equijax.nn.precision import matmul_precision, with_matmul_precision
     from equijax.training.loader import Loader
@@ -67,7 +70,9 @@ def _equijax_rate(labeled, batch_size: int, steps: int, forces: str = "conservat
     optimizer = make_optimizer(OptimConfig(learning_rate=1e-4, warmup_steps=1, clip_norm=1e9), 1000)
     state = replicate(mesh, init_state(params, optimizer, 0))
     raw_step = make_train_step(module, optimizer, LossConfig(kind="huber", delta=0.1), mesh,
-                               ema_decay=0.0)
+                               ema_decay=0.0, conservative_every=conservative_every)
+    if conservative_every:
+        steps = -(-steps // conservative_every) * conservative_every
     step = with_matmul_precision(raw_step, precision)
     batches = [loader.batch(0, k) for k in range(min(steps, loader.steps_per_epoch))]
     placed = [(shard_batch(mesh, g), shard_batch(mesh, t)) for g, t, _ in batches]
@@ -85,11 +90,11 @@ def _equijax_rate(labeled, batch_size: int, steps: int, forces: str = "conservat
         jax.block_until_ready(m["loss"])
         times.append(time.perf_counter() - t0)
     stats = jax.devices()[0].memory_stats() or {}
-    ms = 1e3 * float(np.median(times))
-    out = {"ms_per_step": ms, "structures_per_s": batch_size / (ms / 1e3), "compile_s": compile_s,
+    ms = 1e3 * float(np.mean(times) if conservative_every else np.median(times))
+    out = {"ms_per_step": ms, "timed_steps": steps, "structures_per_s": batch_size / (ms / 1e3), "compile_s": compile_s,
            "distinct_shapes": len(shapes), "final_loss": float(m["loss"]),
            "peak_memory_MB": stats.get("peak_bytes_in_use", 0) / 2**20 or None}
-    if breakdown:  # after the memory peak was read: these compile and run more functions
+    if breakdown and not conservative_every:  # after the memory peak was read: these compile and run more functions
         from equijax.bench.breakdown import stage_breakdown
         from equijax.bench.hlo import compiled_summary
 
@@ -155,8 +160,10 @@ def _breakdown_table(results: dict, runs, batch_size: int) -> Table:
     table = Table(f"Where a training step's time goes (ms, batch {batch_size}); optimized HLO of the step",
                   ["what", "forward", "forces+stress", "param grad+update", "step", "kernels",
                    "fusions", "gather/scatter/dot alone"])
-    for f, p in runs:
-        ours = results[_key(f, p)]
+    for f, p, k in runs:
+        ours = results[_key(f, p, k)]
+        if "stages" not in ours:  # a conservative_every run: its steps differ in kind
+            continue
         st, hlo = ours["stages"], ours["train_step_hlo"]
         alone = "/".join(str(hlo["alone"].get(op, 0)) for op in ("gather", "scatter", "dot"))
         table.add(f"{f}" + ("" if p == "default" else f", {p}"), f"{st['forward_ms']:.1f}",
@@ -165,22 +172,27 @@ def _breakdown_table(results: dict, runs, batch_size: int) -> Table:
     return table
 
 
-def _key(forces: str, precision: str) -> str:
-    """Result key: ``equijax`` (conservative, the anchor's setting), ``equijax_direct``, and
-    ``_<precision>`` appended for a matmul precision other than JAX's default."""
+def _key(forces: str, precision: str, conservative_every: int = 0) -> str:
+    """Result key: ``equijax`` (conservative, the anchor's setting), ``equijax_direct``, then
+    ``_every<k>`` for direct heads with ``conservative_every`` k, and ``_<precision>`` for a
+    matmul precision other than JAX's default."""
     return ("equijax" + ("" if forces == "conservative" else f"_{forces}")
+            + (f"_every{conservative_every}" if conservative_every else "")
             + ("" if precision == "default" else f"_{precision}"))
 
 
 def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | None = None,
         steps: int = 5, limit: int | None = None, reference: bool = True,
         forces: tuple[str, ...] = FORCES, precisions: tuple[str, ...] = ("default",),
-        breakdown: bool = False) -> dict:
+        breakdown: bool = False, conservative_every: int = 0) -> dict:
     """Run the benchmark (batch 40 on GPU, 4 on CPU by default) for each of ``forces``
     ("conservative", "direct") and matmul ``precisions`` (`equijax.nn.precision.PRECISIONS`;
     TF32/bf16 are emulated off GPU, so their CPU times are not what the format costs), print a
     table, write JSON. ``breakdown``: also time the step's stages (`stage_breakdown`) and
-    summarise the train step's optimized HLO (`hlo_summary`), in a second table."""
+    summarise the train step's optimized HLO (`hlo_summary`), in a second table.
+    ``conservative_every`` k > 0 adds direct heads trained with a conservative step every k
+    steps (``train.conservative_every``; timed as the mean over whole cycles), for each
+    precision."""
     from equijax.nn.precision import check_precision, emulated
 
     bad = [f for f in forces if f not in FORCES]
@@ -190,28 +202,32 @@ def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | N
         raise ValueError("precisions must not be empty")
     for p in precisions:
         check_precision(p)
+    if conservative_every < 0:
+        raise ValueError(f"conservative_every must be >= 0, got {conservative_every}")
     batch_size = batch_size or (40 if jax.default_backend() != "cpu" else 4)
     structures = load_benchmark_structures(limit or max(batch_size * steps, batch_size))
     labeled = _teacher_labels(structures, batch_size)
     results = {"benchmark": "chgnet-train", "machine": machine_info(), "batch_size": batch_size,
                "steps": steps, "n_structures": len(structures), "precisions": list(precisions),
                "emulated_precisions": [p for p in precisions if emulated(p)]}
-    runs = [(f, p) for f in forces for p in precisions]
-    for f, p in runs:
-        results[_key(f, p)] = _equijax_rate(labeled, batch_size, steps, f, p, breakdown)
+    runs = [(f, p, 0) for f in forces for p in precisions]
+    runs += [("direct", p, conservative_every) for p in precisions if conservative_every]
+    for f, p, k in runs:
+        results[_key(f, p, k)] = _equijax_rate(labeled, batch_size, steps, f, p, breakdown, k)
     if reference:
         results["chgnet"] = _chgnet_rate(labeled, batch_size, steps)
     ref = results.get("chgnet", {})
     ref_rate = ref.get("structures_per_s")
     table = Table(f"CHGNet 0.3.0 training step (efsm), batch {batch_size}, median of {steps}",
                   ["what", "ms/step", "structures/s", "compile s", "peak MB", "vs chgnet"])
-    for f, p in runs:
-        key = _key(f, p)
+    for f, p, k in runs:
+        key = _key(f, p, k)
         ours = results[key]
         if ref_rate:
             results["speedup_vs_chgnet" + key[len("equijax"):]] = ours["structures_per_s"] / ref_rate
-        what = f"equijax, {f} forces" + ("" if p == "default" else
-                                          f", {p}{' (emulated)' if emulated(p) else ''}")
+        what = (f"equijax, {f} forces" + (f" + conservative every {k} (mean)" if k else "")
+                + ("" if p == "default" else
+                                          f", {p}{' (emulated)' if emulated(p) else ''}"))
         table.add(what, f"{ours['ms_per_step']:.0f}",
                   f"{ours['structures_per_s']:.1f}", f"{ours['compile_s']:.1f}",
                   format_mb(ours["peak_memory_MB"]), ratio(ours["structures_per_s"], ref_rate))
