@@ -102,7 +102,7 @@ def test_interrupted_sweep_resumes_and_collects(experiment, env, tmp_path):
 
     # the trained model of a point, loaded back and evaluated on its validation split through
     # `Potential` (`equijax evaluate`, not the training loop's eval step): the MAEs equal the ones
-    # the run recorded
+    # the run recorded (its val split is one whole batch, and its one evaluation is the best)
     from equijax.cli import main as cli_main
 
     point = sweep_dir / rows[0]["point"]

@@ -185,6 +185,7 @@ def test_scalar_for_a_section_names_the_key():
     ("model.direct_stress=virial", "model.direct_stress"),  # without model.forces=direct
     ("train.conservative_every=2", "train.conservative_every"),  # without model.forces=direct
     ("train.conservative_every=-1", "train.conservative_every"),
+    ("model.direct_hidden_dims=[64,0]", "model.direct_hidden_dims"),
 ])
 def test_invalid_values_raise(override, key):
     """Values of the right type but outside the allowed set raise `ConfigError` naming the key."""

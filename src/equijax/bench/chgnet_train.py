@@ -218,7 +218,9 @@ def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | N
         results["chgnet"] = _chgnet_rate(labeled, batch_size, steps)
     ref = results.get("chgnet", {})
     ref_rate = ref.get("structures_per_s")
-    table = Table(f"CHGNet 0.3.0 training step (efsm), batch {batch_size}, median of {steps}",
+    table = Table(f"CHGNet 0.3.0 training step (efsm), batch {batch_size}, median of {steps}"
+                  + (f" (conservative every {conservative_every}: mean of whole cycles)"
+                     if conservative_every else ""),
                   ["what", "ms/step", "structures/s", "compile s", "peak MB", "vs chgnet"])
     for f, p, k in runs:
         key = _key(f, p, k)

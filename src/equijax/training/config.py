@@ -236,6 +236,8 @@ def _check(config: ExperimentConfig) -> None:
          f"must be one of {', '.join(DIRECT_STRESS)}"),
         (config.model.direct_stress == "independent" or config.model.forces == "direct",
          "model.direct_stress", "needs model.forces=direct (conservative stress has no head)"),
+        (all(w >= 1 for w in config.model.direct_hidden_dims), "model.direct_hidden_dims",
+         "widths must be >= 1"),
         (config.train.conservative_every >= 0, "train.conservative_every", "must be >= 0"),
         (config.train.conservative_every == 0 or config.model.forces == "direct",
          "train.conservative_every", "needs model.forces=direct (a conservative model fits "

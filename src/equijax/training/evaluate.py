@@ -1,9 +1,15 @@
 """Evaluate a trained run on one of its own splits, through `equijax.potential.Potential`.
 
 ``equijax evaluate RUN_DIR`` rebuilds the run's data and split from its ``config.json`` and
-reports the mean absolute errors the training loop reports (energy per atom, force components,
-stress components, magmom magnitudes). With ``forces="conservative"`` a model trained with direct
-heads is evaluated with its energy's gradients as forces and stress instead (`load_trained`).
+reports the mean absolute errors the training loop defines (energy per atom, force components,
+stress components, magmom magnitudes), at the run's ``train.matmul_precision``. With
+``forces="conservative"`` a model trained with direct heads is evaluated with its energy's
+gradients as forces and stress instead (`load_trained`).
+
+Two differences from the numbers a run records: the loop's validation and test loaders drop a
+last partial batch, and its ``result.json`` holds the last evaluation, not the best checkpoint's.
+So the two agree when the split is a multiple of the batch size and the best checkpoint is the
+last one.
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ def mean_absolute_errors(predictions: list[dict], structures: list) -> dict[str,
             errors["mae_energy"].append([pred["energy_per_atom"] - item.energy / n])
         if item.forces is not None:
             errors["mae_forces"].append((pred["forces"] - item.forces).ravel())
-        if item.stress is not None and "stress" in pred:
+        if item.stress is not None:
             errors["mae_stress"].append((pred["stress"] - item.stress).ravel())
         if item.magmoms is not None:
             errors["mae_magmoms"].append(pred["magmoms"] - np.abs(item.magmoms))
@@ -62,11 +68,14 @@ def evaluate_run(run_dir: str | Path, split: str = "val", which: str = "best",
     """MAEs of a training run's ``which`` checkpoint ("best" or "latest", EMA params) on its
     ``split``: ``mae_energy`` eV/atom, ``mae_forces`` eV/Å, ``mae_stress`` GPa, ``mae_magmoms``
     μB, and ``n_structures``. ``forces``: None (as trained) or "conservative" (see module doc)."""
+    from equijax.nn.precision import matmul_precision
     from equijax.potential import Potential
     from equijax.training.config import load_config
     from equijax.training.loop import graph_cutoffs
     from equijax.training.trained import _dotlist, load_trained
 
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     module, params = load_trained(run_dir, which=which, forces=forces)
     config = load_config(None, _dotlist(json.loads((Path(run_dir) / "config.json").read_text())))
     structures = run_split(run_dir, split)
@@ -74,9 +83,9 @@ def evaluate_run(run_dir: str | Path, split: str = "val", which: str = "best",
         raise ValueError(f"{run_dir}: the {split} split is empty")
     cutoff, bond_cutoff = graph_cutoffs(config.model)
     potential = Potential(module, params, cutoff=cutoff, bond_cutoff=bond_cutoff)
-    with_stress = all(bool(np.all(s.atoms.pbc)) for s in structures)
-    predictions = potential.predict([s.atoms for s in structures], batch_size=batch_size,
-                                    compute_stress=with_stress)
+    # stress is zero for structures without a 3D cell; those have no stress label to compare
+    with matmul_precision(config.train.matmul_precision):
+        predictions = potential.predict([s.atoms for s in structures], batch_size=batch_size)
     return {**mean_absolute_errors(predictions, structures), "n_structures": len(structures)}
 
 
