@@ -91,10 +91,13 @@ def _equijax_rate(labeled, batch_size: int, steps: int, forces: str = "conservat
         times.append(time.perf_counter() - t0)
     stats = jax.devices()[0].memory_stats() or {}
     ms = 1e3 * float(np.mean(times) if conservative_every else np.median(times))
-    out = {"ms_per_step": ms, "timed_steps": steps, "structures_per_s": batch_size / (ms / 1e3), "compile_s": compile_s,
+    out = {"ms_per_step": ms, "timed_steps": steps, "structures_per_s": batch_size / (ms / 1e3),
+           "compile_s": compile_s,
            "distinct_shapes": len(shapes), "final_loss": float(m["loss"]),
            "peak_memory_MB": stats.get("peak_bytes_in_use", 0) / 2**20 or None}
-    if breakdown and not conservative_every:  # after the memory peak was read: these compile and run more functions
+    # after the memory peak was read: these compile and run more functions; a conservative_every
+    # step has two kinds, so it has no single breakdown
+    if breakdown and not conservative_every:
         from equijax.bench.breakdown import stage_breakdown
         from equijax.bench.hlo import compiled_summary
 
@@ -228,8 +231,7 @@ def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | N
         if ref_rate:
             results["speedup_vs_chgnet" + key[len("equijax"):]] = ours["structures_per_s"] / ref_rate
         what = (f"equijax, {f} forces" + (f" + conservative every {k} (mean)" if k else "")
-                + ("" if p == "default" else
-                                          f", {p}{' (emulated)' if emulated(p) else ''}"))
+                + ("" if p == "default" else f", {p}{' (emulated)' if emulated(p) else ''}"))
         table.add(what, f"{ours['ms_per_step']:.0f}",
                   f"{ours['structures_per_s']:.1f}", f"{ours['compile_s']:.1f}",
                   format_mb(ours["peak_memory_MB"]), ratio(ours["structures_per_s"], ref_rate))

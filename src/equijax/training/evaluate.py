@@ -14,7 +14,6 @@ last one.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -29,16 +28,12 @@ def run_split(run_dir: str | Path, split: str = "val") -> list:
     """The labelled structures of ``split`` ("train", "val" or "test") of a training run, as its
     training loop made them (same data config, fractions and seed)."""
     from equijax.data import split_by_group
-    from equijax.training.config import load_config
     from equijax.training.loop import load_structures
-    from equijax.training.trained import _dotlist
+    from equijax.training.trained import run_config
 
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    config_path = Path(run_dir) / "config.json"
-    if not config_path.exists():
-        raise FileNotFoundError(f"{run_dir}: no config.json (not an equijax training run)")
-    config = load_config(None, _dotlist(json.loads(config_path.read_text())))
+    config = run_config(run_dir)
     structures = load_structures(config)
     parts = split_by_group(structures, tuple(config.data.fractions), seed=config.data.seed)
     return parts[SPLITS.index(split)]
@@ -70,14 +65,13 @@ def evaluate_run(run_dir: str | Path, split: str = "val", which: str = "best",
     μB, and ``n_structures``. ``forces``: None (as trained) or "conservative" (see module doc)."""
     from equijax.nn.precision import matmul_precision
     from equijax.potential import Potential
-    from equijax.training.config import load_config
     from equijax.training.loop import graph_cutoffs
-    from equijax.training.trained import _dotlist, load_trained
+    from equijax.training.trained import load_trained, run_config
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     module, params = load_trained(run_dir, which=which, forces=forces)
-    config = load_config(None, _dotlist(json.loads((Path(run_dir) / "config.json").read_text())))
+    config = run_config(run_dir)
     structures = run_split(run_dir, split)
     if not structures:
         raise ValueError(f"{run_dir}: the {split} split is empty")

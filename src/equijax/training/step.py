@@ -7,6 +7,7 @@ and loss sums are `psum`-reduced, and the loss is the mean over the global batch
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import jax
@@ -87,10 +88,10 @@ def _predict_and_sum(module, loss_config, params, graph, targets, gradient_force
     sums, counts, abs_sums = loss_sums(loss_config, predictions, targets)
     counts = jax.lax.psum(counts, AXIS)  # label counts do not depend on the params
     loss = total_loss(loss_config, sums, counts)
-    if gradient_terms is not None:
+    if gradient_terms is not None:  # forces and stress only: energy and magmoms are counted once
         extra, _, _ = loss_sums(loss_config, {**predictions, **gradient_terms}, targets)
-        weights = {"forces": loss_config.forces, "stress": loss_config.stress}
-        loss = loss + sum(w * extra[t] / jnp.maximum(counts[t], 1.0) for t, w in weights.items())
+        loss = loss + total_loss(dataclasses.replace(loss_config, energy=0.0, magmoms=0.0),
+                                 extra, counts)
     return loss, (counts, abs_sums)
 
 

@@ -6,6 +6,18 @@ import json
 from pathlib import Path
 
 
+def run_config(run_dir: str | Path):
+    """The `ExperimentConfig` a training run was made with (its ``config.json``); raises
+    `FileNotFoundError` when the directory is not an equijax training run."""
+    from equijax.training.config import load_config
+
+    config_path = Path(run_dir) / "config.json"
+    if not config_path.exists():
+        raise FileNotFoundError(f"{Path(run_dir).absolute()}: no config.json (not an equijax "
+                                "training run)")
+    return load_config(None, _dotlist(json.loads(config_path.read_text())))
+
+
 def load_trained(run_dir: str | Path, which: str = "best", forces: str | None = None):
     """``(module, params)`` of a finished or running `equijax train` run.
 
@@ -21,26 +33,21 @@ def load_trained(run_dir: str | Path, which: str = "best", forces: str | None = 
 
     import orbax.checkpoint as ocp
 
-    from equijax.training.config import load_config
     from equijax.training.loop import build_model
 
     run_dir = Path(run_dir).absolute()
     if which not in ("best", "latest"):
         raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
+    config = run_config(run_dir)
+    if forces not in (None, "conservative", config.model.forces):
+        raise ValueError(f"forces={forces!r}: a run trained with {config.model.forces} forces can be "
+                         "loaded as is (None) or as 'conservative'")
     folder = run_dir / ("best" if which == "best" else "checkpoints")
-    config_path = run_dir / "config.json"
-    if not config_path.exists():
-        raise FileNotFoundError(f"{run_dir}: no config.json (not an equijax training run)")
     manager = ocp.CheckpointManager(folder, options=ocp.CheckpointManagerOptions(create=False)) \
         if folder.exists() else None
     step = manager.latest_step() if manager else None
     if step is None:
         raise FileNotFoundError(f"{run_dir}: no {which} checkpoint in {folder}")
-    raw = json.loads(config_path.read_text())
-    config = load_config(None, _dotlist(raw))
-    if forces not in (None, "conservative", config.model.forces):
-        raise ValueError(f"forces={forces!r}: a run trained with {config.model.forces} forces can be "
-                         "loaded as is (None) or as 'conservative'")
     restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
     manager.close()
     params = restored["state"]["ema_params"]["params"]
