@@ -106,6 +106,8 @@ def _predict(args) -> int:
 def _evaluate(args) -> int:
     from equijax.training.evaluate import evaluate_run, format_errors
 
+    if args.batch_size < 1:
+        raise SystemExit(f"--batch-size must be >= 1, got {args.batch_size}")
     rows = {}
     for run_dir in args.runs:
         rows[run_dir] = evaluate_run(run_dir, split=args.split, which=args.which,
