@@ -12,8 +12,9 @@ from equijax.graphs import BucketPolicy, atoms_to_graph, pad_batch
 from equijax.graphs.crystal_graph import edge_vectors
 from equijax.models.chgnet import CHGNet, CHGNetConfig
 from equijax.models.equivariant import EquivariantConfig, EquivariantPotential
-from equijax.nn.direct_heads import EV_PER_A3_TO_GPA, direct_forces, direct_stress
+from equijax.nn.direct_heads import EV_PER_A3_TO_GPA, angle_stress, direct_forces, direct_stress
 from equijax.potential import predict_padded
+from equijax.training.trained import DIRECT_HEAD_PARAMS
 
 pytestmark = pytest.mark.usefixtures("fast_compiles")
 
@@ -23,6 +24,8 @@ TINY_CHGNET = dict(atom_fea_dim=8, bond_fea_dim=8, angle_fea_dim=8, num_radial=5
                    mlp_hidden_dims=(8,), direct_hidden_dims=(8,), atom_graph_cutoff=4.5)
 MODELS = {
     "chgnet": lambda forces: CHGNet(CHGNetConfig(**TINY_CHGNET, forces=forces)),
+    "chgnet_angle_stress": lambda forces: CHGNet(CHGNetConfig(
+        **TINY_CHGNET, forces=forces, direct_angle_stress=forces == "direct")),
     "equivariant": lambda forces: EquivariantPotential(EquivariantConfig(
         channels=4, lmax=1, num_layers=1, cutoff=4.5, forces=forces)),
 }
@@ -60,6 +63,35 @@ def test_pure_heads_match_loops_over_pairs():
             want_s += w_1[pair[e]] * np.outer(unit[e], unit[e]) + w_0[pair[e]] * np.eye(3)
     np.testing.assert_allclose(forces, want_f, atol=1e-5)
     np.testing.assert_allclose(stress[0], want_s * EV_PER_A3_TO_GPA / volume[0], rtol=1e-5, atol=1e-5)
+
+
+def test_angle_stress_matches_a_loop_over_ase_neighbour_triplets():
+    """`angle_stress` over the bond graph's angles against an explicit loop over every ordered
+    pair of distinct neighbours j ≠ k (within 3 Å, periodic images included) of every atom from
+    ASE's neighbour list, with a weight that is a function of the angle (cos θ + 2)."""
+    from ase.neighborlist import neighbor_list
+
+    atoms = ase.build.bulk("Si", "diamond", 5.43, cubic=True)
+    atoms.rattle(0.15, seed=4)
+    graph = atoms_to_graph(atoms, cutoff=4.5)
+    vectors = edge_vectors(graph.atoms)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    u_ij, u_ik = unit[graph.bonds.edges["edge_ij"]], unit[graph.bonds.edges["edge_ik"]]
+    weights = np.sum(u_ij * u_ik, axis=1) + 2.0
+    volume = np.array([atoms.get_volume()])
+    stress = angle_stress(weights, u_ij, u_ik, np.zeros(len(weights), int), volume, 1)
+
+    centers, vecs = neighbor_list("iD", atoms, 3.0)
+    want = np.zeros((3, 3))
+    for i in range(len(atoms)):
+        around = vecs[centers == i] / np.linalg.norm(vecs[centers == i], axis=1, keepdims=True)
+        for j, a in enumerate(around):
+            for k, b in enumerate(around):
+                if j != k:
+                    want += (a @ b + 2.0) * (np.outer(a, b) + np.outer(b, a)) / 2.0
+    assert len(weights) > 0
+    np.testing.assert_allclose(stress[0], want * EV_PER_A3_TO_GPA / volume[0], rtol=1e-5,
+                               atol=1e-4)
 
 
 def test_virial_term_gives_a_pair_potentials_forces_and_stress():
@@ -153,7 +185,8 @@ def test_direct_model_energy_equals_the_conservative_trunk(name):
     batch, _ = pad_batch([atoms_to_graph(a, cutoff=4.5) for a in _structures()],
                          BucketPolicy(fixed_graphs=2, multiple=64))
     params = _randomized(direct.init(jax.random.key(1), batch), seed=1)
-    trunk = {"params": {k: v for k, v in params["params"].items() if k != "direct_heads"}}
+    trunk = {"params": {k: v for k, v in params["params"].items()
+                        if k not in DIRECT_HEAD_PARAMS}}
     out_d = jax.jit(lambda p, g: predict_padded(direct, p, g))(params, batch)
     out_c = jax.jit(lambda p, g: predict_padded(conservative, p, g))(trunk, batch)
     np.testing.assert_allclose(out_d["energy"], out_c["energy"], rtol=1e-6, atol=1e-6)
@@ -161,3 +194,26 @@ def test_direct_model_energy_equals_the_conservative_trunk(name):
     np.testing.assert_allclose(out_d["forces"], raw["forces"], rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(out_d["stress"], raw["stress"], rtol=1e-6, atol=1e-6)
     assert np.abs(np.asarray(out_d["forces"]) - np.asarray(out_c["forces"])).max() > 1e-3
+
+
+def test_direct_norm_divides_the_pair_weights():
+    """``direct_norm`` divides every pair weight: with the same params, forces and stress are
+    the plain sums (norm 1) over the norm, and the energy is unchanged. Non-positive, infinite
+    or NaN norms raise."""
+    batch, _ = pad_batch([atoms_to_graph(a, cutoff=4.5) for a in _structures()],
+                         BucketPolicy(fixed_graphs=2, multiple=64))
+    plain = CHGNet(CHGNetConfig(**TINY_CHGNET, forces="direct"))
+    normed = CHGNet(CHGNetConfig(**TINY_CHGNET, forces="direct", direct_norm=8.0))
+    params = _randomized(plain.init(jax.random.key(2), batch), seed=2)
+    out_plain = jax.jit(plain.apply)(params, batch)
+    out_normed = jax.jit(normed.apply)(params, batch)
+    assert np.abs(np.asarray(out_plain["forces"])).max() > 1e-3
+    np.testing.assert_allclose(out_normed["energy"], out_plain["energy"], rtol=1e-6, atol=1e-6)
+    for key in ("forces", "stress"):
+        np.testing.assert_allclose(out_normed[key], np.asarray(out_plain[key]) / 8.0,
+                                   rtol=1e-5, atol=1e-6)
+    for bad in (0.0, -2.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="norm"):
+            CHGNetConfig(**TINY_CHGNET, forces="direct", direct_norm=bad)
+        with pytest.raises(ValueError, match="norm"):
+            EquivariantConfig(forces="direct", direct_norm=bad)

@@ -186,6 +186,10 @@ def test_scalar_for_a_section_names_the_key():
     ("train.conservative_every=2", "train.conservative_every"),  # without model.forces=direct
     ("train.conservative_every=-1", "train.conservative_every"),
     ("model.direct_hidden_dims=[64,0]", "model.direct_hidden_dims"),
+    ("model.direct_norm=0", "model.direct_norm"),
+    ("model.direct_norm=-40", "model.direct_norm"),
+    ("model.direct_norm=inf", "model.direct_norm"),
+    ("model.direct_norm=nan", "model.direct_norm"),
 ])
 def test_invalid_values_raise(override, key):
     """Values of the right type but outside the allowed set raise `ConfigError` naming the key."""
@@ -238,3 +242,15 @@ def test_direct_hidden_dims_reach_the_chgnet_config():
     config = load_config(None, ["model.forces=direct", "model.direct_hidden_dims=[12,7]"])
     assert build_model(config.model).config.direct_hidden_dims == (12, 7)
     assert build_model(load_config(None, []).model).config.direct_hidden_dims == (64,)
+
+
+def test_direct_norm_reaches_both_models():
+    """``model.direct_norm`` becomes the CHGNet's and the equivariant model's ``direct_norm``
+    (the divisor of `DirectHeads`' pair weights); without it the sums are plain (1.0)."""
+    from equijax.training.loop import build_model
+
+    for name in ("chgnet", "equivariant"):
+        config = load_config(None, [f"model.name={name}", "model.forces=direct",
+                                    "model.direct_norm=32"])
+        assert build_model(config.model).config.direct_norm == 32.0
+        assert build_model(load_config(None, [f"model.name={name}"]).model).config.direct_norm == 1.0

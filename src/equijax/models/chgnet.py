@@ -17,8 +17,9 @@ import jax.numpy as jnp
 
 from equijax.graphs.crystal_graph import CrystalGraph, edge_vectors
 from equijax.nn.chgnet import AngleUpdate, AtomConv, BondConv
-from equijax.nn.direct_heads import DIRECT_STRESS, DirectHeads
-from equijax.nn.mlp import hidden_layers
+from equijax.nn.direct_heads import (DIRECT_STRESS, DirectHeads, angle_stress,
+                                     check_direct_norm, scale_gradient)
+from equijax.nn.mlp import MLP, hidden_layers
 from equijax.nn.radial import FourierAngle, RadialBessel, angle_between
 from equijax.nn.readout import MAX_ELEMENTS, AtomRef, SiteEnergies, SiteMagmoms
 
@@ -57,6 +58,13 @@ class CHGNetConfig:
     # direct stress: "independent" heads, or the pair forces' virial added ("virial": stress
     # labels also train the force weights; "virial_detached": they do not); see DirectHeads
     direct_stress: str = "independent"
+    # the direct pair weights are divided by this (see DirectHeads.norm); 1 = plain sums
+    direct_norm: float = 1.0
+    # direct stress: add a three-body term over the bond graph's angles (`angle_stress`), weights
+    # from an MLP of the last angle features and the two bonds' features
+    direct_angle_stress: bool = False
+    # the gradient the direct heads send into the trunk is multiplied by this (1: unchanged)
+    direct_trunk_grad: float = 1.0
     # rematerialise each convolution block in the backward pass (jax.checkpoint): activation
     # memory of one block instead of all, for about one more forward pass of compute
     remat: bool = False
@@ -73,6 +81,7 @@ class CHGNetConfig:
             raise ValueError(f"forces must be 'conservative' or 'direct', got {self.forces!r}")
         if self.direct_stress not in DIRECT_STRESS:
             raise ValueError(f"direct_stress must be one of {DIRECT_STRESS}, got {self.direct_stress!r}")
+        check_direct_norm(self.direct_norm)
         if self.num_angular % 2 != 1:
             raise ValueError(f"num_angular must be odd, got {self.num_angular}")
 
@@ -194,9 +203,25 @@ class CHGNet(nn.Module):
                "magmoms": magmoms}
         if cfg.forces == "direct":
             graph_of_edge = jnp.repeat(jnp.arange(n_graphs), atoms.n_edge, total_repeat_length=n_edges)
+            if cfg.direct_trunk_grad != 1.0:
+                bond_feas = scale_gradient(bond_feas, cfg.direct_trunk_grad)
+                atom_feas = scale_gradient(atom_feas, cfg.direct_trunk_grad)
+                angle_feas = scale_gradient(angle_feas, cfg.direct_trunk_grad)
             out["forces"], out["stress"] = DirectHeads(
-                cfg.direct_hidden_dims, cfg.non_linearity, cfg.direct_stress,
+                cfg.direct_hidden_dims, cfg.non_linearity, cfg.direct_stress, cfg.direct_norm,
                 name="direct_heads")(
                 bond_feas, atom_feas, atoms.senders, atoms.receivers, pair, unit, graph_of_edge,
                 jnp.asarray(atoms.globals["volume"]).astype(unit.dtype), lengths)
+            if cfg.direct_angle_stress:
+                n_angles = center.shape[0]
+                graph_of_angle = jnp.repeat(jnp.arange(n_graphs), bonds.n_edge,
+                                            total_repeat_length=n_angles)
+                features = jnp.concatenate([angle_feas, bond_feas[pair_i] + bond_feas[pair_j],
+                                            atom_feas[center]], axis=-1)
+                weights = MLP(1, hidden=cfg.direct_hidden_dims, act=cfg.non_linearity,
+                              zero_init_last=True, name="angle_stress_mlp")(features)[:, 0]
+                out["stress"] = out["stress"] + angle_stress(
+                    weights / cfg.direct_norm, unit[bonds.edges["edge_ij"]],
+                    unit[bonds.edges["edge_ik"]], graph_of_angle,
+                    jnp.asarray(atoms.globals["volume"]).astype(unit.dtype), n_graphs)
         return out

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from equijax.graphs.crystal_graph import edge_vectors
-from equijax.nn.direct_heads import DIRECT_STRESS, DirectHeads
+from equijax.nn.direct_heads import DIRECT_STRESS, DirectHeads, check_direct_norm
 from equijax.nn.mlp import MLP
 from equijax.nn.radial import bessel_basis, polynomial_cutoff
 from equijax.nn.readout import MAX_ELEMENTS, AtomRef
@@ -57,6 +57,7 @@ class EquivariantConfig:
     composition_model: bool = False  # per-element reference energies (AtomRef), fitted in training
     forces: str = "conservative"  # or "direct": `DirectHeads` on the final invariants (no grad)
     direct_stress: str = "independent"  # see `DirectHeads.stress`
+    direct_norm: float = 1.0  # the direct pair weights are divided by this (`DirectHeads.norm`)
 
     def __post_init__(self):
         for key, allowed in CHOICES.items():
@@ -65,6 +66,7 @@ class EquivariantConfig:
                                  f"{', '.join(allowed)}")
         if self.channels < 1 or self.lmax < 0 or self.num_layers < 1 or not self.cutoff > 0:
             raise ValueError(f"channels, num_layers >= 1, lmax >= 0 and cutoff > 0 required: {self}")
+        check_direct_norm(self.direct_norm)
 
     @property
     def atom_graph_cutoff(self) -> float:
@@ -194,7 +196,8 @@ class EquivariantPotential(nn.Module):
                                        total_repeat_length=n_edges)
             unit = vectors / jnp.where(lengths > 0, lengths, 1.0)[:, None]
             pair_forces, out["stress"] = DirectHeads(
-                (cfg.channels,), stress=cfg.direct_stress, name="direct_heads")(
+                (cfg.channels,), stress=cfg.direct_stress, norm=cfg.direct_norm,
+                name="direct_heads")(
                 pair_basis, invariants, atoms.senders, atoms.receivers, pair, unit, graph_of_edge,
                 jnp.asarray(atoms.globals["volume"]).astype(unit.dtype), lengths)
             out["forces"] = pair_forces + vector_readout(h, graph_of_atom, n_graphs)

@@ -7,6 +7,12 @@ features, and with r̂ the centre-to-neighbour unit vector of a directed edge:
     F_i = Σ_{edges i→j} w_f(p) r̂_ij                                 (eV/Å)
     σ_g = (160.2 / V_g) Σ_{pairs p in g} ((w_1(p) + w_f(p) r_p) r̂⊗r̂ + w_0(p) I)   (GPa)
 
+with w = MLP(features) / ``norm``. A plain sum over ~40 neighbours per atom and the factor
+160.2 / V make one unit of raw pair weight worth ~270 GPa of stress on dense crystals, so each
+optimizer step of the MLP's last layer moves the stress by tens of GPa; ``norm`` (e.g. the mean
+number of neighbours per atom, as MACE's ``avg_num_neighbors``) brings a unit weight back to the
+scale of the labels. ``norm=1`` gives the plain sums.
+
 The ``w_f r_p r̂⊗r̂`` term (``stress="virial"`` or ``"virial_detached"``; off by default) is the
 virial of the pair forces: for a pair potential E = Σ_p φ(r_p), w_f = φ'(r_p) gives exactly its
 forces and its stress (1/V) ∂E/∂ε. With ``"virial"`` the stress labels also train w_f through
@@ -21,6 +27,8 @@ to i and j cancel: Σ_i F_i = 0 (Newton's third law) for every structure.
 
 from __future__ import annotations
 
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -30,6 +38,30 @@ from equijax.nn.mlp import MLP
 EV_PER_A3_TO_GPA = 160.21766208
 # model configs' ``direct_stress`` and `DirectHeads.stress`: how the stress uses the force weights
 DIRECT_STRESS = ("independent", "virial", "virial_detached")
+
+
+@jax.custom_vjp
+def scale_gradient(x: jnp.ndarray, factor: float) -> jnp.ndarray:
+    """``x`` unchanged in the forward pass; its cotangent multiplied by ``factor`` in the
+    backward pass (so a head reading trunk features trains the trunk with a chosen weight)."""
+    return x
+
+
+def _scale_gradient_fwd(x, factor):
+    return x, factor
+
+
+def _scale_gradient_bwd(factor, cotangent):
+    return cotangent * factor, None
+
+
+scale_gradient.defvjp(_scale_gradient_fwd, _scale_gradient_bwd)
+
+
+def check_direct_norm(norm: float) -> None:
+    """Raise `ValueError` unless ``norm`` (`DirectHeads.norm`) is a finite number > 0."""
+    if not (isinstance(norm, (int, float)) and math.isfinite(norm) and norm > 0):
+        raise ValueError(f"the direct heads' norm must be a finite number > 0, got {norm!r}")
 
 
 def symmetric_pair_features(atom_features: jnp.ndarray, senders: jnp.ndarray,
@@ -71,9 +103,28 @@ def direct_stress(w_outer: jnp.ndarray, w_iso: jnp.ndarray, pair: jnp.ndarray, u
     per_edge = (edge_outer[:, None, None] * outer
                 + w_iso[pair][:, None, None] * jnp.eye(3, dtype=unit.dtype)) / 2.0
     total = jax.ops.segment_sum(per_edge, graph_of_edge, n_graphs)
+    return total * _gpa_per_volume(volume)[:, None, None]
+
+
+def angle_stress(angle_weights: jnp.ndarray, unit_ij: jnp.ndarray, unit_ik: jnp.ndarray,
+                 graph_of_angle: jnp.ndarray, volume: jnp.ndarray, n_graphs: int) -> jnp.ndarray:
+    """(G, 3, 3) symmetric three-body stress in GPa, ``(1/V) Σ_angles w_a (r̂_ij⊗r̂_ik +
+    r̂_ik⊗r̂_ij) / 2`` over the angles (bond pairs j-i-k sharing centre i) of each graph.
+
+    ``angle_weights`` (A,) eV, ``unit_ij``/``unit_ik`` (A, 3) the two bonds' centre-to-neighbour
+    unit vectors, ``graph_of_angle`` (A,), ``volume`` (G,) Å³ (0: no cell, zero stress). The
+    off-axis (r̂_ij⊗r̂_ik) products are what a many-body stress has and a sum of r̂⊗r̂ pair terms
+    lacks: the gradient of an angle term is not along either bond."""
+    outer = unit_ij[:, :, None] * unit_ik[:, None, :]
+    per_angle = angle_weights[:, None, None] * (outer + jnp.swapaxes(outer, 1, 2)) / 2.0
+    total = jax.ops.segment_sum(per_angle, graph_of_angle, n_graphs)
+    return total * _gpa_per_volume(volume)[:, None, None]
+
+
+def _gpa_per_volume(volume: jnp.ndarray) -> jnp.ndarray:
+    """160.2 / V for graphs with a 3D cell (volume > 0), 0 otherwise; (G,)."""
     has_cell = volume > 0
-    scale = jnp.where(has_cell, EV_PER_A3_TO_GPA / jnp.where(has_cell, volume, 1.0), 0.0)
-    return total * scale[:, None, None]
+    return jnp.where(has_cell, EV_PER_A3_TO_GPA / jnp.where(has_cell, volume, 1.0), 0.0)
 
 
 class DirectHeads(nn.Module):
@@ -84,13 +135,15 @@ class DirectHeads(nn.Module):
     ``senders``/``receivers``/``pair`` (E,), ``unit`` (E, 3) centre-to-neighbour unit vectors,
     ``graph_of_edge`` (E,), ``volume`` (G,) Å³ and ``lengths`` (E,) Å edge lengths (needed for
     the virial). ``hidden``: the MLP's hidden widths. ``stress``: one of `DIRECT_STRESS`, whether
-    and how the pair forces' virial enters the stress (see the module docstring). The last layer
-    starts at zero, so an untrained head predicts zero forces and stress.
+    and how the pair forces' virial enters the stress (see the module docstring). ``norm`` (> 0):
+    the pair weights are the MLP's outputs divided by it (see the module docstring). The last
+    layer starts at zero, so an untrained head predicts zero forces and stress.
     """
 
     hidden: tuple[int, ...] = (64,)
     activation: str = "silu"
     stress: str = "independent"
+    norm: float = 1.0
 
     @nn.compact
     def __call__(self, pair_features, atom_features, senders, receivers, pair, unit,
@@ -99,11 +152,12 @@ class DirectHeads(nn.Module):
             raise ValueError(f"DirectHeads.stress must be one of {DIRECT_STRESS}, got {self.stress!r}")
         if self.stress != "independent" and lengths is None:
             raise ValueError(f"DirectHeads(stress={self.stress!r}) needs the edge lengths")
+        check_direct_norm(self.norm)
         n_pairs, n_atoms, n_graphs = pair_features.shape[0], atom_features.shape[0], volume.shape[0]
         features = jnp.concatenate([pair_features, symmetric_pair_features(
             atom_features, senders, receivers, pair, n_pairs)], axis=-1)
         weights = MLP(3, hidden=self.hidden, act=self.activation, zero_init_last=True,
-                      name="pair_mlp")(features)
+                      name="pair_mlp")(features) / self.norm
         forces = direct_forces(weights[:, 0], pair, unit, receivers, n_atoms)
         force_weights = None
         if self.stress != "independent":

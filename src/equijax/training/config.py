@@ -6,6 +6,7 @@ An unknown key or a value of the wrong type raises `ConfigError` naming the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,14 @@ class ModelConfig:
     # direct stress head: "independent" (its own weights), or plus the virial of the direct pair
     # forces, "virial" (stress labels also train the force weights) or "virial_detached" (not)
     direct_stress: str = "independent"
+    # the direct heads' pair weights are the MLP's outputs divided by this, so that a unit weight
+    # is worth a force and stress on the labels' scale (``DirectHeads.norm``); the mean number of
+    # neighbours per atom is a good value; 1 = plain sums (runs made before this option)
+    direct_norm: float = 1.0
+    # CHGNet direct stress: add a three-body term over the bond graph's angles
+    direct_angle_stress: bool = False
+    # CHGNet: the gradient the direct heads send into the trunk is multiplied by this
+    direct_trunk_grad: float = 1.0
     # hidden widths of the direct heads' pair MLP (CHGNet; the equivariant model's use (channels,))
     direct_hidden_dims: list[int] = dataclasses.field(default_factory=lambda: [64])
     # CHGNet: rematerialise each convolution block in the backward pass (less memory)
@@ -236,6 +245,12 @@ def _check(config: ExperimentConfig) -> None:
          f"must be one of {', '.join(DIRECT_STRESS)}"),
         (config.model.direct_stress == "independent" or config.model.forces == "direct",
          "model.direct_stress", "needs model.forces=direct (conservative stress has no head)"),
+        (isinstance(config.model.direct_norm, (int, float)) and config.model.direct_norm > 0
+         and math.isfinite(config.model.direct_norm), "model.direct_norm",
+         "must be a finite number > 0"),
+        (not config.model.direct_angle_stress or (config.model.forces == "direct"
+                                                   and config.model.name == "chgnet"),
+         "model.direct_angle_stress", "needs model.name=chgnet and model.forces=direct"),
         (all(w >= 1 for w in config.model.direct_hidden_dims), "model.direct_hidden_dims",
          "widths must be >= 1"),
         (config.train.conservative_every >= 0, "train.conservative_every", "must be >= 0"),

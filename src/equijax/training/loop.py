@@ -47,6 +47,8 @@ def chgnet_config(model: ModelConfig) -> CHGNetConfig:
         atom_graph_cutoff=model.atom_graph_cutoff, bond_graph_cutoff=model.bond_graph_cutoff,
         composition_model=model.composition_model, forces=model.forces,
         direct_stress=model.direct_stress, direct_hidden_dims=tuple(model.direct_hidden_dims),
+        direct_norm=model.direct_norm, direct_angle_stress=model.direct_angle_stress,
+        direct_trunk_grad=model.direct_trunk_grad,
         remat=model.remat)
 
 
@@ -57,7 +59,9 @@ def build_model(model: ModelConfig):
         from equijax.models.chgnet_pretrained import PRESETS
 
         return CHGNet(dataclasses.replace(PRESETS[model.pretrained], forces=model.forces,
-                                          direct_stress=model.direct_stress, remat=model.remat))
+                                          direct_stress=model.direct_stress,
+                                          direct_norm=model.direct_norm, direct_angle_stress=model.direct_angle_stress,
+        direct_trunk_grad=model.direct_trunk_grad, remat=model.remat))
     if model.name == "equivariant":
         from equijax.models.equivariant import EquivariantConfig, EquivariantPotential
 
@@ -66,7 +70,7 @@ def build_model(model: ModelConfig):
             cutoff=model.atom_graph_cutoff, num_radial=model.spline_basis, tp=model.tp,
             radial=model.radial, self_interaction=model.self_interaction, parity=model.parity,
             composition_model=model.composition_model, forces=model.forces,
-            direct_stress=model.direct_stress))
+            direct_stress=model.direct_stress, direct_norm=model.direct_norm))
     return CHGNet(chgnet_config(model))
 
 

@@ -103,9 +103,9 @@ def transfer_params(fresh: dict, source: dict) -> tuple[dict, dict[str, list[str
 
 # Model fields that may differ between a run and the run it starts from (``model.init_from``);
 # any other difference (layer sizes, cutoffs, basis sizes, the model type) is an error.
-INIT_FROM_MAY_DIFFER = ("forces", "direct_stress", "init_from", "remat", "refit_atomref")
+INIT_FROM_MAY_DIFFER = ("forces", "direct_stress", "direct_norm", "init_from", "remat", "refit_atomref")
 # param collections that exist only with direct heads (CHGNet's and the equivariant model's)
-DIRECT_HEAD_PARAMS = ("direct_heads", "force_readout")
+DIRECT_HEAD_PARAMS = ("direct_heads", "force_readout", "angle_stress_mlp")
 
 
 def check_init_from(model) -> None:
