@@ -217,3 +217,41 @@ def test_direct_norm_divides_the_pair_weights():
             CHGNetConfig(**TINY_CHGNET, forces="direct", direct_norm=bad)
         with pytest.raises(ValueError, match="norm"):
             EquivariantConfig(forces="direct", direct_norm=bad)
+
+
+def test_direct_trunk_grad_scales_only_the_heads_gradient_into_the_trunk():
+    """``direct_trunk_grad`` leaves every output unchanged and multiplies the gradient that the
+    heads' outputs send into the trunk: for a loss of forces and stress only, trunk gradients are
+    the unscaled model's times the factor and head gradients are equal; the energy's gradients
+    are untouched."""
+    batch, _ = pad_batch([atoms_to_graph(a, cutoff=4.5) for a in _structures()],
+                         BucketPolicy(fixed_graphs=2, multiple=64))
+    config = dict(**TINY_CHGNET, forces="direct", direct_angle_stress=True)
+    plain = CHGNet(CHGNetConfig(**config))
+    scaled = CHGNet(CHGNetConfig(**config, direct_trunk_grad=0.25))
+    params = _randomized(plain.init(jax.random.key(3), batch), seed=3)
+    rng = np.random.default_rng(3)
+    out = jax.jit(plain.apply)(params, batch)
+    f_dir, s_dir = rng.normal(size=out["forces"].shape), rng.normal(size=out["stress"].shape)
+
+    def losses(module):
+        def heads(p, graph):
+            o = module.apply(p, graph)
+            return (o["forces"] * f_dir).sum() + (o["stress"] * s_dir).sum()
+
+        def energy(p, graph):
+            return module.apply(p, graph)["energy"].sum()
+        return jax.jit(jax.grad(heads))(params, batch), jax.jit(jax.grad(energy))(params, batch)
+
+    (heads_plain, energy_plain), (heads_scaled, energy_scaled) = losses(plain), losses(scaled)
+    np.testing.assert_allclose(jax.jit(scaled.apply)(params, batch)["stress"], out["stress"],
+                               rtol=1e-6, atol=1e-6)
+    for name, grad in heads_plain["params"].items():
+        factor = 1.0 if name in DIRECT_HEAD_PARAMS else 0.25
+        for a, b in zip(jax.tree_util.tree_leaves(heads_scaled["params"][name]),
+                        jax.tree_util.tree_leaves(grad)):
+            np.testing.assert_allclose(a, factor * np.asarray(b), rtol=2e-4, atol=1e-6)
+    for a, b in zip(jax.tree_util.tree_leaves(energy_scaled), jax.tree_util.tree_leaves(energy_plain)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert any(np.abs(np.asarray(x)).max() > 1e-4
+               for x in jax.tree_util.tree_leaves(heads_plain["params"]["atom_conv_0"]))

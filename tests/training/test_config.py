@@ -190,6 +190,9 @@ def test_scalar_for_a_section_names_the_key():
     ("model.direct_norm=-40", "model.direct_norm"),
     ("model.direct_norm=inf", "model.direct_norm"),
     ("model.direct_norm=nan", "model.direct_norm"),
+    ("model.direct_trunk_grad=-0.1", "model.direct_trunk_grad"),
+    ("model.direct_trunk_grad=0.5", "model.direct_trunk_grad"),  # without model.forces=direct
+    ("model.direct_angle_stress=true", "model.direct_angle_stress"),  # without forces=direct
 ])
 def test_invalid_values_raise(override, key):
     """Values of the right type but outside the allowed set raise `ConfigError` naming the key."""

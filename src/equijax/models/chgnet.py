@@ -9,6 +9,7 @@ second-to-last atom convolution, and per-atom energies summed per structure.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -82,6 +83,9 @@ class CHGNetConfig:
         if self.direct_stress not in DIRECT_STRESS:
             raise ValueError(f"direct_stress must be one of {DIRECT_STRESS}, got {self.direct_stress!r}")
         check_direct_norm(self.direct_norm)
+        if not (math.isfinite(self.direct_trunk_grad) and self.direct_trunk_grad >= 0):
+            raise ValueError(f"direct_trunk_grad must be a finite number >= 0, got "
+                             f"{self.direct_trunk_grad!r}")
         if self.num_angular % 2 != 1:
             raise ValueError(f"num_angular must be odd, got {self.num_angular}")
 

@@ -251,6 +251,11 @@ def _check(config: ExperimentConfig) -> None:
         (not config.model.direct_angle_stress or (config.model.forces == "direct"
                                                    and config.model.name == "chgnet"),
          "model.direct_angle_stress", "needs model.name=chgnet and model.forces=direct"),
+        (math.isfinite(config.model.direct_trunk_grad) and config.model.direct_trunk_grad >= 0,
+         "model.direct_trunk_grad", "must be a finite number >= 0"),
+        (config.model.direct_trunk_grad == 1.0 or (config.model.forces == "direct"
+                                                  and config.model.name == "chgnet"),
+         "model.direct_trunk_grad", "needs model.name=chgnet and model.forces=direct"),
         (all(w >= 1 for w in config.model.direct_hidden_dims), "model.direct_hidden_dims",
          "widths must be >= 1"),
         (config.train.conservative_every >= 0, "train.conservative_every", "must be >= 0"),
