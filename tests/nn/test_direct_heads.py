@@ -68,7 +68,8 @@ def test_pure_heads_match_loops_over_pairs():
 def test_angle_stress_matches_a_loop_over_ase_neighbour_triplets():
     """`angle_stress` over the bond graph's angles against an explicit loop over every ordered
     pair of distinct neighbours j ≠ k (within 3 Å, periodic images included) of every atom from
-    ASE's neighbour list, with a weight that is a function of the angle (cos θ + 2)."""
+    ASE's neighbour list, with a weight of the angle and the two bond lengths that differs
+    between the orderings (j, k) and (k, j)."""
     from ase.neighborlist import neighbor_list
 
     atoms = ase.build.bulk("Si", "diamond", 5.43, cubic=True)
@@ -76,19 +77,24 @@ def test_angle_stress_matches_a_loop_over_ase_neighbour_triplets():
     graph = atoms_to_graph(atoms, cutoff=4.5)
     vectors = edge_vectors(graph.atoms)
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-    u_ij, u_ik = unit[graph.bonds.edges["edge_ij"]], unit[graph.bonds.edges["edge_ik"]]
-    weights = np.sum(u_ij * u_ik, axis=1) + 2.0
+    ij, ik = graph.bonds.edges["edge_ij"], graph.bonds.edges["edge_ik"]
+    u_ij, u_ik = unit[ij], unit[ik]
+    lengths = np.linalg.norm(vectors, axis=1)
+    # differs between the orderings (j, k) and (k, j): a missing symmetrisation would show
+    weights = np.sum(u_ij * u_ik, axis=1) + 2.0 + 3.0 * lengths[ij] - lengths[ik]
     volume = np.array([atoms.get_volume()])
     stress = angle_stress(weights, u_ij, u_ik, np.zeros(len(weights), int), volume, 1)
 
     centers, vecs = neighbor_list("iD", atoms, 3.0)
     want = np.zeros((3, 3))
     for i in range(len(atoms)):
-        around = vecs[centers == i] / np.linalg.norm(vecs[centers == i], axis=1, keepdims=True)
+        norms = np.linalg.norm(vecs[centers == i], axis=1)
+        around = vecs[centers == i] / norms[:, None]
         for j, a in enumerate(around):
             for k, b in enumerate(around):
                 if j != k:
-                    want += (a @ b + 2.0) * (np.outer(a, b) + np.outer(b, a)) / 2.0
+                    weight = a @ b + 2.0 + 3.0 * norms[j] - norms[k]
+                    want += weight * (np.outer(a, b) + np.outer(b, a)) / 2.0
     assert len(weights) > 0
     np.testing.assert_allclose(stress[0], want * EV_PER_A3_TO_GPA / volume[0], rtol=1e-5,
                                atol=1e-4)
@@ -197,13 +203,15 @@ def test_direct_model_energy_equals_the_conservative_trunk(name):
 
 
 def test_direct_norm_divides_the_pair_weights():
-    """``direct_norm`` divides every pair weight: with the same params, forces and stress are
-    the plain sums (norm 1) over the norm, and the energy is unchanged. Non-positive, infinite
+    """``direct_norm`` divides every pair and angle weight: with the same params, forces and
+    stress (three-body term included) are the plain sums (norm 1) over the norm, and the energy
+    is unchanged. Non-positive, infinite
     or NaN norms raise."""
     batch, _ = pad_batch([atoms_to_graph(a, cutoff=4.5) for a in _structures()],
                          BucketPolicy(fixed_graphs=2, multiple=64))
-    plain = CHGNet(CHGNetConfig(**TINY_CHGNET, forces="direct"))
-    normed = CHGNet(CHGNetConfig(**TINY_CHGNET, forces="direct", direct_norm=8.0))
+    plain = CHGNet(CHGNetConfig(**TINY_CHGNET, forces="direct", direct_angle_stress=True))
+    normed = CHGNet(CHGNetConfig(**TINY_CHGNET, forces="direct", direct_angle_stress=True,
+                                 direct_norm=8.0))
     params = _randomized(plain.init(jax.random.key(2), batch), seed=2)
     out_plain = jax.jit(plain.apply)(params, batch)
     out_normed = jax.jit(normed.apply)(params, batch)
@@ -212,18 +220,20 @@ def test_direct_norm_divides_the_pair_weights():
     for key in ("forces", "stress"):
         np.testing.assert_allclose(out_normed[key], np.asarray(out_plain[key]) / 8.0,
                                    rtol=1e-5, atol=1e-6)
-    for bad in (0.0, -2.0, float("inf"), float("nan")):
+    for bad in (0.0, -2.0, float("inf"), float("nan"), True):
         with pytest.raises(ValueError, match="norm"):
             CHGNetConfig(**TINY_CHGNET, forces="direct", direct_norm=bad)
         with pytest.raises(ValueError, match="norm"):
             EquivariantConfig(forces="direct", direct_norm=bad)
 
 
-def test_direct_trunk_grad_scales_only_the_heads_gradient_into_the_trunk():
+@pytest.mark.parametrize("gradient_forces", [False, True])
+def test_direct_trunk_grad_scales_only_the_heads_gradient_into_the_trunk(gradient_forces):
     """``direct_trunk_grad`` leaves every output unchanged and multiplies the gradient that the
     heads' outputs send into the trunk: for a loss of forces and stress only, trunk gradients are
     the unscaled model's times the factor and head gradients are equal; the energy's gradients
-    are untouched."""
+    are untouched. Also when the heads run inside the forces' `jax.grad`
+    (``gradient_forces``, the ``train.conservative_every`` steps)."""
     batch, _ = pad_batch([atoms_to_graph(a, cutoff=4.5) for a in _structures()],
                          BucketPolicy(fixed_graphs=2, multiple=64))
     config = dict(**TINY_CHGNET, forces="direct", direct_angle_stress=True)
@@ -236,6 +246,9 @@ def test_direct_trunk_grad_scales_only_the_heads_gradient_into_the_trunk():
 
     def losses(module):
         def heads(p, graph):
+            if gradient_forces:  # the heads' outputs from inside the forces' jax.grad
+                o = predict_padded(module, p, graph, gradient_forces=True)
+                return (o["direct_forces"] * f_dir).sum() + (o["direct_stress"] * s_dir).sum()
             o = module.apply(p, graph)
             return (o["forces"] * f_dir).sum() + (o["stress"] * s_dir).sum()
 
@@ -255,3 +268,21 @@ def test_direct_trunk_grad_scales_only_the_heads_gradient_into_the_trunk():
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert any(np.abs(np.asarray(x)).max() > 1e-4
                for x in jax.tree_util.tree_leaves(heads_plain["params"]["atom_conv_0"]))
+
+
+def test_angle_stress_of_a_batch_equals_each_structure_alone():
+    """With the three-body stress term, a padded batch of structures of different sizes gives
+    each structure the stress it gets alone (angles reach their own graph's stress, padding
+    angles none), for randomised params."""
+    structures = _structures()
+    module = CHGNet(CHGNetConfig(**TINY_CHGNET, forces="direct", direct_angle_stress=True))
+    policy = BucketPolicy(fixed_graphs=3, multiple=64)
+    batch, _ = pad_batch([atoms_to_graph(a, cutoff=4.5) for a in structures], policy)
+    params = _randomized(module.init(jax.random.key(5), batch), seed=5)
+    apply = jax.jit(module.apply)
+    together = np.asarray(apply(params, batch)["stress"])
+    for g, atoms in enumerate(structures):
+        alone, _ = pad_batch([atoms_to_graph(atoms, cutoff=4.5)], policy)
+        want = np.asarray(apply(params, alone)["stress"])[0]
+        assert np.abs(want).max() > 1e-3
+        np.testing.assert_allclose(together[g], want, rtol=1e-4, atol=1e-3)

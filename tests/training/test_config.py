@@ -186,13 +186,9 @@ def test_scalar_for_a_section_names_the_key():
     ("train.conservative_every=2", "train.conservative_every"),  # without model.forces=direct
     ("train.conservative_every=-1", "train.conservative_every"),
     ("model.direct_hidden_dims=[64,0]", "model.direct_hidden_dims"),
-    ("model.direct_norm=0", "model.direct_norm"),
-    ("model.direct_norm=-40", "model.direct_norm"),
-    ("model.direct_norm=inf", "model.direct_norm"),
-    ("model.direct_norm=nan", "model.direct_norm"),
-    ("model.direct_trunk_grad=-0.1", "model.direct_trunk_grad"),
     ("model.direct_trunk_grad=0.5", "model.direct_trunk_grad"),  # without model.forces=direct
     ("model.direct_angle_stress=true", "model.direct_angle_stress"),  # without forces=direct
+    ("model.direct_norm=20", "model.direct_norm"),  # without model.forces=direct
 ])
 def test_invalid_values_raise(override, key):
     """Values of the right type but outside the allowed set raise `ConfigError` naming the key."""
@@ -247,13 +243,42 @@ def test_direct_hidden_dims_reach_the_chgnet_config():
     assert build_model(load_config(None, []).model).config.direct_hidden_dims == (64,)
 
 
-def test_direct_norm_reaches_both_models():
-    """``model.direct_norm`` becomes the CHGNet's and the equivariant model's ``direct_norm``
-    (the divisor of `DirectHeads`' pair weights); without it the sums are plain (1.0)."""
+@pytest.mark.parametrize("overrides, key", [
+    (["model.direct_norm=0"], "model.direct_norm"),
+    (["model.direct_norm=-40"], "model.direct_norm"),
+    (["model.direct_norm=inf"], "model.direct_norm"),
+    (["model.direct_norm=nan"], "model.direct_norm"),
+    (["model.direct_trunk_grad=-0.1"], "model.direct_trunk_grad"),
+    (["model.direct_trunk_grad=nan"], "model.direct_trunk_grad"),
+    (["model.direct_trunk_grad=inf"], "model.direct_trunk_grad"),
+    (["model.name=equivariant", "model.direct_angle_stress=true"], "model.direct_angle_stress"),
+    (["model.name=equivariant", "model.direct_trunk_grad=0.1"], "model.direct_trunk_grad"),
+])
+def test_invalid_direct_head_options_raise(overrides, key):
+    """Out-of-range values of the direct heads' options, or options the model does not have,
+    raise `ConfigError` naming the key (each case with ``model.forces=direct``, so that only the
+    named rule can fail)."""
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, ["model.forces=direct", *overrides])
+
+
+@pytest.mark.parametrize("pretrained", [None, "0.3.0"])
+def test_direct_head_options_reach_the_models(pretrained):
+    """``model.direct_norm``, ``direct_angle_stress``, ``direct_trunk_grad`` and
+    ``direct_hidden_dims`` become the CHGNet's config fields, for a fresh and a pretrained
+    CHGNet; ``direct_norm`` also the equivariant model's. Without them the heads are plain."""
     from equijax.training.loop import build_model
 
-    for name in ("chgnet", "equivariant"):
-        config = load_config(None, [f"model.name={name}", "model.forces=direct",
-                                    "model.direct_norm=32"])
-        assert build_model(config.model).config.direct_norm == 32.0
-        assert build_model(load_config(None, [f"model.name={name}"]).model).config.direct_norm == 1.0
+    base = [f"model.pretrained={pretrained}"] if pretrained else []
+    config = load_config(None, [*base, "model.forces=direct", "model.direct_norm=32",
+                                "model.direct_angle_stress=true", "model.direct_trunk_grad=0.1",
+                                "model.direct_hidden_dims=[16]"]).model
+    built = build_model(config).config
+    assert (built.direct_norm, built.direct_angle_stress, built.direct_trunk_grad,
+            built.direct_hidden_dims) == (32.0, True, 0.1, (16,))
+    plain = build_model(load_config(None, base).model).config
+    assert (plain.direct_norm, plain.direct_angle_stress, plain.direct_trunk_grad) == (
+        1.0, False, 1.0)
+    equivariant = load_config(None, ["model.name=equivariant", "model.forces=direct",
+                                     "model.direct_norm=32"]).model
+    assert build_model(equivariant).config.direct_norm == 32.0

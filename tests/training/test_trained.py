@@ -60,3 +60,19 @@ def test_check_init_from_needs_a_run_with_the_same_model(tmp_path):
     with pytest.raises(ValueError, match=r"differs in atom_graph_cutoff: 5.0 there, 6.0 here, "
                                          r"n_conv: 3 there, 4 here"):
         check_init_from(config.model)
+
+
+def test_init_from_a_run_with_direct_head_options(tmp_path):
+    """A run trained with the direct heads' options (norm, three-body stress, trunk-gradient
+    scale) can start a conservative fine-tune or a plain direct one: those options only shape
+    heads that are dropped or started fresh."""
+    import dataclasses
+    import json
+
+    source = dataclasses.asdict(load_config(None, [
+        "model.forces=direct", "model.direct_norm=20", "model.direct_angle_stress=true",
+        "model.direct_trunk_grad=0.1"]))
+    (tmp_path / "config.json").write_text(json.dumps(source))
+    for forces in ("conservative", "direct"):
+        check_init_from(load_config(None, [f"model.init_from={tmp_path}",
+                                           f"model.forces={forces}"]).model)

@@ -59,10 +59,11 @@ class CHGNetConfig:
     # direct stress: "independent" heads, or the pair forces' virial added ("virial": stress
     # labels also train the force weights; "virial_detached": they do not); see DirectHeads
     direct_stress: str = "independent"
-    # the direct pair weights are divided by this (see DirectHeads.norm); 1 = plain sums
+    # the direct pair (and angle) weights are divided by this (see DirectHeads.norm); 1 = plain
     direct_norm: float = 1.0
     # direct stress: add a three-body term over the bond graph's angles (`angle_stress`), weights
-    # from an MLP of the last angle features and the two bonds' features
+    # from an MLP of the last angle features, the two bonds' features and the centre atom's
+    # features, divided by direct_norm
     direct_angle_stress: bool = False
     # the gradient the direct heads send into the trunk is multiplied by this (1: unchanged)
     direct_trunk_grad: float = 1.0
@@ -190,7 +191,8 @@ class CHGNet(nn.Module):
                                      name=f"bond_conv_{i}", **conv)(
                     atom_feas, bond_feas, weights_bg, angle_feas, center, pair_i, pair_j)
                 if cfg.update_angle:
-                    # the last update's output is unused; XLA removes it under jit
+                    # the last update's output is unused (XLA removes it under jit) unless
+                    # direct_angle_stress reads it
                     angle_feas = angle_update(cfg.angle_layer_hidden_dim, name=f"angle_update_{i}",
                                              **conv)(atom_feas, bond_feas, angle_feas, center,
                                                      pair_i, pair_j)

@@ -7,7 +7,8 @@ features, and with r̂ the centre-to-neighbour unit vector of a directed edge:
     F_i = Σ_{edges i→j} w_f(p) r̂_ij                                 (eV/Å)
     σ_g = (160.2 / V_g) Σ_{pairs p in g} ((w_1(p) + w_f(p) r_p) r̂⊗r̂ + w_0(p) I)   (GPa)
 
-with w = MLP(features) / ``norm``. A plain sum over ~40 neighbours per atom and the factor
+with w = MLP(features) / ``norm`` (CHGNet's three-body stress term, `angle_stress`, divides its
+angle weights by the same ``norm``). A plain sum over ~40 neighbours per atom and the factor
 160.2 / V make one unit of raw pair weight worth ~270 GPa of stress on dense crystals, so each
 optimizer step of the MLP's last layer moves the stress by tens of GPa; ``norm`` (e.g. the mean
 number of neighbours per atom, as MACE's ``avg_num_neighbors``) brings a unit weight back to the
@@ -28,6 +29,7 @@ to i and j cancel: Σ_i F_i = 0 (Newton's third law) for every structure.
 from __future__ import annotations
 
 import math
+import numbers
 
 import flax.linen as nn
 import jax
@@ -40,27 +42,19 @@ EV_PER_A3_TO_GPA = 160.21766208
 DIRECT_STRESS = ("independent", "virial", "virial_detached")
 
 
-@jax.custom_vjp
 def scale_gradient(x: jnp.ndarray, factor: float) -> jnp.ndarray:
-    """``x`` unchanged in the forward pass; its cotangent multiplied by ``factor`` in the
-    backward pass (so a head reading trunk features trains the trunk with a chosen weight)."""
-    return x
-
-
-def _scale_gradient_fwd(x, factor):
-    return x, factor
-
-
-def _scale_gradient_bwd(factor, cotangent):
-    return cotangent * factor, None
-
-
-scale_gradient.defvjp(_scale_gradient_fwd, _scale_gradient_bwd)
+    """``x`` unchanged in the forward pass (exactly: ``x - stop_gradient(x)`` is 0); its
+    gradient multiplied by ``factor``, so a head reading trunk features trains the trunk with a
+    chosen weight. Written with `jax.lax.stop_gradient` rather than a custom VJP so that it also
+    holds inside an inner `jax.grad` (``train.conservative_every`` steps) and under `jax.jvp`."""
+    frozen = jax.lax.stop_gradient(x)
+    return frozen + factor * (x - frozen)
 
 
 def check_direct_norm(norm: float) -> None:
     """Raise `ValueError` unless ``norm`` (`DirectHeads.norm`) is a finite number > 0."""
-    if not (isinstance(norm, (int, float)) and math.isfinite(norm) and norm > 0):
+    if isinstance(norm, bool) or not (isinstance(norm, numbers.Real) and math.isfinite(norm)
+                                      and norm > 0):
         raise ValueError(f"the direct heads' norm must be a finite number > 0, got {norm!r}")
 
 
@@ -108,7 +102,7 @@ def direct_stress(w_outer: jnp.ndarray, w_iso: jnp.ndarray, pair: jnp.ndarray, u
 
 def angle_stress(angle_weights: jnp.ndarray, unit_ij: jnp.ndarray, unit_ik: jnp.ndarray,
                  graph_of_angle: jnp.ndarray, volume: jnp.ndarray, n_graphs: int) -> jnp.ndarray:
-    """(G, 3, 3) symmetric three-body stress in GPa, ``(1/V) Σ_angles w_a (r̂_ij⊗r̂_ik +
+    """(G, 3, 3) symmetric three-body stress in GPa, ``(160.2/V) Σ_angles w_a (r̂_ij⊗r̂_ik +
     r̂_ik⊗r̂_ij) / 2`` over the angles (bond pairs j-i-k sharing centre i) of each graph.
 
     ``angle_weights`` (A,) eV, ``unit_ij``/``unit_ik`` (A, 3) the two bonds' centre-to-neighbour

@@ -54,9 +54,9 @@ class ModelConfig:
     # direct stress head: "independent" (its own weights), or plus the virial of the direct pair
     # forces, "virial" (stress labels also train the force weights) or "virial_detached" (not)
     direct_stress: str = "independent"
-    # the direct heads' pair weights are the MLP's outputs divided by this, so that a unit weight
-    # is worth a force and stress on the labels' scale (``DirectHeads.norm``); the mean number of
-    # neighbours per atom is a good value; 1 = plain sums (runs made before this option)
+    # the direct heads' pair weights (and CHGNet's angle-stress weights) are the MLP's outputs
+    # divided by this (``DirectHeads.norm``), as MACE divides by the mean neighbour count;
+    # 1 = plain sums (runs made before this option)
     direct_norm: float = 1.0
     # CHGNet direct stress: add a three-body term over the bond graph's angles
     direct_angle_stress: bool = False
@@ -248,6 +248,8 @@ def _check(config: ExperimentConfig) -> None:
         (isinstance(config.model.direct_norm, (int, float)) and config.model.direct_norm > 0
          and math.isfinite(config.model.direct_norm), "model.direct_norm",
          "must be a finite number > 0"),
+        (config.model.direct_norm == 1.0 or config.model.forces == "direct", "model.direct_norm",
+         "needs model.forces=direct (a conservative model has no heads)"),
         (not config.model.direct_angle_stress or (config.model.forces == "direct"
                                                    and config.model.name == "chgnet"),
          "model.direct_angle_stress", "needs model.name=chgnet and model.forces=direct"),

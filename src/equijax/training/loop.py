@@ -45,11 +45,15 @@ def chgnet_config(model: ModelConfig) -> CHGNetConfig:
         num_angular=model.num_angular, n_conv=model.n_conv, atom_conv_hidden_dim=h,
         bond_conv_hidden_dim=h, mlp_hidden_dims=tuple(model.mlp_hidden_dims),
         atom_graph_cutoff=model.atom_graph_cutoff, bond_graph_cutoff=model.bond_graph_cutoff,
-        composition_model=model.composition_model, forces=model.forces,
-        direct_stress=model.direct_stress, direct_hidden_dims=tuple(model.direct_hidden_dims),
-        direct_norm=model.direct_norm, direct_angle_stress=model.direct_angle_stress,
-        direct_trunk_grad=model.direct_trunk_grad,
-        remat=model.remat)
+        composition_model=model.composition_model, remat=model.remat, **direct_options(model))
+
+
+def direct_options(model: ModelConfig) -> dict:
+    """The `CHGNetConfig` fields of a training `ModelConfig` that shape the direct heads."""
+    return dict(forces=model.forces, direct_stress=model.direct_stress,
+                direct_hidden_dims=tuple(model.direct_hidden_dims), direct_norm=model.direct_norm,
+                direct_angle_stress=model.direct_angle_stress,
+                direct_trunk_grad=model.direct_trunk_grad)
 
 
 def build_model(model: ModelConfig):
@@ -58,10 +62,8 @@ def build_model(model: ModelConfig):
     if model.pretrained:
         from equijax.models.chgnet_pretrained import PRESETS
 
-        return CHGNet(dataclasses.replace(PRESETS[model.pretrained], forces=model.forces,
-                                          direct_stress=model.direct_stress,
-                                          direct_norm=model.direct_norm, direct_angle_stress=model.direct_angle_stress,
-        direct_trunk_grad=model.direct_trunk_grad, remat=model.remat))
+        return CHGNet(dataclasses.replace(PRESETS[model.pretrained], **direct_options(model),
+                                          remat=model.remat))
     if model.name == "equivariant":
         from equijax.models.equivariant import EquivariantConfig, EquivariantPotential
 

@@ -53,7 +53,9 @@ def load_trained(run_dir: str | Path, which: str = "best", forces: str | None = 
     params = restored["state"]["ema_params"]["params"]
     model = config.model
     if forces == "conservative" and model.forces == "direct":
-        model = dataclasses.replace(model, forces="conservative", direct_stress="independent")
+        model = dataclasses.replace(model, forces="conservative", direct_stress="independent",
+                                    direct_norm=1.0, direct_angle_stress=False,
+                                    direct_trunk_grad=1.0)
         params = {k: v for k, v in params.items() if k not in DIRECT_HEAD_PARAMS}
     return build_model(model), {"params": params}
 
@@ -103,7 +105,8 @@ def transfer_params(fresh: dict, source: dict) -> tuple[dict, dict[str, list[str
 
 # Model fields that may differ between a run and the run it starts from (``model.init_from``);
 # any other difference (layer sizes, cutoffs, basis sizes, the model type) is an error.
-INIT_FROM_MAY_DIFFER = ("forces", "direct_stress", "direct_norm", "init_from", "remat", "refit_atomref")
+INIT_FROM_MAY_DIFFER = ("forces", "direct_stress", "direct_norm", "direct_angle_stress",
+                        "direct_trunk_grad", "init_from", "remat", "refit_atomref")
 # param collections that exist only with direct heads (CHGNet's and the equivariant model's)
 DIRECT_HEAD_PARAMS = ("direct_heads", "force_readout", "angle_stress_mlp")
 
