@@ -237,8 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     ct.add_argument("--limit", type=int, default=None, help="structures to use")
     ct.add_argument("--no-reference", action="store_true", help="skip the PyTorch chgnet")
     ct.add_argument("--forces", default="conservative,direct",
-                    help="equijax force heads to time: conservative (autodiff, as the reference), "
-                         "direct (readout heads, no second derivatives), or both (default)")
+                    help="equijax force heads to time, comma-separated: conservative (autodiff, as "
+                         "the reference), direct (readout heads, no second derivatives), "
+                         "direct-angle (direct with the three-body stress term); default: "
+                         "conservative,direct")
     ct.add_argument("--precision", default="default",
                     help="matmul precisions to time, comma-separated: default (JAX's: TF32 on "
                          "recent GPUs), float32 (as PyTorch's default), tf32, bf16 (emulated "

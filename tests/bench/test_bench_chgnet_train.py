@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from equijax.cli import main
@@ -13,7 +14,7 @@ def test_chgnet_train_runs_both_sides(tmp_path):
     """Both sides take timed steps; equijax's loss on its own teacher labels stays near zero."""
     out = tmp_path / "train.json"
     assert main(["bench", "chgnet-train", "--limit", "2", "--batch-size", "2", "--steps", "1",
-                 "--out", str(out)]) == 0
+                 "--forces", "conservative,direct,direct-angle", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["chgnet"]["available"], "the reference extra must be installed for the tests"
     assert result["equijax"]["structures_per_s"] > 0 and result["chgnet"]["structures_per_s"] > 0
@@ -24,11 +25,15 @@ def test_chgnet_train_runs_both_sides(tmp_path):
     # zero prediction, finite and far above the conservative model's
     direct = result["equijax_direct"]
     assert direct["structures_per_s"] > 0 and 10 * result["equijax"]["final_loss"] < direct["final_loss"] < 1e3
+    # the three-body stress MLP starts at zero too: the same zero prediction, nearly the same loss
+    angle = result["equijax_direct-angle"]
+    assert angle["structures_per_s"] > 0
+    np.testing.assert_allclose(angle["final_loss"], direct["final_loss"], rtol=0.2)
 
 
 @pytest.mark.parametrize("flag, value, message", [
     ("--precision", "default,fp8", "--precision takes a subset of default,float32,tf32,bf16"),
-    ("--forces", "direct,automatic", "--forces takes a subset of conservative,direct"),
+    ("--forces", "direct,automatic", "--forces takes a subset of conservative,direct,direct-angle"),
     ("--conservative-every", "-1", "--conservative-every must be >= 0"),
 ])
 def test_bad_choices_exit_with_the_valid_ones(flag, value, message, tmp_path):

@@ -34,13 +34,15 @@ def _teacher_labels(structures, batch_size: int) -> list[LabeledStructure]:
 
 
 def _model(forces: str, example):
-    """The pretrained CHGNet 0.3.0; with direct forces, fresh direct heads on its trunk."""
+    """The pretrained CHGNet 0.3.0; with direct forces, fresh direct heads on its trunk
+    (``"direct-angle"``: with the three-body stress term, ``direct_angle_stress``)."""
     from equijax.models.chgnet import CHGNet
     from equijax.models.chgnet_pretrained import from_pretrained
 
     module, params = from_pretrained("0.3.0")
-    if forces == "direct":
-        module = CHGNet(dataclasses.replace(module.config, forces="direct"))
+    if forces != "conservative":
+        module = CHGNet(dataclasses.replace(module.config, forces="direct",
+                                            direct_angle_stress=forces == "direct-angle"))
         fresh = module.init(jax.random.key(0), example)
         params = {"params": {**fresh["params"], **params["params"]}}
     return module, params
@@ -156,7 +158,8 @@ def _chgnet_rate(labeled, batch_size: int, steps: int) -> dict:
             "peak_memory_MB": torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else None}
 
 
-FORCES = ("conservative", "direct")
+# "direct-angle": direct heads with CHGNet's three-body stress term (model.direct_angle_stress)
+FORCES = ("conservative", "direct", "direct-angle")
 
 
 def _breakdown_table(results: dict, runs, batch_size: int) -> Table:
@@ -186,10 +189,10 @@ def _key(forces: str, precision: str, conservative_every: int = 0) -> str:
 
 def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | None = None,
         steps: int = 5, limit: int | None = None, reference: bool = True,
-        forces: tuple[str, ...] = FORCES, precisions: tuple[str, ...] = ("default",),
+        forces: tuple[str, ...] = ("conservative", "direct"), precisions: tuple[str, ...] = ("default",),
         breakdown: bool = False, conservative_every: int = 0) -> dict:
     """Run the benchmark (batch 40 on GPU, 4 on CPU by default) for each of ``forces``
-    ("conservative", "direct") and matmul ``precisions`` (`equijax.nn.precision.PRECISIONS`;
+    (`FORCES`: "conservative", "direct", "direct-angle") and matmul ``precisions`` (`equijax.nn.precision.PRECISIONS`;
     TF32/bf16 are emulated off GPU, so their CPU times are not what the format costs), print a
     table, write JSON. ``breakdown``: also time the step's stages (`stage_breakdown`) and
     summarise the train step's optimized HLO (`hlo_summary`), in a second table.
