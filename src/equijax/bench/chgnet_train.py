@@ -189,12 +189,13 @@ def _key(forces: str, precision: str, conservative_every: int = 0) -> str:
 
 def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | None = None,
         steps: int = 5, limit: int | None = None, reference: bool = True,
-        forces: tuple[str, ...] = ("conservative", "direct"), precisions: tuple[str, ...] = ("default",),
+        forces: tuple[str, ...] = ("conservative", "direct"),
+        precisions: tuple[str, ...] = ("default",),
         breakdown: bool = False, conservative_every: int = 0) -> dict:
     """Run the benchmark (batch 40 on GPU, 4 on CPU by default) for each of ``forces``
-    (`FORCES`: "conservative", "direct", "direct-angle") and matmul ``precisions`` (`equijax.nn.precision.PRECISIONS`;
-    TF32/bf16 are emulated off GPU, so their CPU times are not what the format costs), print a
-    table, write JSON. ``breakdown``: also time the step's stages (`stage_breakdown`) and
+    (`FORCES`: "conservative", "direct", "direct-angle") and matmul ``precisions``
+    (`equijax.nn.precision.PRECISIONS`; TF32/bf16 are emulated off GPU, so their CPU times are
+    not what the format costs), print a table, write JSON. ``breakdown``: also time the step's stages (`stage_breakdown`) and
     summarise the train step's optimized HLO (`hlo_summary`), in a second table.
     ``conservative_every`` k > 0 adds direct heads trained with a conservative step every k
     steps (``train.conservative_every``; timed as the mean over whole cycles), for each

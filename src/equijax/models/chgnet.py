@@ -9,7 +9,6 @@ second-to-last atom convolution, and per-atom energies summed per structure.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import flax.linen as nn
@@ -19,7 +18,7 @@ import jax.numpy as jnp
 from equijax.graphs.crystal_graph import CrystalGraph, edge_vectors
 from equijax.nn.chgnet import AngleUpdate, AtomConv, BondConv
 from equijax.nn.direct_heads import (DIRECT_STRESS, DirectHeads, angle_stress,
-                                     check_direct_norm, scale_gradient)
+                                     check_direct_norm, scale_gradient, valid_trunk_grad)
 from equijax.nn.mlp import MLP, hidden_layers
 from equijax.nn.radial import FourierAngle, RadialBessel, angle_between
 from equijax.nn.readout import MAX_ELEMENTS, AtomRef, SiteEnergies, SiteMagmoms
@@ -84,7 +83,7 @@ class CHGNetConfig:
         if self.direct_stress not in DIRECT_STRESS:
             raise ValueError(f"direct_stress must be one of {DIRECT_STRESS}, got {self.direct_stress!r}")
         check_direct_norm(self.direct_norm)
-        if not (math.isfinite(self.direct_trunk_grad) and self.direct_trunk_grad >= 0):
+        if not valid_trunk_grad(self.direct_trunk_grad):
             raise ValueError(f"direct_trunk_grad must be a finite number >= 0, got "
                              f"{self.direct_trunk_grad!r}")
         if self.num_angular % 2 != 1:
@@ -168,7 +167,8 @@ class CHGNet(nn.Module):
             nn.Dense(cfg.bond_fea_dim, use_bias=False, name="bond_weights_bg")(rbf_bg))
 
         unit = vectors / lengths[:, None]
-        angles = angle_between(unit[bonds.edges["edge_ij"]], unit[bonds.edges["edge_ik"]])
+        unit_ij, unit_ik = unit[bonds.edges["edge_ij"]], unit[bonds.edges["edge_ik"]]
+        angles = angle_between(unit_ij, unit_ik)
         angle_basis = FourierAngle(cfg.num_angular, cfg.learnable_rbf, name="angle_basis")(angles)
         angle_feas = nn.Dense(cfg.angle_fea_dim, use_bias=False, name="angle_embedding")(angle_basis)
         center = bonds.edges["center"]
@@ -209,6 +209,7 @@ class CHGNet(nn.Module):
                "magmoms": magmoms}
         if cfg.forces == "direct":
             graph_of_edge = jnp.repeat(jnp.arange(n_graphs), atoms.n_edge, total_repeat_length=n_edges)
+            volume = jnp.asarray(atoms.globals["volume"]).astype(unit.dtype)
             if cfg.direct_trunk_grad != 1.0:
                 bond_feas = scale_gradient(bond_feas, cfg.direct_trunk_grad)
                 atom_feas = scale_gradient(atom_feas, cfg.direct_trunk_grad)
@@ -217,7 +218,7 @@ class CHGNet(nn.Module):
                 cfg.direct_hidden_dims, cfg.non_linearity, cfg.direct_stress, cfg.direct_norm,
                 name="direct_heads")(
                 bond_feas, atom_feas, atoms.senders, atoms.receivers, pair, unit, graph_of_edge,
-                jnp.asarray(atoms.globals["volume"]).astype(unit.dtype), lengths)
+                volume, lengths)
             if cfg.direct_angle_stress:
                 n_angles = center.shape[0]
                 graph_of_angle = jnp.repeat(jnp.arange(n_graphs), bonds.n_edge,
@@ -227,7 +228,5 @@ class CHGNet(nn.Module):
                 weights = MLP(1, hidden=cfg.direct_hidden_dims, act=cfg.non_linearity,
                               zero_init_last=True, name="angle_stress_mlp")(features)[:, 0]
                 out["stress"] = out["stress"] + angle_stress(
-                    weights / cfg.direct_norm, unit[bonds.edges["edge_ij"]],
-                    unit[bonds.edges["edge_ik"]], graph_of_angle,
-                    jnp.asarray(atoms.globals["volume"]).astype(unit.dtype), n_graphs)
+                    weights / cfg.direct_norm, unit_ij, unit_ik, graph_of_angle, volume, n_graphs)
         return out

@@ -51,10 +51,24 @@ def scale_gradient(x: jnp.ndarray, factor: float) -> jnp.ndarray:
     return frozen + factor * (x - frozen)
 
 
+def _finite_real(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def valid_direct_norm(norm) -> bool:
+    """Whether ``norm`` can divide the heads' weights (`DirectHeads.norm`): finite and > 0."""
+    return _finite_real(norm) and norm > 0
+
+
+def valid_trunk_grad(factor) -> bool:
+    """Whether ``factor`` can scale the heads' gradient into the trunk (`scale_gradient`):
+    finite and >= 0."""
+    return _finite_real(factor) and factor >= 0
+
+
 def check_direct_norm(norm: float) -> None:
     """Raise `ValueError` unless ``norm`` (`DirectHeads.norm`) is a finite number > 0."""
-    if isinstance(norm, bool) or not (isinstance(norm, numbers.Real) and math.isfinite(norm)
-                                      and norm > 0):
+    if not valid_direct_norm(norm):
         raise ValueError(f"the direct heads' norm must be a finite number > 0, got {norm!r}")
 
 

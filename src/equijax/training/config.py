@@ -6,7 +6,6 @@ An unknown key or a value of the wrong type raises `ConfigError` naming the key.
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any
 
@@ -233,7 +232,7 @@ def _equivariant_checks(model: ModelConfig) -> list:
 
 
 def _check(config: ExperimentConfig) -> None:
-    from equijax.nn.direct_heads import DIRECT_STRESS
+    from equijax.nn.direct_heads import DIRECT_STRESS, valid_direct_norm, valid_trunk_grad
     from equijax.nn.precision import PRECISIONS
 
     checks = [
@@ -245,16 +244,15 @@ def _check(config: ExperimentConfig) -> None:
          f"must be one of {', '.join(DIRECT_STRESS)}"),
         (config.model.direct_stress == "independent" or config.model.forces == "direct",
          "model.direct_stress", "needs model.forces=direct (conservative stress has no head)"),
-        (isinstance(config.model.direct_norm, (int, float)) and config.model.direct_norm > 0
-         and math.isfinite(config.model.direct_norm), "model.direct_norm",
+        (valid_direct_norm(config.model.direct_norm), "model.direct_norm",
          "must be a finite number > 0"),
         (config.model.direct_norm == 1.0 or config.model.forces == "direct", "model.direct_norm",
          "needs model.forces=direct (a conservative model has no heads)"),
         (not config.model.direct_angle_stress or (config.model.forces == "direct"
                                                    and config.model.name == "chgnet"),
          "model.direct_angle_stress", "needs model.name=chgnet and model.forces=direct"),
-        (math.isfinite(config.model.direct_trunk_grad) and config.model.direct_trunk_grad >= 0,
-         "model.direct_trunk_grad", "must be a finite number >= 0"),
+        (valid_trunk_grad(config.model.direct_trunk_grad), "model.direct_trunk_grad",
+         "must be a finite number >= 0"),
         (config.model.direct_trunk_grad == 1.0 or (config.model.forces == "direct"
                                                   and config.model.name == "chgnet"),
          "model.direct_trunk_grad", "needs model.name=chgnet and model.forces=direct"),

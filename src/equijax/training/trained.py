@@ -33,6 +33,7 @@ def load_trained(run_dir: str | Path, which: str = "best", forces: str | None = 
 
     import orbax.checkpoint as ocp
 
+    from equijax.training.config import ModelConfig
     from equijax.training.loop import build_model
 
     run_dir = Path(run_dir).absolute()
@@ -53,9 +54,9 @@ def load_trained(run_dir: str | Path, which: str = "best", forces: str | None = 
     params = restored["state"]["ema_params"]["params"]
     model = config.model
     if forces == "conservative" and model.forces == "direct":
-        model = dataclasses.replace(model, forces="conservative", direct_stress="independent",
-                                    direct_norm=1.0, direct_angle_stress=False,
-                                    direct_trunk_grad=1.0)
+        plain = ModelConfig()
+        model = dataclasses.replace(model, forces="conservative",
+                                    **{k: getattr(plain, k) for k in DIRECT_HEAD_OPTIONS})
         params = {k: v for k, v in params.items() if k not in DIRECT_HEAD_PARAMS}
     return build_model(model), {"params": params}
 
@@ -105,8 +106,9 @@ def transfer_params(fresh: dict, source: dict) -> tuple[dict, dict[str, list[str
 
 # Model fields that may differ between a run and the run it starts from (``model.init_from``);
 # any other difference (layer sizes, cutoffs, basis sizes, the model type) is an error.
-INIT_FROM_MAY_DIFFER = ("forces", "direct_stress", "direct_norm", "direct_angle_stress",
-                        "direct_trunk_grad", "init_from", "remat", "refit_atomref")
+# ModelConfig fields that shape only the direct heads (a conservative model takes the defaults)
+DIRECT_HEAD_OPTIONS = ("direct_stress", "direct_norm", "direct_angle_stress", "direct_trunk_grad")
+INIT_FROM_MAY_DIFFER = ("forces", *DIRECT_HEAD_OPTIONS, "init_from", "remat", "refit_atomref")
 # param collections that exist only with direct heads (CHGNet's and the equivariant model's)
 DIRECT_HEAD_PARAMS = ("direct_heads", "force_readout", "angle_stress_mlp")
 
