@@ -50,7 +50,8 @@ def _bench_chgnet_train(args) -> int:
         raise SystemExit(f"--conservative-every must be >= 0, got {args.conservative_every}")
     chgnet_train.run(out=args.out, batch_size=args.batch_size, steps=args.steps, limit=args.limit,
                      reference=not args.no_reference, forces=forces, precisions=precisions,
-                     breakdown=args.breakdown, conservative_every=args.conservative_every)
+                     breakdown=args.breakdown, conservative_every=args.conservative_every,
+                     remat=args.remat, memory=args.memory)
     return 0
 
 
@@ -251,6 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
     ct.add_argument("--conservative-every", type=int, default=0, metavar="K",
                     help="also time direct heads trained with a conservative step every K steps "
                          "(train.conservative_every; mean over whole cycles)")
+    ct.add_argument("--remat", action="store_true",
+                    help="also time each run with rematerialised blocks (model.remat: less "
+                         "activation memory, more compute)")
+    ct.add_argument("--memory", action="store_true",
+                    help="also report memory: XLA's plan of each step (compile only) and the "
+                         "measured memory against the reference (CPU: one step's resident growth "
+                         "for both; GPU: device peaks)")
     ct.set_defaults(func=_bench_chgnet_train)
 
     tpb = bench_sub.add_parser("tp", help="tensor products: equijax kinds vs e3nn-jax and cuequivariance")

@@ -14,7 +14,7 @@ def test_chgnet_train_runs_both_sides(tmp_path):
     """Both sides take timed steps; equijax's loss on its own teacher labels stays near zero."""
     out = tmp_path / "train.json"
     assert main(["bench", "chgnet-train", "--limit", "2", "--batch-size", "2", "--steps", "1",
-                 "--forces", "conservative,direct,direct-angle", "--out", str(out)]) == 0
+                 "--forces", "conservative,direct,direct-angle", "--memory", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["chgnet"]["available"], "the reference extra must be installed for the tests"
     assert result["equijax"]["structures_per_s"] > 0 and result["chgnet"]["structures_per_s"] > 0
@@ -29,6 +29,27 @@ def test_chgnet_train_runs_both_sides(tmp_path):
     angle = result["equijax_direct-angle"]
     assert angle["structures_per_s"] > 0
     np.testing.assert_allclose(angle["final_loss"], direct["final_loss"], rtol=0.2)
+    # memory: XLA's plan of each step against the step's measured resident growth (the plan is
+    # compiled separately, so the two are independent); the reference's growth is measured too
+    for key in ("equijax", "equijax_direct", "equijax_direct-angle"):
+        plan, measured = result[key]["xla_memory_MB"], result[key]["step_rss_growth_MB"]
+        assert 0.5 < measured / plan["total"] < 1.5, (key, plan, measured)
+    assert result["chgnet"]["step_rss_growth_MB"] > 0
+    # direct heads take no second derivative: less memory than the conservative step
+    assert result["equijax_direct"]["xla_memory_MB"]["temp"] < result["equijax"]["xla_memory_MB"]["temp"]
+
+
+def test_remat_runs_train_the_same_in_less_memory(tmp_path):
+    """``--remat`` adds each run with rematerialised blocks: the same losses as without (the
+    plain run is the reference) and a smaller XLA plan."""
+    out = tmp_path / "remat.json"
+    assert main(["bench", "chgnet-train", "--limit", "2", "--batch-size", "2", "--steps", "2",
+                 "--forces", "direct", "--remat", "--memory", "--no-reference",
+                 "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    plain, remat = result["equijax_direct"], result["equijax_direct_remat"]
+    np.testing.assert_allclose(remat["final_loss"], plain["final_loss"], rtol=1e-4)
+    assert remat["xla_memory_MB"]["temp"] < plain["xla_memory_MB"]["temp"]
 
 
 @pytest.mark.parametrize("flag, value, message", [

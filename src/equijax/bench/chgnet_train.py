@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -20,6 +21,7 @@ from equijax.bench.common import (
     ratio,
     write_json,
 )
+from equijax.bench.memory import PeakRSS, xla_memory
 from equijax.data import LabeledStructure
 from equijax.training.config import LossConfig, OptimConfig
 
@@ -33,26 +35,39 @@ def _teacher_labels(structures, batch_size: int) -> list[LabeledStructure]:
             for i, (a, p) in enumerate(zip(structures, predictions))]
 
 
-def _model(forces: str, example):
+class Run(NamedTuple):
+    """One equijax configuration the benchmark times."""
+
+    forces: str  # one of FORCES
+    precision: str = "default"  # equijax.nn.precision.PRECISIONS
+    conservative_every: int = 0  # > 0: direct heads with a conservative step every k steps
+    remat: bool = False  # CHGNetConfig.remat: rematerialise each block in the backward pass
+
+
+def _model(forces: str, example, remat: bool = False):
     """The pretrained CHGNet 0.3.0; with direct forces, fresh direct heads on its trunk
-    (``"direct-angle"``: with the three-body stress term, ``direct_angle_stress``)."""
+    (``"direct-angle"``: with the three-body stress term, ``direct_angle_stress``); ``remat``:
+    each convolution block rematerialised in the backward pass (same values, less memory)."""
     from equijax.models.chgnet import CHGNet
     from equijax.models.chgnet_pretrained import from_pretrained
 
     module, params = from_pretrained("0.3.0")
+    config = dataclasses.replace(module.config, remat=remat)
     if forces != "conservative":
-        module = CHGNet(dataclasses.replace(module.config, forces="direct",
-                                            direct_angle_stress=forces == "direct-angle"))
-        fresh = module.init(jax.random.key(0), example)
+        config = dataclasses.replace(config, forces="direct",
+                                     direct_angle_stress=forces == "direct-angle")
+        fresh = CHGNet(config).init(jax.random.key(0), example)
         params = {"params": {**fresh["params"], **params["params"]}}
-    return module, params
+    return CHGNet(config), params
 
 
-def _equijax_rate(labeled, batch_size: int, steps: int, forces: str = "conservative",
-                  precision: str = "default", breakdown: bool = False,
-                  conservative_every: int = 0) -> dict:
-    """Time ``steps`` train steps (median; with ``conservative_every`` k, the mean over whole
-    cycles of k steps, since its steps differ in kind) after compiling each batch shape."""
+def _equijax_rate(labeled, batch_size: int, steps: int, run: Run, breakdown: bool = False,
+                  memory: bool = False) -> dict:
+    """Time ``steps`` train steps of ``run`` (median; with ``conservative_every`` k, the mean over
+    whole cycles of k steps, since its steps differ in kind) after compiling each batch shape.
+    ``memory``: also XLA's memory plan of the step (``xla_memory``) and, on a CPU, the measured
+    resident-memory growth of one more step (``step_rss_growth_MB``, `PeakRSS`)."""
+    forces, precision, conservative_every = run.forces, run.precision, run.conservative_every
     from equijax.graphs import atoms_to_graph
     from equijax.nn.precision import matmul_precision, with_matmul_precision
     from equijax.training.loader import Loader
@@ -66,7 +81,7 @@ def _equijax_rate(labeled, batch_size: int, steps: int, forces: str = "conservat
     )
 
     graphs = [atoms_to_graph(s.atoms) for s in labeled]
-    module, params = _model(forces, graphs[0])
+    module, params = _model(forces, graphs[0], run.remat)
     mesh = make_mesh(1)
     loader = Loader(graphs, labeled, batch_size, 1, seed=0, shuffle=False, prefetch=0)
     optimizer = make_optimizer(OptimConfig(learning_rate=1e-4, warmup_steps=1, clip_norm=1e9), 1000)
@@ -84,6 +99,15 @@ def _equijax_rate(labeled, batch_size: int, steps: int, forces: str = "conservat
         state, m = step(state, g, t)
     jax.block_until_ready(m["loss"])
     compile_s = time.perf_counter() - t0
+    out = {}
+    if memory:
+        if jax.default_backend() == "cpu":
+            with PeakRSS() as rss:
+                state, m = step(state, *placed[0])
+                jax.block_until_ready(m["loss"])
+            out["step_rss_growth_MB"] = rss.growth_mb
+        with matmul_precision(precision):
+            out["xla_memory_MB"] = xla_memory(raw_step.lower(state, *placed[0]).compile())
     times = []
     for k in range(steps):
         g, t = placed[k % len(placed)]
@@ -93,9 +117,11 @@ def _equijax_rate(labeled, batch_size: int, steps: int, forces: str = "conservat
         times.append(time.perf_counter() - t0)
     stats = jax.devices()[0].memory_stats() or {}
     ms = 1e3 * float(np.mean(times) if conservative_every else np.median(times))
-    out = {"ms_per_step": ms, "timed_steps": steps, "structures_per_s": batch_size / (ms / 1e3),
+    out |= {"ms_per_step": ms, "timed_steps": steps, "structures_per_s": batch_size / (ms / 1e3),
            "compile_s": compile_s,
            "distinct_shapes": len(shapes), "final_loss": float(m["loss"]),
+           # the device's peak over the whole process so far (JAX cannot reset it): only the
+           # first run of a benchmark measures itself alone
            "peak_memory_MB": stats.get("peak_bytes_in_use", 0) / 2**20 or None}
     # after the memory peak was read: these compile and run more functions; a conservative_every
     # step has two kinds, so it has no single breakdown
@@ -110,7 +136,10 @@ def _equijax_rate(labeled, batch_size: int, steps: int, forces: str = "conservat
     return out
 
 
-def _chgnet_rate(labeled, batch_size: int, steps: int) -> dict:
+def _chgnet_rate(labeled, batch_size: int, steps: int, memory: bool = False) -> dict:
+    """Time ``steps`` training steps of the PyTorch chgnet (median, after one warm-up step).
+    ``memory`` on a CPU: also the resident-memory growth of one more step (`PeakRSS`), measured
+    as equijax's is."""
     try:
         import torch
         from chgnet.model import CHGNet
@@ -146,6 +175,10 @@ def _chgnet_rate(labeled, batch_size: int, steps: int) -> dict:
 
     n_batches = len(labeled) // batch_size
     train_step(0)
+    rss = None
+    if memory and dev == "cpu":
+        with PeakRSS() as rss:
+            train_step(0)
     if dev == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = []
@@ -155,51 +188,92 @@ def _chgnet_rate(labeled, batch_size: int, steps: int) -> dict:
         times.append(time.perf_counter() - t0)
     ms = 1e3 * float(np.median(times))
     return {"available": True, "device": dev, "ms_per_step": ms, "structures_per_s": batch_size / (ms / 1e3),
-            "peak_memory_MB": torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else None}
+            "peak_memory_MB": torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else None,
+            **({"step_rss_growth_MB": rss.growth_mb} if rss else {})}
 
 
 # "direct-angle": direct heads with CHGNet's three-body stress term (model.direct_angle_stress)
 FORCES = ("conservative", "direct", "direct-angle")
 
 
-def _breakdown_table(results: dict, runs, batch_size: int) -> Table:
+def _label(run: Run) -> str:
+    """Table row name of ``run``."""
+    from equijax.nn.precision import emulated
+
+    p, k = run.precision, run.conservative_every
+    return (f"equijax, {run.forces} forces" + (f" + conservative every {k} (mean)" if k else "")
+            + (", remat" if run.remat else "")
+            + ("" if p == "default" else f", {p}{' (emulated)' if emulated(p) else ''}"))
+
+
+def _breakdown_table(results: dict, runs: list[Run], batch_size: int) -> Table:
     table = Table(f"Where a training step's time goes (ms, batch {batch_size}); optimized HLO of the step",
                   ["what", "forward", "forces+stress", "param grad+update", "step", "kernels",
                    "fusions", "gather/scatter/dot alone"])
-    for f, p, k in runs:
-        ours = results[_key(f, p, k)]
+    for run in runs:
+        ours = results[_key(run)]
         if "stages" not in ours:  # a conservative_every run: its steps differ in kind
             continue
         st, hlo = ours["stages"], ours["train_step_hlo"]
         alone = "/".join(str(hlo["alone"].get(op, 0)) for op in ("gather", "scatter", "dot"))
-        table.add(f"{f}" + ("" if p == "default" else f", {p}"), f"{st['forward_ms']:.1f}",
+        table.add(_label(run)[len("equijax, "):], f"{st['forward_ms']:.1f}",
                   f"{st['forces_stress_ms']:.1f}", f"{st['param_gradient_and_update_ms']:.1f}",
                   f"{st['step_ms']:.1f}", hlo["kernels"], hlo["fusions"], alone)
     return table
 
 
-def _key(forces: str, precision: str, conservative_every: int = 0) -> str:
+def _memory_table(results: dict, runs: list[Run], batch_size: int) -> Table:
+    """XLA's plan of each step, and the measured memory against the reference's: on a CPU the
+    resident growth of one step for both; on a GPU the reference's peak against XLA's plan
+    (JAX cannot reset its device peak, so only the first run's own peak is shown)."""
+    cpu = jax.default_backend() == "cpu"
+    ref = results.get("chgnet", {})
+    ref_mb = ref.get("step_rss_growth_MB" if cpu else "peak_memory_MB")
+    table = Table(f"Memory of one training step (MB, batch {batch_size}): XLA's plan, and measured "
+                  + ("resident growth of one step (CPU)" if cpu else "device peak"),
+                  ["what", "XLA arguments", "XLA temp", "XLA total", "measured", "vs chgnet"])
+    for i, run in enumerate(runs):
+        ours = results[_key(run)]
+        plan = ours.get("xla_memory_MB") or {}
+        measured = ours.get("step_rss_growth_MB") if cpu else (
+            ours["peak_memory_MB"] if i == 0 else None)
+        compared = measured if cpu else plan.get("total")
+        table.add(_label(run), *(format_mb(plan.get(k)) for k in ("arguments", "temp", "total")),
+                  format_mb(measured),
+                  f"{compared / ref_mb:.3f}x" if compared and ref_mb else "-")
+    if ref.get("available"):
+        table.add("chgnet (torch), conservative", "-", "-", "-", format_mb(ref_mb), "1.000x")
+    return table
+
+
+def _key(run: Run) -> str:
     """Result key: ``equijax`` (conservative, the anchor's setting), ``equijax_direct``, then
-    ``_every<k>`` for direct heads with ``conservative_every`` k, and ``_<precision>`` for a
-    matmul precision other than JAX's default."""
-    return ("equijax" + ("" if forces == "conservative" else f"_{forces}")
-            + (f"_every{conservative_every}" if conservative_every else "")
-            + ("" if precision == "default" else f"_{precision}"))
+    ``_every<k>`` for direct heads with ``conservative_every`` k, ``_remat`` for rematerialised
+    blocks and ``_<precision>`` for a matmul precision other than JAX's default."""
+    return ("equijax" + ("" if run.forces == "conservative" else f"_{run.forces}")
+            + (f"_every{run.conservative_every}" if run.conservative_every else "")
+            + ("_remat" if run.remat else "")
+            + ("" if run.precision == "default" else f"_{run.precision}"))
 
 
 def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | None = None,
         steps: int = 5, limit: int | None = None, reference: bool = True,
         forces: tuple[str, ...] = ("conservative", "direct"),
         precisions: tuple[str, ...] = ("default",),
-        breakdown: bool = False, conservative_every: int = 0) -> dict:
+        breakdown: bool = False, conservative_every: int = 0, remat: bool = False,
+        memory: bool = False) -> dict:
     """Run the benchmark (batch 40 on GPU, 4 on CPU by default) for each of ``forces``
     (`FORCES`: "conservative", "direct", "direct-angle") and matmul ``precisions``
     (`equijax.nn.precision.PRECISIONS`; TF32/bf16 are emulated off GPU, so their CPU times are
-    not what the format costs), print a table, write JSON. ``breakdown``: also time the step's stages (`stage_breakdown`) and
-    summarise the train step's optimized HLO (`hlo_summary`), in a second table.
-    ``conservative_every`` k > 0 adds direct heads trained with a conservative step every k
-    steps (``train.conservative_every``; timed as the mean over whole cycles), for each
-    precision."""
+    not what the format costs), print a table, write JSON.
+
+    ``breakdown``: also time the step's stages (`stage_breakdown`) and summarise the train step's
+    optimized HLO (`hlo_summary`), in a second table. ``conservative_every`` k > 0 adds direct
+    heads trained with a conservative step every k steps (``train.conservative_every``; timed as
+    the mean over whole cycles), for each precision. ``remat``: also each of these with
+    rematerialised blocks (``model.remat``). ``memory``: a memory table, XLA's plan of each step
+    (`equijax.bench.memory.xla_memory`) and the measured memory against the reference's (on a
+    CPU, one step's resident growth for both, `PeakRSS`)."""
     from equijax.nn.precision import check_precision, emulated
 
     bad = [f for f in forces if f not in FORCES]
@@ -217,34 +291,38 @@ def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | N
     results = {"benchmark": "chgnet-train", "machine": machine_info(), "batch_size": batch_size,
                "steps": steps, "n_structures": len(structures), "precisions": list(precisions),
                "emulated_precisions": [p for p in precisions if emulated(p)]}
-    runs = [(f, p, 0) for f in forces for p in precisions]
-    runs += [("direct", p, conservative_every) for p in precisions if conservative_every]
-    for f, p, k in runs:
-        results[_key(f, p, k)] = _equijax_rate(labeled, batch_size, steps, f, p, breakdown, k)
+    runs = [Run(f, p) for f in forces for p in precisions]
+    runs += [Run("direct", p, conservative_every) for p in precisions if conservative_every]
+    runs += [r._replace(remat=True) for r in runs] if remat else []
+    for r in runs:
+        print(f"timing {_label(r)} ...", flush=True)
+        results[_key(r)] = _equijax_rate(labeled, batch_size, steps, r, breakdown, memory)
     if reference:
-        results["chgnet"] = _chgnet_rate(labeled, batch_size, steps)
+        results["chgnet"] = _chgnet_rate(labeled, batch_size, steps, memory)
     ref = results.get("chgnet", {})
     ref_rate = ref.get("structures_per_s")
     table = Table(f"CHGNet 0.3.0 training step (efsm), batch {batch_size}, median of {steps}"
                   + (f" (conservative every {conservative_every}: mean of whole cycles)"
                      if conservative_every else ""),
                   ["what", "ms/step", "structures/s", "compile s", "peak MB", "vs chgnet"])
-    for f, p, k in runs:
-        key = _key(f, p, k)
+    for i, r in enumerate(runs):
+        key = _key(r)
         ours = results[key]
         if ref_rate:
             results["speedup_vs_chgnet" + key[len("equijax"):]] = ours["structures_per_s"] / ref_rate
-        what = (f"equijax, {f} forces" + (f" + conservative every {k} (mean)" if k else "")
-                + ("" if p == "default" else f", {p}{' (emulated)' if emulated(p) else ''}"))
-        table.add(what, f"{ours['ms_per_step']:.0f}",
+        table.add(_label(r), f"{ours['ms_per_step']:.0f}",
                   f"{ours['structures_per_s']:.1f}", f"{ours['compile_s']:.1f}",
-                  format_mb(ours["peak_memory_MB"]), ratio(ours["structures_per_s"], ref_rate))
+                  format_mb(ours["peak_memory_MB"]) + ("" if i == 0 or not ours["peak_memory_MB"]
+                                                       else " (process)"),
+                  ratio(ours["structures_per_s"], ref_rate))
     if ref_rate:
         table.add("chgnet (torch), conservative", f"{ref['ms_per_step']:.0f}", f"{ref_rate:.1f}",
                   "-", format_mb(ref["peak_memory_MB"]), "1.00x")
     table.print()
     if breakdown:
         _breakdown_table(results, runs, batch_size).print()
+    if memory:
+        _memory_table(results, runs, batch_size).print()
     print(f"machine: {results['machine']['summary']}")
     write_json(results, out)
     return results

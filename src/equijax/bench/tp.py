@@ -17,6 +17,7 @@ import numpy as np
 
 from equijax.bench import tp_methods
 from equijax.bench.common import Table, machine_info, write_json
+from equijax.bench.memory import xla_memory
 
 MODES = ("fwd", "fwdbwd", "bwdbwd")
 
@@ -44,16 +45,6 @@ def _time(compiled, args, repeats: int) -> tuple[float, float]:
         times.append(time.perf_counter() - t0)
     q1, median, q3 = np.percentile(times, [25, 50, 75])
     return 1e3 * float(median), 1e3 * float(q3 - q1)
-
-
-def _peak_mb(compiled) -> float | None:
-    try:
-        m = compiled.memory_analysis()
-        total = (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
-                 - m.alias_size_in_bytes)
-        return total / 2**20
-    except Exception:  # noqa: BLE001 - some backends report no analysis
-        return None
 
 
 def machine_rates(big: bool) -> dict:
@@ -95,7 +86,7 @@ def measure(name: str, lmax: int, batch: int, channels: int, repeats: int, modes
             compiled = jax.jit(programs[mode]).lower(x1, x2).compile()
             row[f"{mode}_compile_s"] = time.perf_counter() - t0
             row[f"{mode}_ms"], row[f"{mode}_iqr_ms"] = _time(compiled, (x1, x2), repeats)
-            row[f"{mode}_peak_mb"] = _peak_mb(compiled)
+            row[f"{mode}_peak_mb"] = (xla_memory(compiled) or {}).get("total")
             if mode == "fwd":
                 result = np.asarray(compiled(x1, x2))
                 row["out_dim"] = int(result.shape[-1])
