@@ -1,6 +1,9 @@
 """CHGNet's bypasses give the original computation's values: the bond-graph radial weights,
 computed only for pairs in the bond graph, equal the weights computed for every pair (as the
-reference does) on every row a bond convolution reads, and the rows it skips are exactly zero."""
+reference does) on every row a bond convolution reads, and the rows it skips are exactly zero;
+factorized messages give the concatenated messages' predictions and parameter gradients."""
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -10,9 +13,10 @@ from flax import linen as nn
 
 from equijax.graphs import BucketPolicy, atoms_to_graph, pad_batch, padding_masks
 from equijax.graphs.crystal_graph import edge_vectors
-from equijax.models.chgnet import PRESETS, pair_lengths
+from equijax.models.chgnet import PRESETS, CHGNet, pair_lengths
 from equijax.models.chgnet_pretrained import from_pretrained
 from equijax.nn.radial import RadialBessel
+from equijax.potential import predict_padded
 
 # jax_disable_most_optimizations (XLA backend -O0): about half the compile time; results agree
 # to rounding (the tolerances here are far above it)
@@ -52,3 +56,34 @@ def test_bond_graph_weights_only_for_bonds_equal_all_pairs(pretrained, bench_str
     # the model with the bypass still reproduces itself under jit on the same batch
     out = jax.jit(module.apply)(params, batch)
     assert np.isfinite(np.asarray(out["energy"])).all()
+
+
+def test_factorized_messages_equal_concatenated_messages(pretrained, bench_structures):
+    """The default messages (atom/bond features multiplied before they are gathered) give the
+    plain concatenate-then-multiply computation's energy, forces, stress and magmoms, and the
+    same parameter gradients of a loss on all four (second derivatives included)."""
+    module, params = pretrained
+    assert module.config.factorized_messages
+    concatenated = CHGNet(dataclasses.replace(module.config, factorized_messages=False))
+    batch, _ = pad_batch([atoms_to_graph(a) for a in bench_structures[6:9]], BucketPolicy())
+    real = np.asarray(padding_masks(batch)["node"])
+
+    def loss(p, g, m):
+        out = predict_padded(m, p, g)
+        return (jnp.sum(out["energy"] ** 2) + jnp.sum(out["forces"] ** 2)
+                + jnp.sum(out["stress"] ** 2) + jnp.sum(out["magmoms"] ** 2)), out
+
+    (_, want), want_grad = jax.jit(jax.value_and_grad(
+        lambda p, g: loss(p, g, concatenated), has_aux=True))(params, batch)
+    (_, got), got_grad = jax.jit(jax.value_and_grad(
+        lambda p, g: loss(p, g, module), has_aux=True))(params, batch)
+    np.testing.assert_allclose(got["energy"], want["energy"], rtol=1e-6, atol=1e-5)
+    for key in ("forces", "magmoms"):
+        np.testing.assert_allclose(np.asarray(got[key])[real], np.asarray(want[key])[real],
+                                   rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got["stress"], want["stress"], rtol=1e-4, atol=1e-4)
+    for (path, g), w in zip(jax.tree_util.tree_leaves_with_path(got_grad),
+                            jax.tree_util.tree_leaves(want_grad)):
+        scale = float(np.abs(w).max()) + 1e-6  # float32 second derivatives: ~1e-4 of the max
+        np.testing.assert_allclose(np.asarray(g) / scale, np.asarray(w) / scale, atol=2e-3,
+                                   err_msg=jax.tree_util.keystr(path))

@@ -11,7 +11,7 @@ from chgnet.model.functions import MLP as TorchMLP
 from chgnet.model.functions import GatedMLP as TorchGatedMLP
 from chgnet.model.functions import find_activation
 
-from equijax.nn.mlp import MLP, GatedMLP, activation
+from equijax.nn.mlp import MLP, GatedMLP, GatheredConcat, activation, dense_of_gathered
 
 HIDDEN = [(), (64,), (64, 64, 64)]
 RTOL, ATOL = 1e-5, 1e-5  # float32, 64-wide dot products
@@ -163,3 +163,47 @@ def test_gated_mlp_unknown_norm_raises_value_error():
     """A norm other than "layer" or None raises ValueError (no silent batch norm)."""
     with pytest.raises(ValueError):
         GatedMLP(4, norm="batch").init(jax.random.PRNGKey(0), jnp.ones((2, 3)))
+
+
+@pytest.mark.parametrize("norm", ["layer", None])
+def test_gated_mlp_of_gathered_parts_matches_torch_values_and_gradients(norm):
+    """A `GatheredConcat` input (never concatenated: small sources multiply before they gather,
+    large ones gather first, and one part is already per row) gives chgnet's `GatedMLP` of the
+    explicit concatenation, and the same gradients with respect to every source (torch autograd
+    is the reference)."""
+    gen = torch.Generator().manual_seed(4)
+    torch.manual_seed(4)
+    ref = TorchGatedMLP(8 + 16 + 12 + 12, 32, hidden_dim=24, norm=norm).eval()
+    _randomize_layer_norms(ref, gen)
+    rng = np.random.default_rng(5)
+    rows = 37
+    sources = [rng.standard_normal(s).astype(np.float32)
+               for s in ((5, 8), (60, 16), (rows, 12), (5, 12))]  # fewer, more, per-row, fewer rows
+    index = [rng.integers(0, 5, rows), rng.integers(0, 60, rows), None, rng.integers(0, 5, rows)]
+    weights = rng.standard_normal((rows, 32)).astype(np.float32)
+
+    torch_sources = [torch.tensor(s, requires_grad=True) for s in sources]
+    concat = torch.cat([s if i is None else s[torch.tensor(i)] for s, i in zip(torch_sources, index)], -1)
+    want = ref(concat)
+    (want * torch.tensor(weights)).sum().backward()
+
+    module = GatedMLP(32, (24,), norm=norm)
+    params = {"params": _gated_params(ref, norm)}
+
+    def weighted(srcs):
+        gathered = GatheredConcat(tuple((jnp.asarray(s), None if i is None else jnp.asarray(i))
+                                        for s, i in zip(srcs, index)))
+        out = module.apply(params, gathered)
+        return jnp.sum(out * weights), out
+
+    grads, got = jax.jit(jax.grad(weighted, has_aux=True))([jnp.asarray(s) for s in sources])
+    np.testing.assert_allclose(got, want.detach().numpy(), rtol=RTOL, atol=ATOL)
+    for g, t in zip(grads, torch_sources):
+        np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_dense_of_gathered_rejects_parts_that_do_not_fill_the_kernel():
+    parts = GatheredConcat(((jnp.ones((3, 4)), jnp.array([0, 1])), (jnp.ones((2, 5)), None)))
+    assert dense_of_gathered(parts, jnp.ones((9, 2))).shape == (2, 2)
+    with pytest.raises(ValueError, match=r"widths \[4, 5\] \(sum 9\) do not match a kernel of 10"):
+        dense_of_gathered(parts, jnp.ones((10, 2)))

@@ -69,6 +69,9 @@ class CHGNetConfig:
     # rematerialise each convolution block in the backward pass (jax.checkpoint): activation
     # memory of one block instead of all, for about one more forward pass of compute
     remat: bool = False
+    # messages' first layers multiply atom/bond features before gathering them onto edges and
+    # angles (equijax.nn.chgnet; same function, ~3x fewer angle FLOPs); False: concatenate first
+    factorized_messages: bool = True
 
     def __post_init__(self):
         for name in ("atom_conv_hidden_dim", "bond_conv_hidden_dim", "angle_layer_hidden_dim",
@@ -175,7 +178,8 @@ class CHGNet(nn.Module):
         pair_i = bonds.nodes["pair"][bonds.receivers]
         pair_j = bonds.nodes["pair"][bonds.senders]
 
-        conv = dict(act=cfg.non_linearity, gated_norm=cfg.gMLP_norm, norm=cfg.conv_norm)
+        conv = dict(act=cfg.non_linearity, gated_norm=cfg.gMLP_norm, norm=cfg.conv_norm,
+                    factorized=cfg.factorized_messages)
         atom_conv, bond_conv, angle_update = ((nn.remat(AtomConv), nn.remat(BondConv),
                                                nn.remat(AngleUpdate)) if cfg.remat
                                               else (AtomConv, BondConv, AngleUpdate))

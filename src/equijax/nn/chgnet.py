@@ -1,6 +1,13 @@
 """CHGNet's interaction layers: atom convolution on the atom graph, bond convolution and angle
 update on the bond graph. Shapes: N atoms, E directed edges, P undirected pairs, A angles,
-F features. Bond features live on undirected pairs, as in CHGNet."""
+F features. Bond features live on undirected pairs, as in CHGNet.
+
+Each message is a gated MLP of a concatenation of gathered features, ``[x_i, b_ij, x_j]`` on the
+atom graph and ``[b_i, b_j, a, x_c]`` on the bond graph. With ``factorized`` (the default) the
+concatenation is never built: the first layers multiply the atom and bond features by their rows
+of the kernel once per atom or bond and gather the products (`equijax.nn.mlp.dense_of_gathered`),
+about 3x fewer matmul FLOPs on the angles and no (A, 4F) input kept for the backward pass. The
+result is the same function up to float rounding; ``factorized=False`` is the plain computation."""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from equijax.nn.mlp import GatedMLP, layer_norm
+from equijax.nn.mlp import GatheredConcat, GatedMLP, layer_norm
 
 
 def _optional_norm(norm: str | None, name: str):
@@ -28,6 +35,7 @@ class _GatedConv(nn.Module):
     gated_norm: str | None = "layer"
     out_bias: bool = False
     norm: str | None = None
+    factorized: bool = True  # first layers multiply before gathering (see the module docstring)
 
 
 class AtomConv(_GatedConv):
@@ -48,8 +56,8 @@ class AtomConv(_GatedConv):
     def __call__(self, atom_feas, bond_feas, bond_weights, receivers, senders, pair,
                  receivers_sorted: bool = True):
         features = atom_feas.shape[-1]
-        messages = jnp.concatenate(
-            [atom_feas[receivers], bond_feas[pair], atom_feas[senders]], axis=-1)
+        messages = _inputs(((atom_feas, receivers), (bond_feas, pair), (atom_feas, senders)),
+                           self.factorized)
         messages = GatedMLP(features, self.hidden, self.act, self.gated_norm, name="gated_mlp")(messages)
         messages = messages * bond_weights[pair]
         summed = jax.ops.segment_sum(messages, receivers, atom_feas.shape[0],
@@ -58,10 +66,17 @@ class AtomConv(_GatedConv):
         return _optional_norm(self.norm, "norm")(out)
 
 
-def _bond_graph_inputs(atom_feas, bond_feas, angle_feas, center, pair_i, pair_j):
-    """CHGNet's bond-graph message input ``[b_i, b_j, a_ijk, x_center]``, shape (A, ...)."""
-    return jnp.concatenate([bond_feas[pair_i], bond_feas[pair_j], angle_feas, atom_feas[center]],
-                           axis=-1)
+def _inputs(parts, factorized: bool):
+    """A message input ``[x[index] for x, index in parts]``: kept in pieces for the gated MLP
+    (`GatheredConcat`) when ``factorized``, else concatenated."""
+    gathered = GatheredConcat(tuple(parts))
+    return gathered if factorized else gathered.materialize()
+
+
+def _bond_graph_inputs(atom_feas, bond_feas, angle_feas, center, pair_i, pair_j, factorized):
+    """CHGNet's bond-graph message input ``[b_i, b_j, a_ijk, x_center]``, (A, 2Fb + Fa + F)."""
+    return _inputs(((bond_feas, pair_i), (bond_feas, pair_j), (angle_feas, None),
+                    (atom_feas, center)), factorized)
 
 
 class BondConv(_GatedConv):
@@ -78,7 +93,8 @@ class BondConv(_GatedConv):
     @nn.compact
     def __call__(self, atom_feas, bond_feas, bond_weights, angle_feas, center, pair_i, pair_j):
         features = bond_feas.shape[-1]
-        inputs = _bond_graph_inputs(atom_feas, bond_feas, angle_feas, center, pair_i, pair_j)
+        inputs = _bond_graph_inputs(atom_feas, bond_feas, angle_feas, center, pair_i, pair_j,
+                                    self.factorized)
         update = GatedMLP(features, self.hidden, self.act, self.gated_norm, name="gated_mlp")(inputs)
         update = update * bond_weights[pair_i] * bond_weights[pair_j]
         summed = jax.ops.segment_sum(update, pair_i, bond_feas.shape[0])
@@ -96,10 +112,12 @@ class AngleUpdate(nn.Module):
     act: str = "silu"
     gated_norm: str | None = "layer"
     norm: str | None = None
+    factorized: bool = True  # as `_GatedConv.factorized`
 
     @nn.compact
     def __call__(self, atom_feas, bond_feas, angle_feas, center, pair_i, pair_j):
-        inputs = _bond_graph_inputs(atom_feas, bond_feas, angle_feas, center, pair_i, pair_j)
+        inputs = _bond_graph_inputs(atom_feas, bond_feas, angle_feas, center, pair_i, pair_j,
+                                    self.factorized)
         out = GatedMLP(angle_feas.shape[-1], self.hidden, self.act, self.gated_norm,
                        name="gated_mlp")(inputs) + angle_feas
         return _optional_norm(self.norm, "norm")(out)

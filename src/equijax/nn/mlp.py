@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -41,10 +42,68 @@ def layer_norm(name: str | None = None) -> nn.LayerNorm:
     return nn.LayerNorm(epsilon=1e-5, use_fast_variance=False, name=name)
 
 
+class GatheredConcat(NamedTuple):
+    """The concatenation ``[x[index] for x, index in parts]`` along the last axis, kept in pieces.
+
+    ``parts``: ``(x, index)`` pairs, ``x`` of shape (M_k, d_k) and ``index`` (R,) integer rows
+    (or None: ``x`` already has the R output rows). `MLP` and `GatedMLP` take one in place of an
+    array and never build it: see `dense_of_gathered`.
+    """
+
+    parts: tuple[tuple[jnp.ndarray, jnp.ndarray | None], ...]
+
+    def materialize(self) -> jnp.ndarray:
+        """The concatenated array itself, (R, sum d_k)."""
+        return jnp.concatenate([x if i is None else x[i] for x, i in self.parts], axis=-1)
+
+
+def dense_of_gathered(inputs: GatheredConcat, kernel: jnp.ndarray, dot=jax.lax.dot_general):
+    """``inputs.materialize() @ kernel`` without the concatenation: (R, features).
+
+    Each part meets its own rows of ``kernel``. A part with fewer source rows than output rows
+    (atom or bond features gathered onto edges or angles) is multiplied *before* it is gathered,
+    so the matmul runs once per atom or bond instead of once per edge or angle; the backward
+    pass keeps no (R, sum d_k) input. Equal to the concatenated product up to float rounding.
+    ``dot``: the `jax.lax.dot_general` to use (the precision emulation swaps it).
+    """
+    widths = [x.shape[-1] for x, _ in inputs.parts]
+    if sum(widths) != kernel.shape[0]:
+        raise ValueError(f"parts of widths {widths} (sum {sum(widths)}) do not match a kernel "
+                         f"of {kernel.shape[0]} input rows")
+    out, start = None, 0
+    for (x, index), width in zip(inputs.parts, widths):
+        rows = kernel[start:start + width]
+        start += width
+        if index is not None and x.shape[0] >= index.shape[0]:
+            x, index = x[index], None  # as many rows to multiply either way: gather first
+        term = dot(x, rows, (((x.ndim - 1,), (0,)), ((), ())))
+        if index is not None:
+            term = term[index]
+        out = term if out is None else out + term
+    return out
+
+
+class GatheredDense(nn.Dense):
+    """`flax.linen.Dense` over a `GatheredConcat` (or a plain array): the same params (``kernel``
+    of shape (sum d_k, features), ``bias``), computed by `dense_of_gathered`."""
+
+    @nn.compact
+    def __call__(self, inputs):
+        if not isinstance(inputs, GatheredConcat):
+            inputs = GatheredConcat(((inputs, None),))
+        d_in = sum(x.shape[-1] for x, _ in inputs.parts)
+        kernel = self.param("kernel", self.kernel_init, (d_in, self.features), self.param_dtype)
+        out = dense_of_gathered(inputs, kernel, self.dot_general or jax.lax.dot_general)
+        if self.use_bias:
+            out = out + self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+        return out
+
+
 class MLP(nn.Module):
     """Dense layers with an activation between them: (..., d_in) -> (..., features).
 
-    Params: ``Dense_0 .. Dense_k``, hidden widths from ``hidden`` (see `hidden_layers`).
+    Params: ``Dense_0 .. Dense_k``, hidden widths from ``hidden`` (see `hidden_layers`). The
+    input may be a `GatheredConcat`: the first layer then never builds the concatenation.
     """
 
     features: int
@@ -54,19 +113,20 @@ class MLP(nn.Module):
     zero_init_last: bool = False  # start the output at exactly 0 (e.g. an energy correction)
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, x) -> jnp.ndarray:
         fn = activation(self.act)
-        for width in self.hidden:
-            x = fn(nn.Dense(width, use_bias=self.use_bias)(x))
+        for i, width in enumerate(self.hidden):
+            x = fn(GatheredDense(width, use_bias=self.use_bias, name=f"Dense_{i}")(x))
         init = nn.initializers.zeros if self.zero_init_last else nn.initializers.lecun_normal()
-        return nn.Dense(self.features, use_bias=self.use_bias, kernel_init=init)(x)
+        return GatheredDense(self.features, use_bias=self.use_bias, kernel_init=init,
+                             name=f"Dense_{len(self.hidden)}")(x)
 
 
 class GatedMLP(nn.Module):
     """``act(norm_core(core(x))) * sigmoid(norm_gate(gate(x)))``, CHGNet's gated MLP.
 
     Params: ``core`` and ``gate`` (`MLP`), and with ``norm="layer"`` ``norm_core``/``norm_gate``.
-    Input (..., d_in), output (..., features).
+    Input (..., d_in) or a `GatheredConcat`, output (..., features).
     """
 
     features: int
@@ -75,7 +135,7 @@ class GatedMLP(nn.Module):
     norm: str | None = "layer"
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, x) -> jnp.ndarray:
         core = MLP(self.features, self.hidden, self.act, name="core")(x)
         gate = MLP(self.features, self.hidden, self.act, name="gate")(x)
         if self.norm == "layer":
