@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from equijax.nn.mlp import GatheredConcat, GatedMLP, layer_norm
 
