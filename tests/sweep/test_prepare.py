@@ -43,3 +43,38 @@ def test_snapshot_is_the_resolved_config_and_finished_points_are_kept(tmp_path):
     point_dir, finished = prepare(_spec(tmp_path, 3), expand(_spec(tmp_path, 3))[1], git)
     assert not finished and not (point_dir / "stale.txt").exists()
     assert yaml.safe_load((point_dir / "config.yaml").read_text())["train"]["epochs"] == 3
+
+
+def test_a_new_axis_renames_finished_points_with_the_same_config(tmp_path):
+    """Adding a zip axis renames every point. A finished point whose resolved config equals a new
+    point's (the new axis at its default) is moved to the new name and counts as finished; a
+    point whose config differs gets a fresh directory; unfinished old points are left alone."""
+    from equijax.sweep.runner import orphaned_snapshots
+
+    git = {"commit": "abc", "dirty": False}
+    old = SweepSpec(config="chgnet_emt_small", overrides=["model=chgnet_tiny"],
+                    zip={"model.n_conv": [1, 2]}, dir=str(tmp_path / "sweep"))
+    old_points = expand(old)
+    for point in old_points:
+        prepare(old, point, git)
+    (tmp_path / "sweep" / old_points[0].name / "metrics.json").write_text('{"val_loss": 1}')
+
+    new = SweepSpec(config="chgnet_emt_small", overrides=["model=chgnet_tiny"],
+                    zip={"model.n_conv": [1, 2], "model.forces": ["conservative", "direct"]},
+                    dir=str(tmp_path / "sweep"))
+    new_points = expand(new)
+    assert {p.name for p in new_points}.isdisjoint(p.name for p in old_points)
+    orphans = orphaned_snapshots(new.dir, [p.name for p in new_points])
+    assert list(orphans) == [old_points[0].name]  # the unfinished n_conv=2 point is no orphan
+
+    kept_dir, kept = prepare(new, new_points[0], git, orphans)
+    assert kept and kept_dir.name == new_points[0].name and orphans == {}
+    assert not (tmp_path / "sweep" / old_points[0].name).exists()
+    assert json.loads((kept_dir / "metrics.json").read_text()) == {"val_loss": 1}
+    info = json.loads((kept_dir / "point.json").read_text())
+    assert info["renamed_from"] == old_points[0].name and info["axes"] == new_points[0].axes
+    assert yaml.safe_load((kept_dir / "config.yaml").read_text())["train"]["run_dir"] == str(kept_dir)
+
+    fresh_dir, finished = prepare(new, new_points[1], git, orphans)
+    assert not finished and fresh_dir.name == new_points[1].name
+    assert (tmp_path / "sweep" / old_points[1].name).exists()

@@ -4,7 +4,8 @@ A point's directory holds ``config.yaml`` (the resolved config snapshot), ``poin
 overrides, git commit, host, status, times), ``log.txt`` (its output), the run's own files
 (``metrics.jsonl``, checkpoints) and, once it finished, ``metrics.json``. A point with
 ``metrics.json`` is finished and is skipped by a re-run; an interrupted point resumes from its
-latest checkpoint.
+latest checkpoint. A finished point whose name is no longer in the sweep (an axis was added, so
+every name changed) but whose resolved config equals a new point's is renamed to it, not rerun.
 """
 
 from __future__ import annotations
@@ -86,15 +87,57 @@ def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def prepare(spec: SweepSpec, point: Point, git: dict) -> tuple[Path, bool]:
+def _same_run(old: dict, new: dict) -> bool:
+    """Whether two config snapshots describe the same run (the run directory aside)."""
+    return all(key == "train.run_dir" for key in _changed_keys(old, new))
+
+
+def orphaned_snapshots(sweep_dir: str | Path, names: list[str]) -> dict[str, dict]:
+    """Config snapshots of the finished point directories in ``sweep_dir`` whose names are not
+    among ``names`` (the current points), by directory name."""
+    import yaml
+
+    out = {}
+    for snapshot in sorted(Path(sweep_dir).glob("*/config.yaml")):
+        if snapshot.parent.name not in names and is_finished(snapshot.parent):
+            out[snapshot.parent.name] = yaml.safe_load(snapshot.read_text())
+    return out
+
+
+def _adopt(old_dir: Path, point_dir: Path, point: Point, config: dict) -> None:
+    """Rename a finished point's directory to ``point``'s, with its snapshot and record updated
+    to the new name (the run's results are untouched)."""
+    import yaml
+
+    old_dir.rename(point_dir)
+    snapshot = yaml.safe_load((point_dir / "config.yaml").read_text())
+    if "train" in snapshot and "train" in config:
+        snapshot["train"]["run_dir"] = config["train"]["run_dir"]
+    (point_dir / "config.yaml").write_text(yaml.safe_dump(snapshot, sort_keys=False))
+    _update_point(point_dir, name=point.name, axes=point.axes, overrides=point.overrides,
+                  renamed_from=old_dir.name)
+
+
+def prepare(spec: SweepSpec, point: Point, git: dict,
+            orphans: dict[str, dict] | None = None) -> tuple[Path, bool]:
     """Create the point's directory and snapshot; returns ``(dir, finished)``.
 
-    Raises `SweepError` if a finished point was run with a different config."""
+    ``orphans`` (`orphaned_snapshots`): finished points under other names. If the point has no
+    directory yet and one of them ran the same config, that directory is renamed to the point's
+    and taken off ``orphans``; the point counts as finished. Raises `SweepError` if a finished
+    point was run with a different config."""
     import yaml
 
     point_dir = Path(spec.dir) / point.name
     config = resolved_config(spec, point, point_dir)
     snapshot = point_dir / "config.yaml"
+    if not point_dir.exists():
+        for name, old in list((orphans or {}).items()):
+            if _same_run(old, config):
+                del orphans[name]
+                _adopt(point_dir.parent / name, point_dir, point, config)
+                tqdm.write(f"point {point.name}: reusing finished point {name} (same config)")
+                return point_dir, True
     if snapshot.exists():
         changed = _changed_keys(yaml.safe_load(snapshot.read_text()), config)
         if changed:
@@ -202,7 +245,8 @@ def run_sweep(spec: SweepSpec, wait: bool = True, progress: bool = True) -> Swee
     points = expand(spec)
     Path(spec.dir).mkdir(parents=True, exist_ok=True)
     git = git_commit()
-    prepared = [(p, *prepare(spec, p, git)) for p in points]
+    orphans = orphaned_snapshots(spec.dir, [p.name for p in points])
+    prepared = [(p, *prepare(spec, p, git, orphans)) for p in points]
     _write_json(Path(spec.dir) / "sweep.json", {"spec": dataclasses.asdict(spec), "git": git,
                                                 "points": [p.name for p in points]})
     todo = [(p, d) for p, d, finished in prepared if not finished]
