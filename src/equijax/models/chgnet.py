@@ -21,6 +21,7 @@ from equijax.nn.direct_heads import (DIRECT_STRESS, DirectHeads, angle_stress,
                                      check_direct_norm, scale_gradient, valid_trunk_grad)
 from equijax.nn.mlp import MLP, hidden_layers
 from equijax.nn.radial import FourierAngle, RadialBessel, angle_between
+from equijax.nn.remat import remat_call
 from equijax.nn.readout import MAX_ELEMENTS, AtomRef, SiteEnergies, SiteMagmoms
 
 
@@ -66,8 +67,9 @@ class CHGNetConfig:
     direct_angle_stress: bool = False
     # the gradient the direct heads send into the trunk is multiplied by this (1: unchanged)
     direct_trunk_grad: float = 1.0
-    # rematerialise each convolution block in the backward pass (jax.checkpoint): activation
-    # memory of one block instead of all, for about one more forward pass of compute
+    # rematerialise each convolution block in the backward pass: with direct forces
+    # equijax.nn.remat.remat_call (honoured by every XLA backend; about half the step's memory
+    # on CPU), with conservative forces jax.checkpoint (which XLA:CPU undoes)
     remat: bool = False
     # messages' first layers multiply atom/bond features before gathering them onto edges and
     # angles (equijax.nn.chgnet; same function, ~3x fewer angle FLOPs); False: concatenate first
@@ -180,26 +182,36 @@ class CHGNet(nn.Module):
 
         conv = dict(act=cfg.non_linearity, gated_norm=cfg.gMLP_norm, norm=cfg.conv_norm,
                     factorized=cfg.factorized_messages)
-        atom_conv, bond_conv, angle_update = ((nn.remat(AtomConv), nn.remat(BondConv),
-                                               nn.remat(AngleUpdate)) if cfg.remat
-                                              else (AtomConv, BondConv, AngleUpdate))
+        # remat: direct heads (first-order training) recompute each block after its cotangent
+        # exists (remat_call: 2x less memory on every backend); conservative forces keep
+        # jax.checkpoint, since recomputing inside the forces' derivative only adds to the
+        # second derivative's memory
+        block = (remat_call if cfg.remat and cfg.forces == "direct"
+                 else (lambda module, *args: module(*args)))
+        checkpointed = cfg.remat and cfg.forces == "conservative"
+        atom_conv_cls, bond_conv_cls, angle_update_cls = (
+            (nn.remat(AtomConv), nn.remat(BondConv), nn.remat(AngleUpdate)) if checkpointed
+            else (AtomConv, BondConv, AngleUpdate))
         magmoms = jnp.zeros_like(positions[:, 0])
         for i in range(cfg.n_conv):
-            atom_feas = atom_conv(cfg.atom_conv_hidden_dim, out_bias=cfg.mlp_out_bias,
-                                 name=f"atom_conv_{i}", **conv)(
-                atom_feas, bond_feas, weights_ag, atoms.receivers, atoms.senders, pair)
+            atom_feas = block(atom_conv_cls(cfg.atom_conv_hidden_dim, out_bias=cfg.mlp_out_bias,
+                                            name=f"atom_conv_{i}", **conv),
+                              atom_feas, bond_feas, weights_ag, atoms.receivers, atoms.senders, pair)
             if i == cfg.n_conv - 1:
                 break
             if cfg.update_bond:
-                bond_feas = bond_conv(cfg.bond_conv_hidden_dim, out_bias=cfg.mlp_out_bias,
-                                     name=f"bond_conv_{i}", **conv)(
-                    atom_feas, bond_feas, weights_bg, angle_feas, center, pair_i, pair_j)
+                bond_feas = block(bond_conv_cls(cfg.bond_conv_hidden_dim, out_bias=cfg.mlp_out_bias,
+                                                name=f"bond_conv_{i}", **conv),
+                                  atom_feas, bond_feas, weights_bg, angle_feas, center, pair_i, pair_j)
                 if cfg.update_angle:
-                    # the last update's output is unused (XLA removes it under jit) unless
-                    # direct_angle_stress reads it
-                    angle_feas = angle_update(cfg.angle_layer_hidden_dim, name=f"angle_update_{i}",
-                                             **conv)(atom_feas, bond_feas, angle_feas, center,
-                                                     pair_i, pair_j)
+                    # the last update's output is unused unless direct_angle_stress reads it: a
+                    # plain call, which XLA removes under jit (a rematerialised one would stay)
+                    unused = i == cfg.n_conv - 2 and not (cfg.forces == "direct"
+                                                          and cfg.direct_angle_stress)
+                    update = angle_update_cls(cfg.angle_layer_hidden_dim, name=f"angle_update_{i}",
+                                              **conv)
+                    inputs = (atom_feas, bond_feas, angle_feas, center, pair_i, pair_j)
+                    angle_feas = update(*inputs) if unused else block(update, *inputs)
             if i == cfg.n_conv - 2:
                 magmoms = SiteMagmoms(name="magmom")(atom_feas)
 
