@@ -1,10 +1,16 @@
 """`remat_call`: the same values and gradients as a plain call (first and second order, inside
 shard_map too), and really less memory than a plain call where `jax.checkpoint` may not give it."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -101,9 +107,65 @@ def test_remat_call_keeps_less_memory_than_a_plain_call():
     assert temp[1] < 0.5 * temp[0], temp
 
 
+_TWO_DEVICES = textwrap.dedent("""
+    import jax, numpy as np
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    import test_remat as t
+    assert jax.device_count() == 2
+    params, x, table, index = t._setup(48)
+    mesh = jax.make_mesh((2,), ("data",))
+    put = lambda a, spec: jax.device_put(a, NamedSharding(mesh, spec))
+    args = (jax.tree_util.tree_map(lambda a: put(a, P()), params), put(x, P("data")),
+            put(table, P()), put(index, P("data")))
+    def grads(remat):
+        f = lambda p, xs, tb, idx: jax.grad(t._loss(remat), (0, 2))(p, xs, tb, idx)
+        return jax.jit(jax.shard_map(f, mesh=mesh, in_specs=(P(), P("data"), P(), P("data")),
+                                     out_specs=P()))(*args)
+    whole = jax.grad(t._loss(False), (0, 2))(params, x, table, index)  # one device, all rows
+    for got in (grads(True), grads(False)):
+        for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(whole)):
+            scale = float(np.abs(b).max())  # rounding of two half sums: ~1e-5 of the scale
+            np.testing.assert_allclose(np.asarray(a) / scale, np.asarray(b) / scale, atol=1e-4)
+    print("ok")
+""")
+
+
+def test_two_devices_sum_the_replicated_gradients_like_one_device_on_all_rows():
+    """On 2 simulated devices, each with half the rows, the gradients of the replicated params and
+    of a replicated input equal one device's on all rows (a pmean or a missing sum would not)."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               JAX_PLATFORMS="cpu", PYTHONPATH=os.path.dirname(__file__))
+    proc = subprocess.run([sys.executable, "-c", _TWO_DEVICES], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
+
+
 def test_after_cotangent_keeps_values_and_integers():
     tree = {"f": jnp.arange(3.0), "i": jnp.arange(3)}
     out = after_cotangent(tree, jnp.array([jnp.nan, 1.0]))  # a NaN cotangent changes nothing
     np.testing.assert_array_equal(out["f"], tree["f"])
     assert out["i"].dtype == tree["i"].dtype
     np.testing.assert_array_equal(out["i"], tree["i"])
+    # integer (float0), empty and complex cotangent leaves: skipped or read by their real part
+    float0 = np.zeros(2, dtype=jax.dtypes.float0)
+    for cotangent in ((float0, jnp.ones(0)), (float0,), (jnp.array([1j]),)):
+        np.testing.assert_array_equal(after_cotangent(tree, cotangent)["f"], tree["f"])
+
+
+def test_modules_with_other_collections_are_refused():
+    class Counting(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            seen = self.variable("stats", "seen", jnp.zeros, ())
+            seen.value = seen.value + 1
+            return nn.Dense(3)(x)
+
+    class Outer(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return remat_call(Counting(), x)
+
+    x = jnp.ones((2, 3))
+    variables = Outer().init(jax.random.key(0), x)
+    with pytest.raises(ValueError, match=r"variables other than params \(\['stats'\]\)"):
+        jax.grad(lambda v: jnp.sum(Outer().apply(v, x, mutable=["stats"])[0]))(variables)

@@ -78,3 +78,26 @@ def test_a_new_axis_renames_finished_points_with_the_same_config(tmp_path):
     fresh_dir, finished = prepare(new, new_points[1], git, orphans)
     assert not finished and fresh_dir.name == new_points[1].name
     assert (tmp_path / "sweep" / old_points[1].name).exists()
+
+
+def test_a_snapshot_without_the_new_axis_field_is_not_adopted(tmp_path):
+    """An old run whose snapshot lacks the field a new axis sets (it predates the field) cannot
+    say which value it ran with: it is not renamed to a new point, even to the default's."""
+    from equijax.sweep.runner import orphaned_snapshots
+
+    git = {"commit": "abc", "dirty": False}
+    old = SweepSpec(config="chgnet_emt_small", overrides=["model=chgnet_tiny"],
+                    zip={"model.n_conv": [1, 2]}, dir=str(tmp_path / "sweep"))
+    done, _ = prepare(old, expand(old)[0], git)
+    (done / "metrics.json").write_text("{}")
+    snapshot = yaml.safe_load((done / "config.yaml").read_text())
+    del snapshot["model"]["forces"]
+    (done / "config.yaml").write_text(yaml.safe_dump(snapshot))
+    new = SweepSpec(config="chgnet_emt_small", overrides=["model=chgnet_tiny"],
+                    zip={"model.n_conv": [1, 2], "model.forces": ["conservative", "direct"]},
+                    dir=str(tmp_path / "sweep"))
+    points = expand(new)
+    orphans = orphaned_snapshots(new.dir, [p.name for p in points])
+    assert list(orphans) == [done.name]
+    _, finished = prepare(new, points[0], git, orphans)
+    assert not finished and done.exists() and list(orphans) == [done.name]

@@ -282,3 +282,16 @@ def test_direct_head_options_reach_the_models(pretrained):
     equivariant = load_config(None, ["model.name=equivariant", "model.forces=direct",
                                      "model.direct_norm=32"]).model
     assert build_model(equivariant).config.direct_norm == 32.0
+
+
+def test_remat_with_conservative_steps_warns_and_either_alone_does_not():
+    """remat recomputes the direct blocks inside the conservative steps' second derivative (more
+    memory, measured in experiments/chgnet_train_bench/cpu_remat_call_conservative_b4.json)."""
+    import warnings
+
+    with pytest.warns(UserWarning, match="model.remat with train.conservative_every"):
+        load_config(None, ["model.forces=direct", "model.remat=true", "train.conservative_every=4"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_config(None, ["model.forces=direct", "model.remat=true"])
+        load_config(None, ["model.forces=direct", "train.conservative_every=4"])

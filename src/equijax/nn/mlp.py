@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -85,15 +86,19 @@ def dense_of_gathered(inputs: GatheredConcat, kernel: jnp.ndarray, dot=jax.lax.d
 
 class GatheredDense(nn.Dense):
     """`flax.linen.Dense` over a `GatheredConcat` (or a plain array): the same params (``kernel``
-    of shape (sum d_k, features), ``bias``), computed by `dense_of_gathered`."""
+    of shape (sum d_k, features), ``bias``), computed by `dense_of_gathered`. Honours
+    ``precision`` and ``dot_general``; ``dtype`` and ``dot_general_cls`` must stay unset."""
 
     @nn.compact
     def __call__(self, inputs):
+        if self.dtype is not None or self.dot_general_cls is not None:
+            raise NotImplementedError("GatheredDense supports neither dtype nor dot_general_cls")
         if not isinstance(inputs, GatheredConcat):
             inputs = GatheredConcat(((inputs, None),))
         d_in = sum(x.shape[-1] for x, _ in inputs.parts)
         kernel = self.param("kernel", self.kernel_init, (d_in, self.features), self.param_dtype)
-        out = dense_of_gathered(inputs, kernel, self.dot_general or jax.lax.dot_general)
+        dot = functools.partial(self.dot_general or jax.lax.dot_general, precision=self.precision)
+        out = dense_of_gathered(inputs, kernel, dot)
         if self.use_bias:
             out = out + self.param("bias", self.bias_init, (self.features,), self.param_dtype)
         return out

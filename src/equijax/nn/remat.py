@@ -6,10 +6,10 @@ into the forward pass: on CPU a checkpointed block then keeps all its intermedia
 not checkpointed (`experiments/chgnet_train_bench/README.md`, "Memory").
 
 `remat_call` recomputes a module in the backward pass from inputs that are made to *depend on the
-output cotangent*: ``x + 0 · c``, with ``c`` one finite number read from the cotangent. No compiler
-may drop that dependency (``0 · c`` is not 0 for every float), so the recomputation can neither
-run before the cotangent exists nor be merged with the forward pass. The values are unchanged
-(``x + 0 = x``).
+output cotangent*: ``x + 0 · c``, with ``c`` one finite number read from the cotangent. The
+compiler cannot fold ``0 · c`` (it does not know ``c`` is finite) and must keep ``x + (±0)``, so the
+recomputation can neither run before the cotangent exists nor be merged with the forward pass.
+The values are unchanged (``x + 0 = x``).
 """
 
 from __future__ import annotations
@@ -21,9 +21,13 @@ import jax.numpy as jnp
 
 def after_cotangent(tree, cotangent):
     """``tree`` with every floating leaf plus ``0 · c``, ``c`` one element of ``cotangent`` made
-    finite: the same values, but computed only once ``cotangent`` is (a data dependency)."""
-    first = jax.tree_util.tree_leaves(cotangent)[0]
-    zero = 0.0 * jnp.nan_to_num(first.reshape(-1)[0])
+    finite (the first non-empty float or complex leaf; real part): the same values, but computed
+    only once ``cotangent`` is (a data dependency). Unchanged if ``cotangent`` has no such leaf."""
+    leaves = [c for c in jax.tree_util.tree_leaves(cotangent)
+              if jnp.issubdtype(jnp.result_type(c), jnp.inexact) and jnp.size(c) > 0]
+    if not leaves:
+        return tree
+    zero = 0.0 * jnp.nan_to_num(jnp.real(jnp.ravel(leaves[0])[0]))
 
     def gate(x):
         if jnp.issubdtype(jnp.result_type(x), jnp.floating):
@@ -55,6 +59,10 @@ def remat_call(module: nn.Module, *args):
     """``module(*args)`` keeping only its params and inputs for the backward pass, which
     recomputes the module once the output's cotangent exists (`after_cotangent`).
 
+    The module may hold params only: any other collection (``batch_stats``, caches) raises
+    `ValueError`, since the recomputation could not see it. It must be deterministic (no RNG
+    streams): the recomputation has to reproduce the forward pass exactly.
+
     Call it inside a parent's compact method with a freshly constructed submodule
     (``remat_call(AtomConv(..., name="atom_conv_0"), x, ...)``): the params live under the
     submodule's name, exactly as with ``module(*args)``. Differentiable to any order in reverse
@@ -68,7 +76,11 @@ def remat_call(module: nn.Module, *args):
         return mdl(*inputs)
 
     def forward(mdl, *inputs):
-        return mdl(*inputs), (mdl.variables["params"], inputs)
+        others = sorted(set(mdl.variables) - {"params"})
+        if others:
+            raise ValueError(f"remat_call: {type(mdl).__name__} holds variables other than params "
+                             f"({others}); the recomputation would not see them")
+        return mdl(*inputs), (mdl.variables.get("params", {}), inputs)
 
     def backward(residuals, cotangent):
         params, inputs = residuals

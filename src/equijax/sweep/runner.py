@@ -87,8 +87,24 @@ def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def _same_run(old: dict, new: dict) -> bool:
-    """Whether two config snapshots describe the same run (the run directory aside)."""
+_MISSING = object()
+
+
+def _lookup(config: dict, dotted: str):
+    for part in dotted.split("."):
+        if not isinstance(config, dict) or part not in config:
+            return _MISSING
+        config = config[part]
+    return config
+
+
+def _same_run(old: dict, new: dict, point: Point) -> bool:
+    """Whether an old config snapshot describes ``point``'s run (``new``), the run directory
+    aside. Every field the point's axes set must be in the old snapshot: a snapshot from before
+    that field existed cannot tell which of its values the run used."""
+    if any(_lookup(new, key) is not _MISSING and _lookup(old, key) is _MISSING
+           for key in point.axes):
+        return False
     return all(key == "train.run_dir" for key in _changed_keys(old, new))
 
 
@@ -133,7 +149,7 @@ def prepare(spec: SweepSpec, point: Point, git: dict,
     snapshot = point_dir / "config.yaml"
     if not point_dir.exists():
         for name, old in list((orphans or {}).items()):
-            if _same_run(old, config):
+            if _same_run(old, config, point):
                 del orphans[name]
                 _adopt(point_dir.parent / name, point_dir, point, config)
                 tqdm.write(f"point {point.name}: reusing finished point {name} (same config)")

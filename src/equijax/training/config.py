@@ -6,6 +6,7 @@ An unknown key or a value of the wrong type raises `ConfigError` naming the key.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +285,11 @@ def _check(config: ExperimentConfig) -> None:
     for ok, key, why in checks:
         if not ok:
             raise ConfigError(f"config key {key!r}: {why}")
+    if config.model.remat and config.train.conservative_every and config.model.name == "chgnet":
+        warnings.warn("model.remat with train.conservative_every: the conservative steps recompute "
+                      "the direct model's blocks inside a second derivative, which needs more "
+                      "memory than without remat (docs/chgnet.md, 'Memory'); consider "
+                      "model.remat=false", stacklevel=2)
 
 
 def to_dict(config: ExperimentConfig) -> dict[str, Any]:
