@@ -232,7 +232,7 @@ def _memory_table(results: dict, runs: list[Run], batch_size: int) -> Table:
     cpu = jax.default_backend() == "cpu"
     ref = results.get("chgnet", {})
     ref_mb = ref.get("step_rss_growth_MB" if cpu else "peak_memory_MB")
-    table = Table(f"Memory of one training step (MB, batch {batch_size}): XLA's plan, and measured "
+    table = Table(f"Memory of one training step (MiB, batch {batch_size}): XLA's plan, and measured "
                   + ("resident growth of one step (CPU)" if cpu else "device peak"),
                   ["what", "XLA arguments", "XLA temp", "XLA total", "measured", "vs chgnet"])
     for i, run in enumerate(runs):
