@@ -84,8 +84,11 @@ def remat_call(module: nn.Module, *args):
 
     def backward(residuals, cotangent):
         params, inputs = residuals
-        gated = after_cotangent(inputs, cotangent)  # the params stay device-invariant
-        _, vjp = jax.vjp(lambda p, *x: unbound.apply({"params": p}, *x), params, *gated)
+        # params too: else a params-only subexpression (a broadcast LayerNorm scale) is shared
+        # with the forward pass and kept alive in between. Gated, they vary over shard_map's
+        # devices; `_sum_over_replicas` compares with the original, device-invariant params.
+        gated_params, gated_inputs = after_cotangent((params, inputs), cotangent)
+        _, vjp = jax.vjp(lambda p, *x: unbound.apply({"params": p}, *x), gated_params, *gated_inputs)
         tangents = jax.tree_util.tree_map(_sum_over_replicas, vjp(cotangent), (params, *inputs))
         params_t, *inputs_t = tangents
         return ({"params": params_t}, *inputs_t)
