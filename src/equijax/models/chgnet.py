@@ -68,8 +68,8 @@ class CHGNetConfig:
     # the gradient the direct heads send into the trunk is multiplied by this (1: unchanged)
     direct_trunk_grad: float = 1.0
     # rematerialise each convolution block in the backward pass: with direct forces
-    # equijax.nn.remat.remat_call (honoured by every XLA backend; about half the step's memory
-    # on CPU), with conservative forces jax.checkpoint (which XLA:CPU undoes)
+    # equijax.nn.remat.remat_call (honoured by every XLA backend; about a third of the step's
+    # memory on CPU), with conservative forces jax.checkpoint (which XLA:CPU undoes)
     remat: bool = False
     # messages' first layers multiply atom/bond features before gathering them onto edges and
     # angles (equijax.nn.chgnet; same function, ~3x fewer angle FLOPs); False: concatenate first
@@ -183,7 +183,8 @@ class CHGNet(nn.Module):
         conv = dict(act=cfg.non_linearity, gated_norm=cfg.gMLP_norm, norm=cfg.conv_norm,
                     factorized=cfg.factorized_messages)
         # remat: direct heads (first-order training) recompute each block after its cotangent
-        # exists (remat_call: 2x less memory on every backend); conservative forces keep
+        # exists (remat_call: about 3x less memory on CPU; it needs no optimization barrier, which
+        # XLA:CPU drops); conservative forces keep
         # jax.checkpoint, since recomputing inside the forces' derivative only adds to the
         # second derivative's memory
         block = (remat_call if cfg.remat and cfg.forces == "direct"

@@ -65,7 +65,7 @@ class ModelConfig:
     # hidden widths of the direct heads' pair MLP (CHGNet; the equivariant model's use (channels,))
     direct_hidden_dims: list[int] = dataclasses.field(default_factory=lambda: [64])
     # CHGNet: rematerialise each convolution block in the backward pass (less memory; with
-    # direct forces about half the step memory, see CHGNetConfig.remat)
+    # direct forces about a third of the step memory, see CHGNetConfig.remat)
     remat: bool = False
     # fine-tuning: start from the pretrained CHGNet of this version ("0.3.0" or "0.2.0"); its
     # architecture and graph cutoffs replace the CHGNet fields above
