@@ -1,4 +1,4 @@
-"""Rematerialisation that every XLA backend honours.
+"""Rematerialisation that does not rely on optimization barriers (which XLA:CPU drops).
 
 `jax.checkpoint` (`flax.linen.remat`) marks the recomputation with optimization barriers. XLA:CPU
 expands those barriers early in its pipeline, and its later CSE passes merge the recomputation back
@@ -9,7 +9,9 @@ not checkpointed (`experiments/chgnet_train_bench/README.md`, "Memory").
 output cotangent*: ``x + 0 · c``, with ``c`` one finite number read from the cotangent. The
 compiler cannot fold ``0 · c`` (it does not know ``c`` is finite) and must keep ``x + (±0)``, so the
 recomputation can neither run before the cotangent exists nor be merged with the forward pass.
-The values are unchanged (``x + 0 = x``).
+The values are unchanged (``x + 0 = x``). The params are gated too: otherwise a params-only
+subexpression (a LayerNorm scale broadcast to every angle) is shared with the forward pass and
+kept alive until the backward pass.
 """
 
 from __future__ import annotations
