@@ -68,7 +68,8 @@ def _equijax_rate(labeled, batch_size: int, steps: int, run: Run, breakdown: boo
     """Time ``steps`` train steps of ``run`` (median; with ``conservative_every`` k, the mean over
     whole cycles of k steps, since its steps differ in kind) after compiling each batch shape.
     ``memory``: also XLA's memory plan of the step (``xla_memory``) and, on a CPU, the measured
-    resident-memory growth of one more step (``step_rss_growth_MB``, `PeakRSS`)."""
+    resident-memory growth of one more step, or of one more cycle of ``conservative_every``
+    steps (``step_rss_growth_MB``, `PeakRSS`)."""
     forces, precision, conservative_every = run.forces, run.precision, run.conservative_every
     from equijax.graphs import atoms_to_graph
     from equijax.nn.precision import matmul_precision, with_matmul_precision
@@ -102,14 +103,19 @@ def _equijax_rate(labeled, batch_size: int, steps: int, run: Run, breakdown: boo
     jax.block_until_ready(m["loss"])
     compile_s = time.perf_counter() - t0
     out = {}
+    # a conservative_every step has two kinds, so it has no single breakdown
+    breakdown = breakdown and not conservative_every
+    if memory or breakdown:  # one ahead-of-time compile serves the memory plan and the HLO summary
+        with matmul_precision(precision):
+            compiled = raw_step.lower(state, *placed[0]).compile()
     if memory:
         if jax.default_backend() == "cpu":
-            with PeakRSS() as rss:
-                state, m = step(state, *placed[0])
-                jax.block_until_ready(m["loss"])
+            with PeakRSS() as rss:  # a whole cycle, so that both kinds of step are seen
+                for _ in range(max(conservative_every, 1)):
+                    state, m = step(state, *placed[0])
+                    jax.block_until_ready(m["loss"])
             out["step_rss_growth_MB"] = rss.growth_mb
-        with matmul_precision(precision):
-            out["xla_memory_MB"] = xla_memory(raw_step.lower(state, *placed[0]).compile())
+        out["xla_memory_MB"] = xla_memory(compiled)
     times = []
     for k in range(steps):
         g, t = placed[k % len(placed)]
@@ -125,16 +131,15 @@ def _equijax_rate(labeled, batch_size: int, steps: int, run: Run, breakdown: boo
            # the device's peak over the whole process so far (JAX cannot reset it): only the
            # first run of a benchmark measures itself alone
            "peak_memory_MB": stats.get("peak_bytes_in_use", 0) / 2**20 or None}
-    # after the memory peak was read: these compile and run more functions; a conservative_every
-    # step has two kinds, so it has no single breakdown
-    if breakdown and not conservative_every:
+    # after the memory peak was read: these compile and run more functions
+    if breakdown:
         from equijax.bench.breakdown import stage_breakdown
-        from equijax.bench.hlo import compiled_summary
+        from equijax.bench.hlo import hlo_summary
 
         local = jax.tree_util.tree_map(lambda x: x[0], placed[0][0])
         with matmul_precision(precision):
             out["stages"] = stage_breakdown(module, state.params, local, ms, repeats=max(steps, 3))
-            out["train_step_hlo"] = compiled_summary(raw_step, state, *placed[0])
+        out["train_step_hlo"] = hlo_summary(compiled.as_text())
     return out
 
 

@@ -182,11 +182,10 @@ class CHGNet(nn.Module):
 
         conv = dict(act=cfg.non_linearity, gated_norm=cfg.gMLP_norm, norm=cfg.conv_norm,
                     factorized=cfg.factorized_messages)
-        # remat: direct heads (first-order training) recompute each block after its cotangent
-        # exists (remat_call: about 3x less memory on CPU; it needs no optimization barrier, which
-        # XLA:CPU drops); conservative forces keep
-        # jax.checkpoint, since recomputing inside the forces' derivative only adds to the
-        # second derivative's memory
+        # remat: direct heads (first-order training) recompute each block once its cotangent
+        # exists (remat_call: about 3x less memory on CPU, and no reliance on optimization
+        # barriers, which XLA:CPU drops); conservative forces keep jax.checkpoint, since
+        # recomputing inside the forces' derivative only adds to the second derivative's memory
         block = (remat_call if cfg.remat and cfg.forces == "direct"
                  else (lambda module, *args: module(*args)))
         checkpointed = cfg.remat and cfg.forces == "conservative"

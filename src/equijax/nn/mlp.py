@@ -63,8 +63,8 @@ def dense_of_gathered(inputs: GatheredConcat, kernel: jnp.ndarray, dot=jax.lax.d
 
     Each part meets its own rows of ``kernel``. A part with fewer source rows than output rows
     (atom or bond features gathered onto edges or angles) is multiplied *before* it is gathered,
-    so the matmul runs once per atom or bond instead of once per edge or angle; the backward
-    pass keeps no (R, sum d_k) input. Equal to the concatenated product up to float rounding.
+    so the matmul runs once per atom or bond instead of once per edge or angle, and the kernel's
+    gradient needs no (R, sum d_k) input. Equal to the concatenated product up to float rounding.
     ``dot``: the `jax.lax.dot_general` to use (the precision emulation swaps it).
     """
     widths = [x.shape[-1] for x, _ in inputs.parts]
