@@ -207,3 +207,13 @@ def test_dense_of_gathered_rejects_parts_that_do_not_fill_the_kernel():
     assert dense_of_gathered(parts, jnp.ones((9, 2))).shape == (2, 2)
     with pytest.raises(ValueError, match=r"widths \[4, 5\] \(sum 9\) do not match a kernel of 10"):
         dense_of_gathered(parts, jnp.ones((10, 2)))
+
+
+def test_gathered_dense_refuses_options_it_does_not_implement():
+    """``dtype`` and ``dot_general_cls`` of `flax.linen.Dense` would be silently ignored: refused."""
+    from equijax.nn.mlp import GatheredDense
+
+    x = jnp.ones((2, 3))
+    for layer in (GatheredDense(4, dtype=jnp.bfloat16), GatheredDense(4, dot_general_cls=object)):
+        with pytest.raises(NotImplementedError, match="neither dtype nor dot_general_cls"):
+            layer.init(jax.random.key(0), x)
