@@ -12,7 +12,8 @@ from equijax.graphs import BucketPolicy, atoms_to_graph, pad_batch
 from equijax.graphs.crystal_graph import edge_vectors
 from equijax.models.chgnet import CHGNet, CHGNetConfig
 from equijax.models.equivariant import EquivariantConfig, EquivariantPotential
-from equijax.nn.direct_heads import EV_PER_A3_TO_GPA, angle_stress, direct_forces, direct_stress
+from equijax.nn.direct_heads import (EV_PER_A3_TO_GPA, angle_forces, angle_stress, direct_forces,
+                                     direct_stress)
 from equijax.potential import predict_padded
 from equijax.training.trained import DIRECT_HEAD_PARAMS
 
@@ -26,6 +27,10 @@ MODELS = {
     "chgnet": lambda forces: CHGNet(CHGNetConfig(**TINY_CHGNET, forces=forces)),
     "chgnet_angle_stress": lambda forces: CHGNet(CHGNetConfig(
         **TINY_CHGNET, forces=forces, direct_angle_stress=forces == "direct")),
+    # three-body forces, stress the virial of the force terms alone
+    "chgnet_angle_forces": lambda forces: CHGNet(CHGNetConfig(
+        **TINY_CHGNET, forces=forces, **(dict(direct_angle_forces=True, direct_stress="virial_only")
+                                         if forces == "direct" else {}))),
     "equivariant": lambda forces: EquivariantPotential(EquivariantConfig(
         channels=4, lmax=1, num_layers=1, cutoff=4.5, forces=forces)),
 }
@@ -134,6 +139,67 @@ def test_virial_term_gives_a_pair_potentials_forces_and_stress():
     with pytest.raises(ValueError, match="both"):
         direct_stress(zeros, zeros, pair, unit, np.zeros(len(pair), int),
                       np.array([atoms.get_volume()]), 1, force_weights=w_f)
+
+
+def test_angle_and_pair_terms_give_a_three_body_potentials_forces_and_stress():
+    """An energy of bond-graph angles and bond lengths, E = Σ_angles φ(cos θ, r_ij, r_ik), on a
+    strained, rattled periodic silicon cell: `angle_forces` with c = ∂φ/∂cos θ plus
+    `direct_forces` with the central rest summed per pair equal its forces by autodiff, and
+    `angle_stress` of 2c plus the pair virial equal its strain derivative (the reference: jax.grad
+    of the energy through `edge_vectors`, which knows nothing of the heads)."""
+    import jax.numpy as jnp
+
+    atoms = ase.build.bulk("Si", "diamond", 5.43, cubic=True)
+    atoms.set_cell(atoms.cell.array @ np.array([[1.02, 0.03, 0.0], [0.0, 0.97, 0.02],
+                                                [0.0, 0.0, 1.01]]), scale_atoms=True)
+    atoms.rattle(0.15, seed=4)
+    graph = atoms_to_graph(atoms, cutoff=4.5)
+    atom_graph = graph.atoms
+    ij, ik = np.asarray(graph.bonds.edges["edge_ij"]), np.asarray(graph.bonds.edges["edge_ik"])
+    pair = np.asarray(atom_graph.edges["pair"])
+
+    def phi(cos, r_ij, r_ik):  # differs between the orderings (j, k) and (k, j)
+        return 0.3 * cos**2 + 0.1 * cos * r_ij - 0.05 * cos / r_ik
+
+    def energy(positions, strain):
+        deform = jnp.eye(3) + strain
+        strained = atom_graph._replace(
+            nodes={**atom_graph.nodes, "positions": positions @ deform.T},
+            globals={**atom_graph.globals, "cell": atom_graph.globals["cell"] @ deform.T})
+        vectors = edge_vectors(strained, jnp)
+        lengths = jnp.linalg.norm(vectors, axis=1)
+        unit = vectors / lengths[:, None]
+        return jnp.sum(phi(jnp.sum(unit[ij] * unit[ik], axis=1), lengths[ij], lengths[ik]))
+
+    positions = jnp.asarray(atoms.positions, jnp.float32)
+    volume = atoms.get_volume()
+    want_forces = -jax.grad(energy)(positions, jnp.zeros((3, 3)))
+    want_stress = jax.grad(energy, 1)(positions, jnp.zeros((3, 3))) / volume * EV_PER_A3_TO_GPA
+
+    vectors = np.asarray(edge_vectors(atom_graph), np.float64)
+    lengths = np.linalg.norm(vectors, axis=1)
+    unit = vectors / lengths[:, None]
+    cos = np.sum(unit[ij] * unit[ik], axis=1)
+    grads = [np.asarray(jax.vmap(jax.grad(phi, k))(cos, lengths[ij], lengths[ik]))
+             for k in range(3)]
+    c = grads[0]
+    central = np.zeros(len(lengths))  # ∂φ/∂r along each directed edge, minus c cos θ / r
+    np.add.at(central, ij, grads[1] - c * cos / lengths[ij])
+    np.add.at(central, ik, grads[2] - c * cos / lengths[ik])
+    w_f = np.zeros(int(pair.max()) + 1)
+    np.add.at(w_f, pair, central)  # a pair's two directed edges act as one central force
+
+    forces = (angle_forces(c, unit[ij], unit[ik], lengths[ij], lengths[ik], ij, ik,
+                           atom_graph.senders, atom_graph.receivers, len(atoms))
+              + direct_forces(w_f, pair, unit, atom_graph.receivers, len(atoms)))
+    zeros, one_graph = np.zeros_like(w_f), np.array([volume])
+    stress = (angle_stress(2.0 * c, unit[ij], unit[ik], np.zeros(len(c), int), one_graph, 1)
+              + direct_stress(zeros, zeros, pair, unit, np.zeros(len(pair), int), one_graph, 1,
+                              force_weights=w_f, lengths=lengths))[0]
+    assert len(c) > 0 and np.abs(want_forces).max() > 0.1 and np.abs(want_stress).max() > 0.5
+    np.testing.assert_allclose(forces, want_forces, atol=2e-5)
+    np.testing.assert_allclose(stress, want_stress, atol=2e-4)
+    np.testing.assert_allclose(np.sum(forces, axis=0), 0.0, atol=1e-5)
 
 
 def _transformed(atoms, matrix, shift, order):
@@ -270,19 +336,25 @@ def test_direct_trunk_grad_scales_only_the_heads_gradient_into_the_trunk(gradien
                for x in jax.tree_util.tree_leaves(heads_plain["params"]["atom_conv_0"]))
 
 
-def test_angle_stress_of_a_batch_equals_each_structure_alone():
-    """With the three-body stress term, a padded batch of structures of different sizes gives
-    each structure the stress it gets alone (angles reach their own graph's stress, padding
-    angles none), for randomised params."""
+@pytest.mark.parametrize("three_body", [dict(direct_angle_stress=True),
+                                        dict(direct_angle_forces=True, direct_stress="virial_only")])
+def test_angle_terms_of_a_batch_equal_each_structure_alone(three_body):
+    """With the three-body stress (or force) terms, a padded batch of structures of different
+    sizes gives each structure the stress and forces it gets alone (angles reach their own
+    graph's atoms and stress, padding angles none), for randomised params."""
     structures = _structures()
-    module = CHGNet(CHGNetConfig(**TINY_CHGNET, forces="direct", direct_angle_stress=True))
+    module = CHGNet(CHGNetConfig(**TINY_CHGNET, forces="direct", **three_body))
     policy = BucketPolicy(fixed_graphs=3, multiple=64)
     batch, _ = pad_batch([atoms_to_graph(a, cutoff=4.5) for a in structures], policy)
     params = _randomized(module.init(jax.random.key(5), batch), seed=5)
     apply = jax.jit(module.apply)
-    together = np.asarray(apply(params, batch)["stress"])
+    together = jax.device_get(apply(params, batch))
+    start = 0
     for g, atoms in enumerate(structures):
         alone, _ = pad_batch([atoms_to_graph(atoms, cutoff=4.5)], policy)
-        want = np.asarray(apply(params, alone)["stress"])[0]
-        assert np.abs(want).max() > 1e-3
-        np.testing.assert_allclose(together[g], want, rtol=1e-4, atol=1e-3)
+        want = jax.device_get(apply(params, alone))
+        assert np.abs(want["stress"][0]).max() > 1e-3
+        np.testing.assert_allclose(together["stress"][g], want["stress"][0], rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(together["forces"][start:start + len(atoms)],
+                                   want["forces"][:len(atoms)], rtol=1e-4, atol=1e-4)
+        start += len(atoms)

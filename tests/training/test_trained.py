@@ -71,7 +71,8 @@ def test_init_from_a_run_with_direct_head_options(tmp_path):
 
     source = dataclasses.asdict(load_config(None, [
         "model.forces=direct", "model.direct_norm=20", "model.direct_angle_stress=true",
-        "model.direct_trunk_grad=0.1"]))
+        "model.direct_trunk_grad=0.1", "model.direct_angle_forces=true",
+        "model.direct_stress=virial_only"]))
     (tmp_path / "config.json").write_text(json.dumps(source))
     for forces in ("conservative", "direct"):
         check_init_from(load_config(None, [f"model.init_from={tmp_path}",

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from equijax.graphs.crystal_graph import CrystalGraph, edge_vectors
 from equijax.nn.chgnet import AngleUpdate, AtomConv, BondConv
-from equijax.nn.direct_heads import (DIRECT_STRESS, DirectHeads, angle_stress,
+from equijax.nn.direct_heads import (DIRECT_STRESS, DirectHeads, angle_forces, angle_stress,
                                      check_direct_norm, scale_gradient, valid_trunk_grad)
 from equijax.nn.mlp import MLP, hidden_layers
 from equijax.nn.radial import FourierAngle, RadialBessel, angle_between
@@ -57,7 +57,8 @@ class CHGNetConfig:
     forces: str = "conservative"
     direct_hidden_dims: tuple[int, ...] = (64,)
     # direct stress: "independent" heads, or the pair forces' virial added ("virial": stress
-    # labels also train the force weights; "virial_detached": they do not); see DirectHeads
+    # labels also train the force weights; "virial_detached": they do not), or the virial alone
+    # ("virial_only"); see DirectHeads
     direct_stress: str = "independent"
     # the direct pair (and angle) weights are divided by this (see DirectHeads.norm); 1 = plain
     direct_norm: float = 1.0
@@ -65,6 +66,11 @@ class CHGNetConfig:
     # from an MLP of the last angle features, the two bonds' features and the centre atom's
     # features, divided by direct_norm
     direct_angle_stress: bool = False
+    # direct forces: add three-body (non-central) terms over the bond graph's angles
+    # (`angle_forces`), weights from an MLP of the same features as direct_angle_stress's, divided
+    # by direct_norm; with a virial direct_stress their virial joins the stress, which makes
+    # "virial_only" exact for CHGNet-like energies (see equijax.nn.direct_heads)
+    direct_angle_forces: bool = False
     # the gradient the direct heads send into the trunk is multiplied by this (1: unchanged)
     direct_trunk_grad: float = 1.0
     # rematerialise each convolution block in the backward pass: with direct forces
@@ -206,8 +212,8 @@ class CHGNet(nn.Module):
                 if cfg.update_angle:
                     # the last update's output is unused unless direct_angle_stress reads it: a
                     # plain call, which XLA removes under jit (a rematerialised one would stay)
-                    unused = i == cfg.n_conv - 2 and not (cfg.forces == "direct"
-                                                          and cfg.direct_angle_stress)
+                    unused = i == cfg.n_conv - 2 and not (cfg.forces == "direct" and (
+                        cfg.direct_angle_stress or cfg.direct_angle_forces))
                     update = angle_update_cls(cfg.angle_layer_hidden_dim, name=f"angle_update_{i}",
                                               **conv)
                     inputs = (atom_feas, bond_feas, angle_feas, center, pair_i, pair_j)
@@ -235,14 +241,29 @@ class CHGNet(nn.Module):
                 name="direct_heads")(
                 bond_feas, atom_feas, atoms.senders, atoms.receivers, pair, unit, graph_of_edge,
                 volume, lengths)
-            if cfg.direct_angle_stress:
-                n_angles = center.shape[0]
+            if cfg.direct_angle_stress or cfg.direct_angle_forces:
                 graph_of_angle = jnp.repeat(jnp.arange(n_graphs), bonds.n_edge,
-                                            total_repeat_length=n_angles)
+                                            total_repeat_length=center.shape[0])
                 features = jnp.concatenate([angle_feas, bond_feas[pair_i] + bond_feas[pair_j],
                                             atom_feas[center]], axis=-1)
-                weights = MLP(1, hidden=cfg.direct_hidden_dims, act=cfg.non_linearity,
-                              zero_init_last=True, name="angle_stress_mlp")(features)[:, 0]
+
+                def angle_weights(name):
+                    return MLP(1, hidden=cfg.direct_hidden_dims, act=cfg.non_linearity,
+                               zero_init_last=True, name=name)(features)[:, 0] / cfg.direct_norm
+
+            if cfg.direct_angle_stress:
                 out["stress"] = out["stress"] + angle_stress(
-                    weights / cfg.direct_norm, unit_ij, unit_ik, graph_of_angle, volume, n_graphs)
+                    angle_weights("angle_stress_mlp"), unit_ij, unit_ik, graph_of_angle, volume,
+                    n_graphs)
+            if cfg.direct_angle_forces:
+                edge_ij, edge_ik = bonds.edges["edge_ij"], bonds.edges["edge_ik"]
+                weights = angle_weights("angle_force_mlp")
+                out["forces"] = out["forces"] + angle_forces(
+                    weights, unit_ij, unit_ik, lengths[edge_ij], lengths[edge_ik], edge_ij,
+                    edge_ik, atoms.senders, atoms.receivers, n_atoms)
+                if cfg.direct_stress != "independent":  # the virial of these forces
+                    if cfg.direct_stress == "virial_detached":
+                        weights = jax.lax.stop_gradient(weights)
+                    out["stress"] = out["stress"] + angle_stress(
+                        2.0 * weights, unit_ij, unit_ik, graph_of_angle, volume, n_graphs)
         return out

@@ -14,12 +14,15 @@ optimizer step of the MLP's last layer moves the stress by tens of GPa; ``norm``
 number of neighbours per atom, as MACE's ``avg_num_neighbors``) brings a unit weight back to the
 scale of the labels. ``norm=1`` gives the plain sums.
 
-The ``w_f r_p r̂⊗r̂`` term (``stress="virial"`` or ``"virial_detached"``; off by default) is the
-virial of the pair forces: for a pair potential E = Σ_p φ(r_p), w_f = φ'(r_p) gives exactly its
-forces and its stress (1/V) ∂E/∂ε. With ``"virial"`` the stress labels also train w_f through
+The ``w_f r_p r̂⊗r̂`` term (``stress="virial"``, ``"virial_detached"`` or ``"virial_only"``; off
+by default) is the virial of the pair forces: for a pair potential E = Σ_p φ(r_p), w_f = φ'(r_p)
+gives exactly its forces and its stress (1/V) ∂E/∂ε. With ``"virial"`` the stress labels also train w_f through
 the term; with ``"virial_detached"`` the term is under `jax.lax.stop_gradient` (stress labels
 still reach w_f through the MLP's shared hidden layers and the trunk, as with
-``"independent"``). ``"independent"`` leaves the term out.
+``"independent"``). ``"independent"`` leaves the term out. ``"virial_only"`` makes the stress the
+virial alone (w₁ and w₀ are computed but unused): with CHGNet's three-body forces
+(`angle_forces`, whose virial joins it) this is exact for any energy of pair distances and
+bond-graph angles, CHGNet's own included, so force and stress labels train the same weights.
 
 Rotating the structure rotates r̂, so F → R F and σ → R σ Rᵀ exactly; σ is symmetric by
 construction; and because w_f is the same for both directions of a pair, the pair's contributions
@@ -39,7 +42,7 @@ from equijax.nn.mlp import MLP
 
 EV_PER_A3_TO_GPA = 160.21766208
 # model configs' ``direct_stress`` and `DirectHeads.stress`: how the stress uses the force weights
-DIRECT_STRESS = ("independent", "virial", "virial_detached")
+DIRECT_STRESS = ("independent", "virial", "virial_detached", "virial_only")
 
 
 def scale_gradient(x: jnp.ndarray, factor: float) -> jnp.ndarray:
@@ -129,6 +132,29 @@ def angle_stress(angle_weights: jnp.ndarray, unit_ij: jnp.ndarray, unit_ik: jnp.
     return total * _gpa_per_volume(volume)[:, None, None]
 
 
+def angle_forces(angle_weights: jnp.ndarray, unit_ij: jnp.ndarray, unit_ik: jnp.ndarray,
+                 length_ij: jnp.ndarray, length_ik: jnp.ndarray, edge_ij: jnp.ndarray,
+                 edge_ik: jnp.ndarray, senders: jnp.ndarray, receivers: jnp.ndarray,
+                 n_atoms: int) -> jnp.ndarray:
+    """(N, 3) three-body forces eV/Å of angle weights c (A,) eV: the non-central part of the
+    forces of an angle energy φ(cos θ_ijk), with c = ∂φ/∂cos θ.
+
+    Each angle j-i-k (centre i, directed edges ``edge_ij``/``edge_ik`` of the atom graph, unit
+    vectors ``unit_ij``/``unit_ik`` (A, 3), lengths ``length_ij``/``length_ik`` (A,) Å) gives
+    its edges the gradients g_ij = (c / r_ij) r̂_ik and g_ik = (c / r_ik) r̂_ij; an edge's
+    gradient pulls its centre (``receivers``) and pushes its neighbour (``senders``) equally, so
+    Σ_i F_i = 0. Their virial, (1/V) Σ r⊗g = (c / V) (r̂_ij⊗r̂_ik + r̂_ik⊗r̂_ij), is
+    `angle_stress` with weights 2c. The central rest of φ's gradient, −c cos θ / r along each
+    bond, is a pair term that `direct_forces` can carry."""
+    n_edges = senders.shape[0]
+    edge_gradient = (jax.ops.segment_sum((angle_weights / length_ij)[:, None] * unit_ik, edge_ij,
+                                         n_edges)
+                     + jax.ops.segment_sum((angle_weights / length_ik)[:, None] * unit_ij, edge_ik,
+                                           n_edges))
+    return (jax.ops.segment_sum(edge_gradient, receivers, n_atoms)
+            - jax.ops.segment_sum(edge_gradient, senders, n_atoms))
+
+
 def _gpa_per_volume(volume: jnp.ndarray) -> jnp.ndarray:
     """160.2 / V for graphs with a 3D cell (volume > 0), 0 otherwise; (G,)."""
     has_cell = volume > 0
@@ -172,6 +198,9 @@ class DirectHeads(nn.Module):
             force_weights = weights[:, 0]
             if self.stress == "virial_detached":
                 force_weights = jax.lax.stop_gradient(force_weights)
-        stress = direct_stress(weights[:, 1], weights[:, 2], pair, unit, graph_of_edge, volume,
+        w_outer, w_iso = weights[:, 1], weights[:, 2]
+        if self.stress == "virial_only":
+            w_outer = w_iso = jnp.zeros_like(w_outer)
+        stress = direct_stress(w_outer, w_iso, pair, unit, graph_of_edge, volume,
                                n_graphs, force_weights, None if force_weights is None else lengths)
         return forces, stress

@@ -52,7 +52,8 @@ class ModelConfig:
     # "conservative" (forces/stress = -dE/dr, dE/dε/V) or "direct" (readout heads, no derivatives)
     forces: str = "conservative"
     # direct stress head: "independent" (its own weights), or plus the virial of the direct pair
-    # forces, "virial" (stress labels also train the force weights) or "virial_detached" (not)
+    # forces, "virial" (stress labels also train the force weights) or "virial_detached" (not),
+    # or "virial_only" (the virial alone)
     direct_stress: str = "independent"
     # the direct heads' pair weights (and CHGNet's angle-stress weights) are the MLP's outputs
     # divided by this (``DirectHeads.norm``), as MACE divides by the mean neighbour count;
@@ -60,6 +61,10 @@ class ModelConfig:
     direct_norm: float = 1.0
     # CHGNet direct stress: add a three-body term over the bond graph's angles
     direct_angle_stress: bool = False
+    # CHGNet direct forces: add three-body (non-central) terms over the bond graph's angles; with
+    # a virial direct_stress their virial joins the stress ("virial_only": the stress is the
+    # virial of the force terms alone, exact for CHGNet-like energies)
+    direct_angle_forces: bool = False
     # CHGNet: the gradient the direct heads send into the trunk is multiplied by this
     direct_trunk_grad: float = 1.0
     # hidden widths of the direct heads' pair MLP (CHGNet; the equivariant model's use (channels,))
@@ -253,6 +258,9 @@ def _check(config: ExperimentConfig) -> None:
         (not config.model.direct_angle_stress or (config.model.forces == "direct"
                                                    and config.model.name == "chgnet"),
          "model.direct_angle_stress", "needs model.name=chgnet and model.forces=direct"),
+        (not config.model.direct_angle_forces or (config.model.forces == "direct"
+                                                   and config.model.name == "chgnet"),
+         "model.direct_angle_forces", "needs model.name=chgnet and model.forces=direct"),
         (valid_trunk_grad(config.model.direct_trunk_grad), "model.direct_trunk_grad",
          "must be a finite number >= 0"),
         (config.model.direct_trunk_grad == 1.0 or (config.model.forces == "direct"
