@@ -63,16 +63,16 @@ def test_check_init_from_needs_a_run_with_the_same_model(tmp_path):
 
 
 def test_init_from_a_run_with_direct_head_options(tmp_path):
-    """A run trained with the direct heads' options (norm, three-body stress, trunk-gradient
-    scale) can start a conservative fine-tune or a plain direct one: those options only shape
-    heads that are dropped or started fresh."""
+    """A run trained with the direct heads' options (norm, three-body stress and forces, pair
+    energy, trunk-gradient scale) can start a conservative fine-tune or a plain direct one:
+    those options only shape heads that are dropped or started fresh."""
     import dataclasses
     import json
 
     source = dataclasses.asdict(load_config(None, [
         "model.forces=direct", "model.direct_norm=20", "model.direct_angle_stress=true",
         "model.direct_trunk_grad=0.1", "model.direct_angle_forces=true",
-        "model.direct_stress=virial_only"]))
+        "model.direct_stress=virial_only", "model.direct_pair_energy=8"]))
     (tmp_path / "config.json").write_text(json.dumps(source))
     for forces in ("conservative", "direct"):
         check_init_from(load_config(None, [f"model.init_from={tmp_path}",

@@ -18,8 +18,10 @@ import jax.numpy as jnp
 from equijax.graphs.crystal_graph import CrystalGraph, edge_vectors
 from equijax.nn.chgnet import AngleUpdate, AtomConv, BondConv
 from equijax.nn.direct_heads import (DIRECT_STRESS, DirectHeads, angle_forces, angle_stress,
-                                     check_direct_norm, scale_gradient, valid_trunk_grad)
+                                     check_direct_norm, direct_forces, direct_stress,
+                                     scale_gradient, symmetric_pair_features, valid_trunk_grad)
 from equijax.nn.mlp import MLP, hidden_layers
+from equijax.nn.pair_energy import pair_energy
 from equijax.nn.radial import FourierAngle, RadialBessel, angle_between
 from equijax.nn.remat import remat_call
 from equijax.nn.readout import MAX_ELEMENTS, AtomRef, SiteEnergies, SiteMagmoms
@@ -71,6 +73,10 @@ class CHGNetConfig:
     # by direct_norm; with a virial direct_stress their virial joins the stress, which makes
     # "virial_only" exact for CHGNet-like energies (see equijax.nn.direct_heads)
     direct_angle_forces: bool = False
+    # direct heads: a learned pair energy with this many radial functions (0: none) joins the
+    # energy, its exact forces the direct forces and, with a virial direct_stress, its virial the
+    # stress, so force labels train part of the energy (equijax.nn.pair_energy)
+    direct_pair_energy: int = 0
     # the gradient the direct heads send into the trunk is multiplied by this (1: unchanged)
     direct_trunk_grad: float = 1.0
     # rematerialise each convolution block in the backward pass: with direct forces
@@ -97,6 +103,8 @@ class CHGNetConfig:
         if not valid_trunk_grad(self.direct_trunk_grad):
             raise ValueError(f"direct_trunk_grad must be a finite number >= 0, got "
                              f"{self.direct_trunk_grad!r}")
+        if self.direct_pair_energy < 0:
+            raise ValueError(f"direct_pair_energy must be >= 0, got {self.direct_pair_energy}")
         if self.num_angular % 2 != 1:
             raise ValueError(f"num_angular must be odd, got {self.num_angular}")
 
@@ -241,6 +249,25 @@ class CHGNet(nn.Module):
                 name="direct_heads")(
                 bond_feas, atom_feas, atoms.senders, atoms.receivers, pair, unit, graph_of_edge,
                 volume, lengths)
+            if cfg.direct_pair_energy:
+                features = jnp.concatenate([bond_feas, symmetric_pair_features(
+                    atom_feas, atoms.senders, atoms.receivers, pair, n_pairs)], axis=-1)
+                coefficients = MLP(cfg.direct_pair_energy, hidden=cfg.direct_hidden_dims,
+                                   act=cfg.non_linearity, zero_init_last=True,
+                                   name="pair_energy_mlp")(features)
+                energies, slopes = pair_energy(coefficients, undirected, cfg.atom_graph_cutoff)
+                sites = jax.ops.segment_sum(energies[pair] / 2.0, atoms.receivers, n_atoms)
+                out["site_energies"] = out["site_energies"] + sites
+                out["energy"] = out["energy"] + jax.ops.segment_sum(
+                    sites, graph_of_atom, n_graphs, indices_are_sorted=True)
+                out["forces"] = out["forces"] + direct_forces(slopes, pair, unit, atoms.receivers,
+                                                              n_atoms)
+                if cfg.direct_stress != "independent":  # the virial of these forces
+                    if cfg.direct_stress == "virial_detached":
+                        slopes = jax.lax.stop_gradient(slopes)
+                    zeros = jnp.zeros_like(slopes)
+                    out["stress"] = out["stress"] + direct_stress(
+                        zeros, zeros, pair, unit, graph_of_edge, volume, n_graphs, slopes, lengths)
             if cfg.direct_angle_stress or cfg.direct_angle_forces:
                 graph_of_angle = jnp.repeat(jnp.arange(n_graphs), bonds.n_edge,
                                             total_repeat_length=center.shape[0])

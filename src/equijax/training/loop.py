@@ -54,6 +54,7 @@ def direct_options(model: ModelConfig) -> dict:
                 direct_hidden_dims=tuple(model.direct_hidden_dims), direct_norm=model.direct_norm,
                 direct_angle_stress=model.direct_angle_stress,
                 direct_angle_forces=model.direct_angle_forces,
+                direct_pair_energy=model.direct_pair_energy,
                 direct_trunk_grad=model.direct_trunk_grad)
 
 
