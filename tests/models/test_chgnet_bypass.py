@@ -59,12 +59,14 @@ def test_bond_graph_weights_only_for_bonds_equal_all_pairs(pretrained, bench_str
 
 
 def test_factorized_messages_equal_concatenated_messages(pretrained, bench_structures):
-    """The default messages (atom/bond features multiplied before they are gathered) give the
-    plain concatenate-then-multiply computation's energy, forces, stress and magmoms, and the
-    same parameter gradients of a loss on all four (second derivatives included)."""
+    """The default messages (atom/bond features multiplied before they are gathered, the gated
+    MLPs' core and gate first layers as one product) give the plain computation's
+    (concatenate, then multiply, core and gate apart) energy, forces, stress and magmoms, and
+    the same parameter gradients of a loss on all four (second derivatives included)."""
     module, params = pretrained
-    assert module.config.factorized_messages
-    concatenated = CHGNet(dataclasses.replace(module.config, factorized_messages=False))
+    assert module.config.factorized_messages and module.config.fused_gates
+    concatenated = CHGNet(dataclasses.replace(module.config, factorized_messages=False,
+                                              fused_gates=False))
     batch, _ = pad_batch([atoms_to_graph(a) for a in bench_structures[6:9]], BucketPolicy())
     real = np.asarray(padding_masks(batch)["node"])
 

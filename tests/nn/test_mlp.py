@@ -101,10 +101,12 @@ def test_mlp_activations_match_torch(act):
     np.testing.assert_array_equal(activation(act.upper())(jnp.asarray(x)), activation(act)(jnp.asarray(x)))
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("hidden", HIDDEN)
 @pytest.mark.parametrize("norm", ["layer", None])
-def test_gated_mlp_matches_torch(hidden, norm):
-    """`GatedMLP` equals chgnet's `GatedMLP(norm=...)` with the same core/gate/LayerNorm weights."""
+def test_gated_mlp_matches_torch(hidden, norm, fused):
+    """`GatedMLP` equals chgnet's `GatedMLP(norm=...)` with the same core/gate/LayerNorm weights,
+    with the core's and gate's first layers fused into one product or apart."""
     gen = torch.Generator().manual_seed(2)
     torch.manual_seed(2)
     ref = TorchGatedMLP(48, 32, hidden_dim=_torch_hidden(hidden), norm=norm).eval()
@@ -112,7 +114,7 @@ def test_gated_mlp_matches_torch(hidden, norm):
     x = _inputs(3)
     with torch.no_grad():
         want = ref(torch.tensor(x)).numpy()
-    module = GatedMLP(32, hidden, norm=norm)
+    module = GatedMLP(32, hidden, norm=norm, fused=fused)
     params = _gated_params(ref, norm)
     _same_structure(module, params, x)
     got = np.asarray(jax.jit(module.apply)({"params": params}, x))
@@ -165,12 +167,14 @@ def test_gated_mlp_unknown_norm_raises_value_error():
         GatedMLP(4, norm="batch").init(jax.random.PRNGKey(0), jnp.ones((2, 3)))
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("norm", ["layer", None])
-def test_gated_mlp_of_gathered_parts_matches_torch_values_and_gradients(norm):
+def test_gated_mlp_of_gathered_parts_matches_torch_values_and_gradients(norm, fused):
     """A `GatheredConcat` input (never concatenated: small sources multiply before they gather,
     large ones gather first, and one part is already per row) gives chgnet's `GatedMLP` of the
-    explicit concatenation, and the same gradients with respect to every source (torch autograd
-    is the reference)."""
+    explicit concatenation, and the same gradients with respect to every source and every param
+    (torch autograd is the reference), whether the core's and gate's first layers run as one
+    product (``fused``) or apart."""
     gen = torch.Generator().manual_seed(4)
     torch.manual_seed(4)
     ref = TorchGatedMLP(8 + 16 + 12 + 12, 32, hidden_dim=24, norm=norm).eval()
@@ -187,19 +191,27 @@ def test_gated_mlp_of_gathered_parts_matches_torch_values_and_gradients(norm):
     want = ref(concat)
     (want * torch.tensor(weights)).sum().backward()
 
-    module = GatedMLP(32, (24,), norm=norm)
+    module = GatedMLP(32, (24,), norm=norm, fused=fused)
     params = {"params": _gated_params(ref, norm)}
 
-    def weighted(srcs):
+    def weighted(p, srcs):
         gathered = GatheredConcat(tuple((jnp.asarray(s), None if i is None else jnp.asarray(i))
                                         for s, i in zip(srcs, index)))
-        out = module.apply(params, gathered)
+        out = module.apply(p, gathered)
         return jnp.sum(out * weights), out
 
-    grads, got = jax.jit(jax.grad(weighted, has_aux=True))([jnp.asarray(s) for s in sources])
+    (param_grads, grads), got = jax.jit(jax.grad(weighted, argnums=(0, 1), has_aux=True))(
+        params, [jnp.asarray(s) for s in sources])
     np.testing.assert_allclose(got, want.detach().numpy(), rtol=RTOL, atol=ATOL)
     for g, t in zip(grads, torch_sources):
         np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-4, atol=1e-4)
+    for mlp, torch_mlp in (("core", ref.mlp_core), ("gate", ref.mlp_gate)):
+        for k, linear in enumerate(_linears(torch_mlp)):
+            got_layer = param_grads["params"][mlp][f"Dense_{k}"]
+            np.testing.assert_allclose(got_layer["kernel"], linear.weight.grad.numpy().T,
+                                       rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(got_layer["bias"], linear.bias.grad.numpy(), rtol=1e-4,
+                                       atol=1e-4)
 
 
 def test_dense_of_gathered_rejects_parts_that_do_not_fill_the_kernel():

@@ -71,8 +71,9 @@ def test_emulated_dense_is_a_float64_product_of_rounded_operands(name):
 
 def test_emulation_reaches_every_chgnet_dense_also_under_remat():
     """Rounding every Dense kernel of the params beforehand changes nothing when emulating (the
-    layers round them anyway), and plain and rematerialised CHGNet agree under emulation: so
-    each matmul rounds its kernel, inside `nn.remat` blocks too."""
+    layers round them anyway), and plain, rematerialised and unfused-gate (core and gate first
+    layers apart) CHGNet agree under emulation: so each matmul rounds its kernel, inside
+    `nn.remat` blocks and in the gated MLPs' fused first layers too."""
     atoms = ase.build.bulk("NaCl", "rocksalt", 5.6)
     atoms.rattle(0.1, seed=0)
     batch, _ = pad_batch([atoms_to_graph(atoms, cutoff=5.0)], BucketPolicy(fixed_graphs=1, multiple=64))
@@ -93,6 +94,8 @@ def test_emulation_reaches_every_chgnet_dense_also_under_remat():
         emulated_out = magmoms(plain, params)
         np.testing.assert_array_equal(magmoms(plain, rounded), emulated_out)
         np.testing.assert_allclose(magmoms(remat, params), emulated_out, rtol=1e-6, atol=1e-6)
+        unfused = CHGNet(CHGNetConfig(**small, fused_gates=False))
+        np.testing.assert_allclose(magmoms(unfused, params), emulated_out, rtol=1e-5, atol=1e-6)
     assert np.abs(magmoms(plain, params) - emulated_out).max() > 1e-4
 
 

@@ -86,6 +86,9 @@ class CHGNetConfig:
     # messages' first layers multiply atom/bond features before gathering them onto edges and
     # angles (equijax.nn.chgnet; same function, ~3x fewer angle FLOPs); False: concatenate first
     factorized_messages: bool = True
+    # the gated MLPs' core and gate first layers run as one product, so each gathered part is
+    # multiplied and gathered once for both (equijax.nn.mlp.GatedMLP.fused; same function)
+    fused_gates: bool = True
 
     def __post_init__(self):
         for name in ("atom_conv_hidden_dim", "bond_conv_hidden_dim", "angle_layer_hidden_dim",
@@ -195,7 +198,7 @@ class CHGNet(nn.Module):
         pair_j = bonds.nodes["pair"][bonds.senders]
 
         conv = dict(act=cfg.non_linearity, gated_norm=cfg.gMLP_norm, norm=cfg.conv_norm,
-                    factorized=cfg.factorized_messages)
+                    factorized=cfg.factorized_messages, fused_gates=cfg.fused_gates)
         # remat: direct heads (first-order training) recompute each block once its cotangent
         # exists (remat_call: about 3x less memory on CPU, and no reliance on optimization
         # barriers, which XLA:CPU drops); conservative forces keep jax.checkpoint, since

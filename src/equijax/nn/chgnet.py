@@ -36,6 +36,7 @@ class _GatedConv(nn.Module):
     out_bias: bool = False
     norm: str | None = None
     factorized: bool = True  # first layers multiply before gathering (see the module docstring)
+    fused_gates: bool = True  # core and gate first layers as one product (`GatedMLP.fused`)
 
 
 class AtomConv(_GatedConv):
@@ -58,7 +59,8 @@ class AtomConv(_GatedConv):
         features = atom_feas.shape[-1]
         messages = _inputs(((atom_feas, receivers), (bond_feas, pair), (atom_feas, senders)),
                            self.factorized)
-        messages = GatedMLP(features, self.hidden, self.act, self.gated_norm, name="gated_mlp")(messages)
+        messages = GatedMLP(features, self.hidden, self.act, self.gated_norm, self.fused_gates,
+                            name="gated_mlp")(messages)
         messages = messages * bond_weights[pair]
         summed = jax.ops.segment_sum(messages, receivers, atom_feas.shape[0],
                                      indices_are_sorted=receivers_sorted)
@@ -95,7 +97,8 @@ class BondConv(_GatedConv):
         features = bond_feas.shape[-1]
         inputs = _bond_graph_inputs(atom_feas, bond_feas, angle_feas, center, pair_i, pair_j,
                                     self.factorized)
-        update = GatedMLP(features, self.hidden, self.act, self.gated_norm, name="gated_mlp")(inputs)
+        update = GatedMLP(features, self.hidden, self.act, self.gated_norm, self.fused_gates,
+                            name="gated_mlp")(inputs)
         update = update * bond_weights[pair_i] * bond_weights[pair_j]
         summed = jax.ops.segment_sum(update, pair_i, bond_feas.shape[0])
         out = nn.Dense(features, use_bias=self.out_bias, name="mlp_out")(summed) + bond_feas
@@ -113,11 +116,12 @@ class AngleUpdate(nn.Module):
     gated_norm: str | None = "layer"
     norm: str | None = None
     factorized: bool = True  # as `_GatedConv.factorized`
+    fused_gates: bool = True  # as `_GatedConv.fused_gates`
 
     @nn.compact
     def __call__(self, atom_feas, bond_feas, angle_feas, center, pair_i, pair_j):
         inputs = _bond_graph_inputs(atom_feas, bond_feas, angle_feas, center, pair_i, pair_j,
                                     self.factorized)
         out = GatedMLP(angle_feas.shape[-1], self.hidden, self.act, self.gated_norm,
-                       name="gated_mlp")(inputs) + angle_feas
+                       self.fused_gates, name="gated_mlp")(inputs) + angle_feas
         return _optional_norm(self.norm, "norm")(out)

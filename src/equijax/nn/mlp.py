@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -104,11 +104,46 @@ class GatheredDense(nn.Dense):
         return out
 
 
+class DenseParams(nn.Module):
+    """The params of a `GatheredDense` (or ``nn.Dense``) of ``features`` outputs, created under
+    its name without applying it: call with the input width, get ``(kernel, bias)`` (bias None
+    without ``use_bias``). Lets a module multiply several layers' kernels at once."""
+
+    features: int
+    use_bias: bool = True
+    kernel_init: Callable = nn.initializers.lecun_normal()
+    bias_init: Callable = nn.initializers.zeros
+
+    @nn.compact
+    def __call__(self, d_in: int):
+        kernel = self.param("kernel", self.kernel_init, (d_in, self.features), jnp.float32)
+        bias = (self.param("bias", self.bias_init, (self.features,), jnp.float32)
+                if self.use_bias else None)
+        return kernel, bias
+
+
+class KernelProduct(nn.Dense):
+    """``dense_of_gathered(inputs, kernel)`` of a given kernel: no params of its own. An
+    ``nn.Dense`` (``features``: the kernel's columns) so that the precision emulation
+    (`equijax.nn.precision`) and ``precision``/``dot_general`` reach it as any Dense layer."""
+
+    @nn.compact
+    def __call__(self, inputs, kernel):
+        if not isinstance(inputs, GatheredConcat):
+            inputs = GatheredConcat(((inputs, None),))
+        dot = functools.partial(self.dot_general or jax.lax.dot_general, precision=self.precision)
+        return dense_of_gathered(inputs, kernel, dot)
+
+
 class MLP(nn.Module):
     """Dense layers with an activation between them: (..., d_in) -> (..., features).
 
     Params: ``Dense_0 .. Dense_k``, hidden widths from ``hidden`` (see `hidden_layers`). The
     input may be a `GatheredConcat`: the first layer then never builds the concatenation.
+
+    Two keyword-only calls split the first layer off, for `GatedMLP`'s fused first layers:
+    ``mlp(first_layer_params=d_in)`` returns ``Dense_0``'s ``(kernel, bias)`` without applying it,
+    and ``mlp(first_layer_output=h)`` runs the rest of the MLP from ``Dense_0``'s output ``h``.
     """
 
     features: int
@@ -118,13 +153,28 @@ class MLP(nn.Module):
     zero_init_last: bool = False  # start the output at exactly 0 (e.g. an energy correction)
 
     @nn.compact
-    def __call__(self, x) -> jnp.ndarray:
+    def __call__(self, x=None, *, first_layer_params: int | None = None,
+                 first_layer_output=None) -> jnp.ndarray:
+        widths = (*self.hidden, self.features)
+        last_init = nn.initializers.zeros if self.zero_init_last else nn.initializers.lecun_normal()
+
+        def options(i):
+            return dict(use_bias=self.use_bias, name=f"Dense_{i}",
+                        kernel_init=last_init if i == len(widths) - 1 else
+                        nn.initializers.lecun_normal())
+
+        if first_layer_params is not None:
+            return DenseParams(widths[0], **options(0))(first_layer_params)
         fn = activation(self.act)
-        for i, width in enumerate(self.hidden):
-            x = fn(GatheredDense(width, use_bias=self.use_bias, name=f"Dense_{i}")(x))
-        init = nn.initializers.zeros if self.zero_init_last else nn.initializers.lecun_normal()
-        return GatheredDense(self.features, use_bias=self.use_bias, kernel_init=init,
-                             name=f"Dense_{len(self.hidden)}")(x)
+        x = (GatheredDense(widths[0], **options(0))(x) if first_layer_output is None
+             else first_layer_output)
+        for i, width in enumerate(widths[1:], start=1):
+            x = GatheredDense(width, **options(i))(fn(x))
+        return x
+
+
+def _plus(x, bias):
+    return x if bias is None else x + bias
 
 
 class GatedMLP(nn.Module):
@@ -132,20 +182,38 @@ class GatedMLP(nn.Module):
 
     Params: ``core`` and ``gate`` (`MLP`), and with ``norm="layer"`` ``norm_core``/``norm_gate``.
     Input (..., d_in) or a `GatheredConcat`, output (..., features).
+
+    With ``fused`` (the default) the first layers of ``core`` and ``gate`` run as one product
+    with their kernels side by side, so a `GatheredConcat`'s parts are multiplied and gathered
+    once for both (and a plain input meets one (d_in, 2H) matmul). Same params, same function
+    up to float rounding; ``fused=False`` runs the two MLPs apart.
     """
 
     features: int
     hidden: tuple[int, ...] = ()
     act: str = "silu"
     norm: str | None = "layer"
+    fused: bool = True
 
     @nn.compact
     def __call__(self, x) -> jnp.ndarray:
-        core = MLP(self.features, self.hidden, self.act, name="core")(x)
-        gate = MLP(self.features, self.hidden, self.act, name="gate")(x)
+        if self.norm not in ("layer", None):
+            raise ValueError(f"unsupported norm {self.norm!r} (use 'layer' or None)")
+        core_mlp = MLP(self.features, self.hidden, self.act, name="core")
+        gate_mlp = MLP(self.features, self.hidden, self.act, name="gate")
+        if self.fused:
+            d_in = (sum(part.shape[-1] for part, _ in x.parts) if isinstance(x, GatheredConcat)
+                    else x.shape[-1])
+            (core_kernel, core_bias), (gate_kernel, gate_bias) = (
+                core_mlp(first_layer_params=d_in), gate_mlp(first_layer_params=d_in))
+            width = core_kernel.shape[-1]
+            both = KernelProduct(2 * width, use_bias=False, name="first_layers")(
+                x, jnp.concatenate([core_kernel, gate_kernel], axis=-1))
+            core = core_mlp(first_layer_output=_plus(both[..., :width], core_bias))
+            gate = gate_mlp(first_layer_output=_plus(both[..., width:], gate_bias))
+        else:
+            core, gate = core_mlp(x), gate_mlp(x)
         if self.norm == "layer":
             core = layer_norm("norm_core")(core)
             gate = layer_norm("norm_gate")(gate)
-        elif self.norm is not None:
-            raise ValueError(f"unsupported norm {self.norm!r} (use 'layer' or None)")
         return activation(self.act)(core) * jax.nn.sigmoid(gate)
