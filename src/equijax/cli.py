@@ -51,7 +51,8 @@ def _bench_chgnet_train(args) -> int:
     chgnet_train.run(out=args.out, batch_size=args.batch_size, steps=args.steps, limit=args.limit,
                      reference=not args.no_reference, forces=forces, precisions=precisions,
                      breakdown=args.breakdown, conservative_every=args.conservative_every,
-                     remat=args.remat, concat_messages=args.concat_messages, memory=args.memory)
+                     remat=args.remat, concat_messages=args.concat_messages,
+                     unfused_gates=args.unfused_gates, memory=args.memory)
     return 0
 
 
@@ -258,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     ct.add_argument("--concat-messages", action="store_true",
                     help="also time each run with CHGNet's plain messages (concatenate, then "
                          "multiply: factorized_messages=False), the work the default bypasses")
+    ct.add_argument("--unfused-gates", action="store_true",
+                    help="also time each run with the gated MLPs' core and gate first layers "
+                         "apart (fused_gates=False): two gathers per message part, not one")
     ct.add_argument("--memory", action="store_true",
                     help="also report memory: XLA's plan of each step (compile only) and the "
                          "measured memory against the reference (CPU: one step's resident growth "

@@ -41,16 +41,18 @@ def test_chgnet_train_runs_both_sides(tmp_path):
     assert result["equijax_direct"]["xla_memory_MB"]["temp"] < result["equijax"]["xla_memory_MB"]["temp"]
 
 
-def test_remat_runs_train_the_same_in_less_memory(tmp_path):
-    """``--remat`` adds each run with rematerialised blocks: the same losses as without (the
-    plain run is the reference) and a smaller XLA plan."""
+def test_remat_and_unfused_runs_train_the_same(tmp_path):
+    """``--remat`` adds each run with rematerialised blocks, ``--unfused-gates`` each with the
+    gated MLPs' core and gate first layers apart: the same losses as the default run (the
+    reference), and remat in a smaller XLA plan."""
     out = tmp_path / "remat.json"
     assert main(["bench", "chgnet-train", "--limit", "2", "--batch-size", "2", "--steps", "2",
-                 "--forces", "direct", "--remat", "--memory", "--no-reference",
+                 "--forces", "direct", "--remat", "--unfused-gates", "--memory", "--no-reference",
                  "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     plain, remat = result["equijax_direct"], result["equijax_direct_remat"]
-    np.testing.assert_allclose(remat["final_loss"], plain["final_loss"], rtol=1e-4)
+    for key in ("equijax_direct_remat", "equijax_direct_unfused", "equijax_direct_remat_unfused"):
+        np.testing.assert_allclose(result[key]["final_loss"], plain["final_loss"], rtol=1e-4)
     assert remat["xla_memory_MB"]["temp"] < plain["xla_memory_MB"]["temp"]
 
 

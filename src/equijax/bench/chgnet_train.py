@@ -43,18 +43,22 @@ class Run(NamedTuple):
     conservative_every: int = 0  # > 0: direct heads with a conservative step every k steps
     remat: bool = False  # CHGNetConfig.remat: rematerialise each block in the backward pass
     factorized: bool = True  # CHGNetConfig.factorized_messages; False: concatenate, then multiply
+    fused: bool = True  # CHGNetConfig.fused_gates; False: core and gate first layers apart
 
 
-def _model(forces: str, example, remat: bool = False, factorized: bool = True):
+def _model(forces: str, example, remat: bool = False, factorized: bool = True,
+           fused: bool = True):
     """The pretrained CHGNet 0.3.0; with direct forces, fresh direct heads on its trunk
     (``"direct-angle"``: with the three-body stress term, ``direct_angle_stress``); ``remat``:
     each convolution block rematerialised in the backward pass (same values, less memory);
-    ``factorized``: ``factorized_messages`` (same values; False is the plain concatenation)."""
+    ``factorized``: ``factorized_messages`` (same values; False is the plain concatenation);
+    ``fused``: ``fused_gates`` (same values; False runs core and gate first layers apart)."""
     from equijax.models.chgnet import CHGNet
     from equijax.models.chgnet_pretrained import from_pretrained
 
     module, params = from_pretrained("0.3.0")
-    config = dataclasses.replace(module.config, remat=remat, factorized_messages=factorized)
+    config = dataclasses.replace(module.config, remat=remat, factorized_messages=factorized,
+                                 fused_gates=fused)
     if forces != "conservative":
         config = dataclasses.replace(config, forces="direct",
                                      direct_angle_stress=forces == "direct-angle")
@@ -84,7 +88,7 @@ def _equijax_rate(labeled, batch_size: int, steps: int, run: Run, breakdown: boo
     )
 
     graphs = [atoms_to_graph(s.atoms) for s in labeled]
-    module, params = _model(forces, graphs[0], run.remat, run.factorized)
+    module, params = _model(forces, graphs[0], run.remat, run.factorized, run.fused)
     mesh = make_mesh(1)
     loader = Loader(graphs, labeled, batch_size, 1, seed=0, shuffle=False, prefetch=0)
     optimizer = make_optimizer(OptimConfig(learning_rate=1e-4, warmup_steps=1, clip_norm=1e9), 1000)
@@ -211,6 +215,7 @@ def _label(run: Run) -> str:
     return (f"equijax, {run.forces} forces" + (f" + conservative every {k} (mean)" if k else "")
             + (", remat" if run.remat else "")
             + ("" if run.factorized else ", concatenated messages")
+            + ("" if run.fused else ", unfused gates")
             + ("" if p == "default" else f", {p}{' (emulated)' if emulated(p) else ''}"))
 
 
@@ -257,12 +262,14 @@ def _memory_table(results: dict, runs: list[Run], batch_size: int) -> Table:
 def _key(run: Run) -> str:
     """Result key: ``equijax`` (conservative, the anchor's setting), ``equijax_direct``, then
     ``_every<k>`` for direct heads with ``conservative_every`` k, ``_remat`` for rematerialised
-    blocks, ``_concat`` for concatenated (not factorized) messages and ``_<precision>`` for a
-    matmul precision other than JAX's default."""
+    blocks, ``_concat`` for concatenated (not factorized) messages, ``_unfused`` for core and
+    gate first layers apart and ``_<precision>`` for a matmul precision other than JAX's
+    default."""
     return ("equijax" + ("" if run.forces == "conservative" else f"_{run.forces}")
             + (f"_every{run.conservative_every}" if run.conservative_every else "")
             + ("_remat" if run.remat else "")
             + ("" if run.factorized else "_concat")
+            + ("" if run.fused else "_unfused")
             + ("" if run.precision == "default" else f"_{run.precision}"))
 
 
@@ -271,7 +278,8 @@ def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | N
         forces: tuple[str, ...] = ("conservative", "direct"),
         precisions: tuple[str, ...] = ("default",),
         breakdown: bool = False, conservative_every: int = 0, remat: bool = False,
-        concat_messages: bool = False, memory: bool = False) -> dict:
+        concat_messages: bool = False, unfused_gates: bool = False,
+        memory: bool = False) -> dict:
     """Run the benchmark (batch 40 on GPU, 4 on CPU by default) for each of ``forces``
     (`FORCES`: "conservative", "direct", "direct-angle") and matmul ``precisions``
     (`equijax.nn.precision.PRECISIONS`; TF32/bf16 are emulated off GPU, so their CPU times are
@@ -283,7 +291,8 @@ def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | N
     the mean over whole cycles), for each precision. ``remat``: also each of these with
     rematerialised blocks (``model.remat``). ``concat_messages``: also each of these with the
     plain concatenated messages (``factorized_messages=False``), the computation that the
-    factorized default bypasses. ``memory``: a memory table, XLA's plan of each step
+    factorized default bypasses. ``unfused_gates``: also each of these with the gated MLPs'
+    core and gate first layers apart (``fused_gates=False``). ``memory``: a memory table, XLA's plan of each step
     (`equijax.bench.memory.xla_memory`) and the measured memory against the reference's (on a
     CPU, one step's resident growth for both, `PeakRSS`)."""
     from equijax.nn.precision import check_precision, emulated
@@ -307,6 +316,7 @@ def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | N
     runs += [Run("direct", p, conservative_every) for p in precisions if conservative_every]
     runs += [r._replace(remat=True) for r in runs] if remat else []
     runs += [r._replace(factorized=False) for r in runs] if concat_messages else []
+    runs += [r._replace(fused=False) for r in runs] if unfused_gates else []
     for r in runs:
         print(f"timing {_label(r)} ...", flush=True)
         results[_key(r)] = _equijax_rate(labeled, batch_size, steps, r, breakdown, memory)
