@@ -241,7 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     ct.add_argument("--forces", default="conservative,direct",
                     help="equijax force heads to time, comma-separated: conservative (autodiff, as "
                          "the reference), direct (readout heads, no second derivatives), "
-                         "direct-angle (direct with the three-body stress term); default: "
+                         "direct-angle (direct with the three-body stress term), "
+                         "direct-physical (three-body forces, pair energy, stress their virial); "
+                         "default: "
                          "conservative,direct")
     ct.add_argument("--precision", default="default",
                     help="matmul precisions to time, comma-separated: default (JAX's: TF32 on "

@@ -14,7 +14,7 @@ def test_chgnet_train_runs_both_sides(tmp_path):
     """Both sides take timed steps; equijax's loss on its own teacher labels stays near zero."""
     out = tmp_path / "train.json"
     assert main(["bench", "chgnet-train", "--limit", "2", "--batch-size", "2", "--steps", "1",
-                 "--forces", "conservative,direct,direct-angle", "--memory", "--conservative-every", "2",
+                 "--forces", "conservative,direct,direct-angle,direct-physical", "--memory", "--conservative-every", "2",
                  "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["chgnet"]["available"], "the reference extra must be installed for the tests"
@@ -30,6 +30,9 @@ def test_chgnet_train_runs_both_sides(tmp_path):
     angle = result["equijax_direct-angle"]
     assert angle["structures_per_s"] > 0
     np.testing.assert_allclose(angle["final_loss"], direct["final_loss"], rtol=0.2)
+    # so do the physical heads' MLPs (three-body forces, pair energy): the same zero prediction
+    physical = result["equijax_direct-physical"]
+    np.testing.assert_allclose(physical["final_loss"], direct["final_loss"], rtol=0.2)
     # memory: XLA's plan of each step against the step's measured resident growth (the plan is
     # compiled separately, so the two are independent); the reference's growth is measured too
     # (with conservative steps every 2 the plan holds both kinds of step, and a measured cycle too)
@@ -58,7 +61,8 @@ def test_remat_and_unfused_runs_train_the_same(tmp_path):
 
 @pytest.mark.parametrize("flag, value, message", [
     ("--precision", "default,fp8", "--precision takes a subset of default,float32,tf32,bf16"),
-    ("--forces", "direct,automatic", "--forces takes a subset of conservative,direct,direct-angle"),
+    ("--forces", "direct,automatic",
+     "--forces takes a subset of conservative,direct,direct-angle,direct-physical"),
     ("--conservative-every", "-1", "--conservative-every must be >= 0"),
 ])
 def test_bad_choices_exit_with_the_valid_ones(flag, value, message, tmp_path):

@@ -190,6 +190,7 @@ def test_scalar_for_a_section_names_the_key():
     ("model.direct_angle_stress=true", "model.direct_angle_stress"),  # without forces=direct
     ("model.direct_angle_forces=true", "model.direct_angle_forces"),  # without forces=direct
     ("model.direct_pair_energy=8", "model.direct_pair_energy"),  # without forces=direct
+    ("model.direct_angle_energy=4", "model.direct_angle_energy"),  # without forces=direct
     ("model.direct_stress=virial_only", "model.direct_stress"),  # without model.forces=direct
     ("model.direct_norm=20", "model.direct_norm"),  # without model.forces=direct
 ])
@@ -258,6 +259,8 @@ def test_direct_hidden_dims_reach_the_chgnet_config():
     (["model.name=equivariant", "model.direct_angle_forces=true"], "model.direct_angle_forces"),
     (["model.name=equivariant", "model.direct_pair_energy=8"], "model.direct_pair_energy"),
     (["model.direct_pair_energy=-1"], "model.direct_pair_energy"),
+    (["model.direct_angle_energy=-1"], "model.direct_angle_energy"),
+    (["model.name=equivariant", "model.direct_angle_energy=4"], "model.direct_angle_energy"),
     (["model.name=equivariant", "model.direct_trunk_grad=0.1"], "model.direct_trunk_grad"),
 ])
 def test_invalid_direct_head_options_raise(overrides, key):
@@ -271,8 +274,8 @@ def test_invalid_direct_head_options_raise(overrides, key):
 @pytest.mark.parametrize("pretrained", [None, "0.3.0"])
 def test_direct_head_options_reach_the_models(pretrained):
     """``model.direct_norm``, ``direct_angle_stress``, ``direct_trunk_grad``,
-    ``direct_hidden_dims``, ``direct_angle_forces``, ``direct_stress`` and
-    ``direct_pair_energy`` become the CHGNet's config fields, for a fresh and a pretrained
+    ``direct_hidden_dims``, ``direct_angle_forces``, ``direct_stress``, ``direct_pair_energy``
+    and ``direct_angle_energy`` become the CHGNet's config fields, for a fresh and a pretrained
     CHGNet; ``direct_norm`` also the equivariant model's. Without them the heads are plain."""
     from equijax.training.loop import build_model
 
@@ -281,11 +284,12 @@ def test_direct_head_options_reach_the_models(pretrained):
                                 "model.direct_angle_stress=true", "model.direct_trunk_grad=0.1",
                                 "model.direct_hidden_dims=[16]", "model.direct_angle_forces=true",
                                 "model.direct_stress=virial_only",
-                                "model.direct_pair_energy=6"]).model
+                                "model.direct_pair_energy=6", "model.direct_angle_energy=3"]).model
     built = build_model(config).config
     assert (built.direct_norm, built.direct_angle_stress, built.direct_trunk_grad,
             built.direct_hidden_dims, built.direct_angle_forces, built.direct_stress,
-            built.direct_pair_energy) == (32.0, True, 0.1, (16,), True, "virial_only", 6)
+            built.direct_pair_energy, built.direct_angle_energy) == (
+        32.0, True, 0.1, (16,), True, "virial_only", 6, 3)
     plain = build_model(load_config(None, base).model).config
     assert (plain.direct_norm, plain.direct_angle_stress, plain.direct_trunk_grad,
             plain.direct_angle_forces, plain.direct_stress) == (1.0, False, 1.0, False,

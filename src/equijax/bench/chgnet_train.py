@@ -49,7 +49,9 @@ class Run(NamedTuple):
 def _model(forces: str, example, remat: bool = False, factorized: bool = True,
            fused: bool = True):
     """The pretrained CHGNet 0.3.0; with direct forces, fresh direct heads on its trunk
-    (``"direct-angle"``: with the three-body stress term, ``direct_angle_stress``); ``remat``:
+    (``"direct-angle"``: with the three-body stress term, ``direct_angle_stress``;
+    ``"direct-physical"``: with `PHYSICAL_HEADS`, three-body forces, a pair energy and the
+    stress as their virial); ``remat``:
     each convolution block rematerialised in the backward pass (same values, less memory);
     ``factorized``: ``factorized_messages`` (same values; False is the plain concatenation);
     ``fused``: ``fused_gates`` (same values; False runs core and gate first layers apart)."""
@@ -62,6 +64,8 @@ def _model(forces: str, example, remat: bool = False, factorized: bool = True,
     if forces != "conservative":
         config = dataclasses.replace(config, forces="direct",
                                      direct_angle_stress=forces == "direct-angle")
+        if forces == "direct-physical":
+            config = dataclasses.replace(config, **PHYSICAL_HEADS)
         fresh = CHGNet(config).init(jax.random.key(0), example)
         params = {"params": {**fresh["params"], **params["params"]}}
     return CHGNet(config), params
@@ -203,8 +207,10 @@ def _chgnet_rate(labeled, batch_size: int, steps: int, memory: bool = False) -> 
             **({"step_rss_growth_MB": rss.growth_mb} if rss else {})}
 
 
-# "direct-angle": direct heads with CHGNet's three-body stress term (model.direct_angle_stress)
-FORCES = ("conservative", "direct", "direct-angle")
+# "direct-angle": direct heads with CHGNet's three-body stress term (model.direct_angle_stress);
+# "direct-physical": with three-body forces, a pair energy and the stress their virial alone
+FORCES = ("conservative", "direct", "direct-angle", "direct-physical")
+PHYSICAL_HEADS = dict(direct_angle_forces=True, direct_pair_energy=8, direct_stress="virial_only")
 
 
 def _label(run: Run) -> str:
@@ -281,9 +287,9 @@ def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | N
         concat_messages: bool = False, unfused_gates: bool = False,
         memory: bool = False) -> dict:
     """Run the benchmark (batch 40 on GPU, 4 on CPU by default) for each of ``forces``
-    (`FORCES`: "conservative", "direct", "direct-angle") and matmul ``precisions``
-    (`equijax.nn.precision.PRECISIONS`; TF32/bf16 are emulated off GPU, so their CPU times are
-    not what the format costs), print a table, write JSON.
+    (`FORCES`: "conservative", "direct", "direct-angle", "direct-physical") and matmul
+    ``precisions`` (`equijax.nn.precision.PRECISIONS`; TF32/bf16 are emulated off GPU, so their
+    CPU times are not what the format costs), print a table, write JSON.
 
     ``breakdown``: also time the step's stages (`stage_breakdown`) and summarise the train step's
     optimized HLO (`hlo_summary`), in a second table. ``conservative_every`` k > 0 adds direct

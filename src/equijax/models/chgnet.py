@@ -19,7 +19,9 @@ from equijax.graphs.crystal_graph import CrystalGraph, edge_vectors
 from equijax.nn.chgnet import AngleUpdate, AtomConv, BondConv
 from equijax.nn.direct_heads import (DIRECT_STRESS, DirectHeads, angle_forces, angle_stress,
                                      check_direct_norm, direct_forces, direct_stress,
-                                     scale_gradient, symmetric_pair_features, valid_trunk_grad)
+                                     edge_gradient_forces, edge_gradient_stress, scale_gradient,
+                                     symmetric_pair_features, valid_trunk_grad)
+from equijax.nn.angle_energy import angle_energy
 from equijax.nn.mlp import MLP, hidden_layers
 from equijax.nn.pair_energy import pair_energy
 from equijax.nn.radial import FourierAngle, RadialBessel, angle_between
@@ -77,6 +79,9 @@ class CHGNetConfig:
     # energy, its exact forces the direct forces and, with a virial direct_stress, its virial the
     # stress, so force labels train part of the energy (equijax.nn.pair_energy)
     direct_pair_energy: int = 0
+    # direct heads: a learned three-body energy over the bond graph's angles, with this many
+    # Chebyshev terms in cos θ (0: none), joins the energy the same way (equijax.nn.angle_energy)
+    direct_angle_energy: int = 0
     # the gradient the direct heads send into the trunk is multiplied by this (1: unchanged)
     direct_trunk_grad: float = 1.0
     # rematerialise each convolution block in the backward pass: with direct forces
@@ -106,8 +111,9 @@ class CHGNetConfig:
         if not valid_trunk_grad(self.direct_trunk_grad):
             raise ValueError(f"direct_trunk_grad must be a finite number >= 0, got "
                              f"{self.direct_trunk_grad!r}")
-        if self.direct_pair_energy < 0:
-            raise ValueError(f"direct_pair_energy must be >= 0, got {self.direct_pair_energy}")
+        for name in ("direct_pair_energy", "direct_angle_energy"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.num_angular % 2 != 1:
             raise ValueError(f"num_angular must be odd, got {self.num_angular}")
 
@@ -224,7 +230,8 @@ class CHGNet(nn.Module):
                     # the last update's output is unused unless direct_angle_stress reads it: a
                     # plain call, which XLA removes under jit (a rematerialised one would stay)
                     unused = i == cfg.n_conv - 2 and not (cfg.forces == "direct" and (
-                        cfg.direct_angle_stress or cfg.direct_angle_forces))
+                        cfg.direct_angle_stress or cfg.direct_angle_forces
+                        or cfg.direct_angle_energy))
                     update = angle_update_cls(cfg.angle_layer_hidden_dim, name=f"angle_update_{i}",
                                               **conv)
                     inputs = (atom_feas, bond_feas, angle_feas, center, pair_i, pair_j)
@@ -271,7 +278,7 @@ class CHGNet(nn.Module):
                     zeros = jnp.zeros_like(slopes)
                     out["stress"] = out["stress"] + direct_stress(
                         zeros, zeros, pair, unit, graph_of_edge, volume, n_graphs, slopes, lengths)
-            if cfg.direct_angle_stress or cfg.direct_angle_forces:
+            if cfg.direct_angle_stress or cfg.direct_angle_forces or cfg.direct_angle_energy:
                 graph_of_angle = jnp.repeat(jnp.arange(n_graphs), bonds.n_edge,
                                             total_repeat_length=center.shape[0])
                 features = jnp.concatenate([angle_feas, bond_feas[pair_i] + bond_feas[pair_j],
@@ -296,4 +303,25 @@ class CHGNet(nn.Module):
                         weights = jax.lax.stop_gradient(weights)
                     out["stress"] = out["stress"] + angle_stress(
                         2.0 * weights, unit_ij, unit_ik, graph_of_angle, volume, n_graphs)
+            if cfg.direct_angle_energy:
+                coefficients = MLP(cfg.direct_angle_energy, hidden=cfg.direct_hidden_dims,
+                                   act=cfg.non_linearity, zero_init_last=True,
+                                   name="angle_energy_mlp")(features)
+                edge_ij, edge_ik = bonds.edges["edge_ij"], bonds.edges["edge_ik"]
+                energies, grad_ij, grad_ik = angle_energy(
+                    coefficients, vectors[edge_ij], vectors[edge_ik], cfg.bond_graph_cutoff,
+                    cfg.cutoff_coeff)
+                sites = jax.ops.segment_sum(energies, center, n_atoms)
+                out["site_energies"] = out["site_energies"] + sites
+                out["energy"] = out["energy"] + jax.ops.segment_sum(
+                    sites, graph_of_atom, n_graphs, indices_are_sorted=True)
+                edge_gradient = (jax.ops.segment_sum(grad_ij, edge_ij, n_edges)
+                                 + jax.ops.segment_sum(grad_ik, edge_ik, n_edges))
+                out["forces"] = out["forces"] + edge_gradient_forces(
+                    edge_gradient, atoms.senders, atoms.receivers, n_atoms)
+                if cfg.direct_stress != "independent":  # the virial of these forces
+                    if cfg.direct_stress == "virial_detached":
+                        edge_gradient = jax.lax.stop_gradient(edge_gradient)
+                    out["stress"] = out["stress"] + edge_gradient_stress(
+                        edge_gradient, vectors, graph_of_edge, volume, n_graphs)
         return out

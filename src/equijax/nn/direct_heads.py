@@ -114,7 +114,7 @@ def direct_stress(w_outer: jnp.ndarray, w_iso: jnp.ndarray, pair: jnp.ndarray, u
     per_edge = (edge_outer[:, None, None] * outer
                 + w_iso[pair][:, None, None] * jnp.eye(3, dtype=unit.dtype)) / 2.0
     total = jax.ops.segment_sum(per_edge, graph_of_edge, n_graphs)
-    return total * _gpa_per_volume(volume)[:, None, None]
+    return total * gpa_per_volume(volume)[:, None, None]
 
 
 def angle_stress(angle_weights: jnp.ndarray, unit_ij: jnp.ndarray, unit_ik: jnp.ndarray,
@@ -129,7 +129,7 @@ def angle_stress(angle_weights: jnp.ndarray, unit_ij: jnp.ndarray, unit_ik: jnp.
     outer = unit_ij[:, :, None] * unit_ik[:, None, :]
     per_angle = angle_weights[:, None, None] * (outer + jnp.swapaxes(outer, 1, 2)) / 2.0
     total = jax.ops.segment_sum(per_angle, graph_of_angle, n_graphs)
-    return total * _gpa_per_volume(volume)[:, None, None]
+    return total * gpa_per_volume(volume)[:, None, None]
 
 
 def angle_forces(angle_weights: jnp.ndarray, unit_ij: jnp.ndarray, unit_ik: jnp.ndarray,
@@ -151,11 +151,31 @@ def angle_forces(angle_weights: jnp.ndarray, unit_ij: jnp.ndarray, unit_ik: jnp.
                                          n_edges)
                      + jax.ops.segment_sum((angle_weights / length_ik)[:, None] * unit_ij, edge_ik,
                                            n_edges))
+    return edge_gradient_forces(edge_gradient, senders, receivers, n_atoms)
+
+
+def edge_gradient_forces(edge_gradient: jnp.ndarray, senders: jnp.ndarray,
+                         receivers: jnp.ndarray, n_atoms: int) -> jnp.ndarray:
+    """(N, 3) forces eV/Å of per-edge energy gradients ``g_e = ∂E/∂r_e`` (E, 3) eV/Å, r_e the
+    vector from the edge's centre (``receivers``) to its neighbour (``senders``): the centre gets
+    +g_e and the neighbour −g_e, so the net force is zero."""
     return (jax.ops.segment_sum(edge_gradient, receivers, n_atoms)
             - jax.ops.segment_sum(edge_gradient, senders, n_atoms))
 
 
-def _gpa_per_volume(volume: jnp.ndarray) -> jnp.ndarray:
+def edge_gradient_stress(edge_gradient: jnp.ndarray, vectors: jnp.ndarray,
+                         graph_of_edge: jnp.ndarray, volume: jnp.ndarray,
+                         n_graphs: int) -> jnp.ndarray:
+    """(G, 3, 3) stress GPa ``(160.2 / V) Σ_e sym(r_e ⊗ g_e)``: the virial (1/V) ∂E/∂ε of an
+    energy of edge vectors with gradients ``edge_gradient`` (E, 3) eV/Å at ``vectors`` (E, 3) Å;
+    zero for graphs without a 3D cell (``volume`` (G,) Å³ of 0). The sum is symmetric already
+    for a rotation-invariant energy; the symmetrisation only removes rounding."""
+    outer = vectors[:, :, None] * edge_gradient[:, None, :]
+    total = jax.ops.segment_sum((outer + jnp.swapaxes(outer, 1, 2)) / 2.0, graph_of_edge, n_graphs)
+    return total * gpa_per_volume(volume)[:, None, None]
+
+
+def gpa_per_volume(volume: jnp.ndarray) -> jnp.ndarray:
     """160.2 / V for graphs with a 3D cell (volume > 0), 0 otherwise; (G,)."""
     has_cell = volume > 0
     return jnp.where(has_cell, EV_PER_A3_TO_GPA / jnp.where(has_cell, volume, 1.0), 0.0)

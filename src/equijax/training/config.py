@@ -68,6 +68,9 @@ class ModelConfig:
     # CHGNet direct heads: a learned pair energy with this many radial functions (0: none) whose
     # exact forces (and, with a virial direct_stress, virial) join the heads' (equijax.nn.pair_energy)
     direct_pair_energy: int = 0
+    # CHGNet direct heads: a learned three-body energy over the bond graph's angles with this many
+    # Chebyshev terms (0: none), joined the same way (equijax.nn.angle_energy)
+    direct_angle_energy: int = 0
     # CHGNet: the gradient the direct heads send into the trunk is multiplied by this
     direct_trunk_grad: float = 1.0
     # hidden widths of the direct heads' pair MLP (CHGNet; the equivariant model's use (channels,))
@@ -264,10 +267,11 @@ def _check(config: ExperimentConfig) -> None:
         (not config.model.direct_angle_forces or (config.model.forces == "direct"
                                                    and config.model.name == "chgnet"),
          "model.direct_angle_forces", "needs model.name=chgnet and model.forces=direct"),
-        (config.model.direct_pair_energy >= 0, "model.direct_pair_energy", "must be >= 0"),
-        (not config.model.direct_pair_energy or (config.model.forces == "direct"
-                                                  and config.model.name == "chgnet"),
-         "model.direct_pair_energy", "needs model.name=chgnet and model.forces=direct"),
+        *[check for key in ("direct_pair_energy", "direct_angle_energy") for check in (
+            (getattr(config.model, key) >= 0, f"model.{key}", "must be >= 0"),
+            (not getattr(config.model, key) or (config.model.forces == "direct"
+                                                and config.model.name == "chgnet"),
+             f"model.{key}", "needs model.name=chgnet and model.forces=direct"))],
         (valid_trunk_grad(config.model.direct_trunk_grad), "model.direct_trunk_grad",
          "must be a finite number >= 0"),
         (config.model.direct_trunk_grad == 1.0 or (config.model.forces == "direct"

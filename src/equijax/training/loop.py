@@ -55,6 +55,7 @@ def direct_options(model: ModelConfig) -> dict:
                 direct_angle_stress=model.direct_angle_stress,
                 direct_angle_forces=model.direct_angle_forces,
                 direct_pair_energy=model.direct_pair_energy,
+                direct_angle_energy=model.direct_angle_energy,
                 direct_trunk_grad=model.direct_trunk_grad)
 
 

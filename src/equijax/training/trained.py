@@ -108,11 +108,11 @@ def transfer_params(fresh: dict, source: dict) -> tuple[dict, dict[str, list[str
 # any other difference (layer sizes, cutoffs, basis sizes, the model type) is an error.
 # ModelConfig fields that shape only the direct heads (a conservative model takes the defaults)
 DIRECT_HEAD_OPTIONS = ("direct_stress", "direct_norm", "direct_angle_stress", "direct_angle_forces",
-                       "direct_pair_energy", "direct_trunk_grad")
+                       "direct_pair_energy", "direct_angle_energy", "direct_trunk_grad")
 INIT_FROM_MAY_DIFFER = ("forces", *DIRECT_HEAD_OPTIONS, "init_from", "remat", "refit_atomref")
 # param collections that exist only with direct heads (CHGNet's and the equivariant model's)
 DIRECT_HEAD_PARAMS = ("direct_heads", "force_readout", "angle_stress_mlp", "angle_force_mlp",
-                      "pair_energy_mlp")
+                      "pair_energy_mlp", "angle_energy_mlp")
 
 
 def check_init_from(model) -> None:
