@@ -12,8 +12,8 @@ from equijax.graphs import BucketPolicy, atoms_to_graph, pad_batch
 from equijax.graphs.crystal_graph import edge_vectors
 from equijax.models.chgnet import CHGNet, CHGNetConfig
 from equijax.models.equivariant import EquivariantConfig, EquivariantPotential
-from equijax.nn.direct_heads import (EV_PER_A3_TO_GPA, angle_forces, angle_stress, direct_forces,
-                                     direct_stress)
+from equijax.nn.direct_heads import (EV_PER_A3_TO_GPA, angle_edge_gradient, angle_stress,
+                                     direct_forces, direct_stress, edge_gradient_forces)
 from equijax.potential import predict_padded
 from equijax.training.trained import DIRECT_HEAD_PARAMS
 
@@ -143,7 +143,7 @@ def test_virial_term_gives_a_pair_potentials_forces_and_stress():
 
 def test_angle_and_pair_terms_give_a_three_body_potentials_forces_and_stress():
     """An energy of bond-graph angles and bond lengths, E = Σ_angles φ(cos θ, r_ij, r_ik), on a
-    strained, rattled periodic silicon cell: `angle_forces` with c = ∂φ/∂cos θ plus
+    strained, rattled periodic silicon cell: `angle_edge_gradient` with c = ∂φ/∂cos θ plus
     `direct_forces` with the central rest summed per pair equal its forces by autodiff, and
     `angle_stress` of 2c plus the pair virial equal its strain derivative (the reference: jax.grad
     of the energy through `edge_vectors`, which knows nothing of the heads)."""
@@ -189,8 +189,9 @@ def test_angle_and_pair_terms_give_a_three_body_potentials_forces_and_stress():
     w_f = np.zeros(int(pair.max()) + 1)
     np.add.at(w_f, pair, central)  # a pair's two directed edges act as one central force
 
-    forces = (angle_forces(c, unit[ij], unit[ik], lengths[ij], lengths[ik], ij, ik,
-                           atom_graph.senders, atom_graph.receivers, len(atoms))
+    forces = (edge_gradient_forces(angle_edge_gradient(c, unit[ij], unit[ik], lengths[ij],
+                                                       lengths[ik], ij, ik, len(lengths)),
+                                   atom_graph.senders, atom_graph.receivers, len(atoms))
               + direct_forces(w_f, pair, unit, atom_graph.receivers, len(atoms)))
     zeros, one_graph = np.zeros_like(w_f), np.array([volume])
     stress = (angle_stress(2.0 * c, unit[ij], unit[ik], np.zeros(len(c), int), one_graph, 1)

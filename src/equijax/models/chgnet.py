@@ -16,14 +16,10 @@ import jax
 import jax.numpy as jnp
 
 from equijax.graphs.crystal_graph import CrystalGraph, edge_vectors
+from equijax.models.chgnet_direct import add_direct_heads
 from equijax.nn.chgnet import AngleUpdate, AtomConv, BondConv
-from equijax.nn.direct_heads import (DIRECT_STRESS, DirectHeads, angle_forces, angle_stress,
-                                     check_direct_norm, direct_forces, direct_stress,
-                                     edge_gradient_forces, edge_gradient_stress, scale_gradient,
-                                     symmetric_pair_features, valid_trunk_grad)
-from equijax.nn.angle_energy import angle_energy
-from equijax.nn.mlp import MLP, hidden_layers
-from equijax.nn.pair_energy import pair_energy
+from equijax.nn.direct_heads import DIRECT_STRESS, check_direct_norm, valid_trunk_grad
+from equijax.nn.mlp import hidden_layers
 from equijax.nn.radial import FourierAngle, RadialBessel, angle_between
 from equijax.nn.remat import remat_call
 from equijax.nn.readout import MAX_ELEMENTS, AtomRef, SiteEnergies, SiteMagmoms
@@ -71,7 +67,7 @@ class CHGNetConfig:
     # features, divided by direct_norm
     direct_angle_stress: bool = False
     # direct forces: add three-body (non-central) terms over the bond graph's angles
-    # (`angle_forces`), weights from an MLP of the same features as direct_angle_stress's, divided
+    # (`angle_edge_gradient`), weights from an MLP of the same features as direct_angle_stress's, divided
     # by direct_norm; with a virial direct_stress their virial joins the stress, which makes
     # "virial_only" exact for CHGNet-like energies (see equijax.nn.direct_heads)
     direct_angle_forces: bool = False
@@ -248,80 +244,6 @@ class CHGNet(nn.Module):
         out = {"site_energies": site_energies, "energy": energy, "atomref": atomref,
                "magmoms": magmoms}
         if cfg.forces == "direct":
-            graph_of_edge = jnp.repeat(jnp.arange(n_graphs), atoms.n_edge, total_repeat_length=n_edges)
-            volume = jnp.asarray(atoms.globals["volume"]).astype(unit.dtype)
-            if cfg.direct_trunk_grad != 1.0:
-                bond_feas = scale_gradient(bond_feas, cfg.direct_trunk_grad)
-                atom_feas = scale_gradient(atom_feas, cfg.direct_trunk_grad)
-                angle_feas = scale_gradient(angle_feas, cfg.direct_trunk_grad)
-            out["forces"], out["stress"] = DirectHeads(
-                cfg.direct_hidden_dims, cfg.non_linearity, cfg.direct_stress, cfg.direct_norm,
-                name="direct_heads")(
-                bond_feas, atom_feas, atoms.senders, atoms.receivers, pair, unit, graph_of_edge,
-                volume, lengths)
-            if cfg.direct_pair_energy:
-                features = jnp.concatenate([bond_feas, symmetric_pair_features(
-                    atom_feas, atoms.senders, atoms.receivers, pair, n_pairs)], axis=-1)
-                coefficients = MLP(cfg.direct_pair_energy, hidden=cfg.direct_hidden_dims,
-                                   act=cfg.non_linearity, zero_init_last=True,
-                                   name="pair_energy_mlp")(features)
-                energies, slopes = pair_energy(coefficients, undirected, cfg.atom_graph_cutoff)
-                sites = jax.ops.segment_sum(energies[pair] / 2.0, atoms.receivers, n_atoms)
-                out["site_energies"] = out["site_energies"] + sites
-                out["energy"] = out["energy"] + jax.ops.segment_sum(
-                    sites, graph_of_atom, n_graphs, indices_are_sorted=True)
-                out["forces"] = out["forces"] + direct_forces(slopes, pair, unit, atoms.receivers,
-                                                              n_atoms)
-                if cfg.direct_stress != "independent":  # the virial of these forces
-                    if cfg.direct_stress == "virial_detached":
-                        slopes = jax.lax.stop_gradient(slopes)
-                    zeros = jnp.zeros_like(slopes)
-                    out["stress"] = out["stress"] + direct_stress(
-                        zeros, zeros, pair, unit, graph_of_edge, volume, n_graphs, slopes, lengths)
-            if cfg.direct_angle_stress or cfg.direct_angle_forces or cfg.direct_angle_energy:
-                graph_of_angle = jnp.repeat(jnp.arange(n_graphs), bonds.n_edge,
-                                            total_repeat_length=center.shape[0])
-                features = jnp.concatenate([angle_feas, bond_feas[pair_i] + bond_feas[pair_j],
-                                            atom_feas[center]], axis=-1)
-
-                def angle_weights(name):
-                    return MLP(1, hidden=cfg.direct_hidden_dims, act=cfg.non_linearity,
-                               zero_init_last=True, name=name)(features)[:, 0] / cfg.direct_norm
-
-            if cfg.direct_angle_stress:
-                out["stress"] = out["stress"] + angle_stress(
-                    angle_weights("angle_stress_mlp"), unit_ij, unit_ik, graph_of_angle, volume,
-                    n_graphs)
-            if cfg.direct_angle_forces:
-                edge_ij, edge_ik = bonds.edges["edge_ij"], bonds.edges["edge_ik"]
-                weights = angle_weights("angle_force_mlp")
-                out["forces"] = out["forces"] + angle_forces(
-                    weights, unit_ij, unit_ik, lengths[edge_ij], lengths[edge_ik], edge_ij,
-                    edge_ik, atoms.senders, atoms.receivers, n_atoms)
-                if cfg.direct_stress != "independent":  # the virial of these forces
-                    if cfg.direct_stress == "virial_detached":
-                        weights = jax.lax.stop_gradient(weights)
-                    out["stress"] = out["stress"] + angle_stress(
-                        2.0 * weights, unit_ij, unit_ik, graph_of_angle, volume, n_graphs)
-            if cfg.direct_angle_energy:
-                coefficients = MLP(cfg.direct_angle_energy, hidden=cfg.direct_hidden_dims,
-                                   act=cfg.non_linearity, zero_init_last=True,
-                                   name="angle_energy_mlp")(features)
-                edge_ij, edge_ik = bonds.edges["edge_ij"], bonds.edges["edge_ik"]
-                energies, grad_ij, grad_ik = angle_energy(
-                    coefficients, vectors[edge_ij], vectors[edge_ik], cfg.bond_graph_cutoff,
-                    cfg.cutoff_coeff)
-                sites = jax.ops.segment_sum(energies, center, n_atoms)
-                out["site_energies"] = out["site_energies"] + sites
-                out["energy"] = out["energy"] + jax.ops.segment_sum(
-                    sites, graph_of_atom, n_graphs, indices_are_sorted=True)
-                edge_gradient = (jax.ops.segment_sum(grad_ij, edge_ij, n_edges)
-                                 + jax.ops.segment_sum(grad_ik, edge_ik, n_edges))
-                out["forces"] = out["forces"] + edge_gradient_forces(
-                    edge_gradient, atoms.senders, atoms.receivers, n_atoms)
-                if cfg.direct_stress != "independent":  # the virial of these forces
-                    if cfg.direct_stress == "virial_detached":
-                        edge_gradient = jax.lax.stop_gradient(edge_gradient)
-                    out["stress"] = out["stress"] + edge_gradient_stress(
-                        edge_gradient, vectors, graph_of_edge, volume, n_graphs)
+            out = add_direct_heads(cfg, out, graph, atom_feas, bond_feas, angle_feas, vectors,
+                                   undirected, graph_of_atom)
         return out

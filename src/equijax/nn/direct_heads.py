@@ -21,7 +21,7 @@ the term; with ``"virial_detached"`` the term is under `jax.lax.stop_gradient` (
 still reach w_f through the MLP's shared hidden layers and the trunk, as with
 ``"independent"``). ``"independent"`` leaves the term out. ``"virial_only"`` makes the stress the
 virial alone (w₁ and w₀ are computed but unused): with CHGNet's three-body forces
-(`angle_forces`, whose virial joins it) this is exact for any energy of pair distances and
+(`angle_edge_gradient`, whose virial joins it) this is exact for any energy of pair distances and
 bond-graph angles, CHGNet's own included, so force and stress labels train the same weights.
 
 Rotating the structure rotates r̂, so F → R F and σ → R σ Rᵀ exactly; σ is symmetric by
@@ -132,26 +132,21 @@ def angle_stress(angle_weights: jnp.ndarray, unit_ij: jnp.ndarray, unit_ik: jnp.
     return total * gpa_per_volume(volume)[:, None, None]
 
 
-def angle_forces(angle_weights: jnp.ndarray, unit_ij: jnp.ndarray, unit_ik: jnp.ndarray,
-                 length_ij: jnp.ndarray, length_ik: jnp.ndarray, edge_ij: jnp.ndarray,
-                 edge_ik: jnp.ndarray, senders: jnp.ndarray, receivers: jnp.ndarray,
-                 n_atoms: int) -> jnp.ndarray:
-    """(N, 3) three-body forces eV/Å of angle weights c (A,) eV: the non-central part of the
-    forces of an angle energy φ(cos θ_ijk), with c = ∂φ/∂cos θ.
+def angle_edge_gradient(angle_weights: jnp.ndarray, unit_ij: jnp.ndarray, unit_ik: jnp.ndarray,
+                        length_ij: jnp.ndarray, length_ik: jnp.ndarray, edge_ij: jnp.ndarray,
+                        edge_ik: jnp.ndarray, n_edges: int) -> jnp.ndarray:
+    """(E, 3) edge gradients eV/Å of three-body force terms with angle weights c (A,) eV: the
+    non-central part of the gradient of an angle energy φ(cos θ_ijk), with c = ∂φ/∂cos θ.
 
     Each angle j-i-k (centre i, directed edges ``edge_ij``/``edge_ik`` of the atom graph, unit
     vectors ``unit_ij``/``unit_ik`` (A, 3), lengths ``length_ij``/``length_ik`` (A,) Å) gives
-    its edges the gradients g_ij = (c / r_ij) r̂_ik and g_ik = (c / r_ik) r̂_ij; an edge's
-    gradient pulls its centre (``receivers``) and pushes its neighbour (``senders``) equally, so
-    Σ_i F_i = 0. Their virial, (1/V) Σ r⊗g = (c / V) (r̂_ij⊗r̂_ik + r̂_ik⊗r̂_ij), is
-    `angle_stress` with weights 2c. The central rest of φ's gradient, −c cos θ / r along each
-    bond, is a pair term that `direct_forces` can carry."""
-    n_edges = senders.shape[0]
-    edge_gradient = (jax.ops.segment_sum((angle_weights / length_ij)[:, None] * unit_ik, edge_ij,
-                                         n_edges)
-                     + jax.ops.segment_sum((angle_weights / length_ik)[:, None] * unit_ij, edge_ik,
-                                           n_edges))
-    return edge_gradient_forces(edge_gradient, senders, receivers, n_atoms)
+    its edges g_ij = (c / r_ij) r̂_ik and g_ik = (c / r_ik) r̂_ij. Their forces
+    (`edge_gradient_forces`) have Σ_i F_i = 0; their virial (1/V) Σ r⊗g =
+    (c / V)(r̂_ij⊗r̂_ik + r̂_ik⊗r̂_ij) is `angle_stress` with weights 2c. The central rest of
+    φ's gradient, −c cos θ / r along each bond, is a pair term that `direct_forces` can carry."""
+    return (jax.ops.segment_sum((angle_weights / length_ij)[:, None] * unit_ik, edge_ij, n_edges)
+            + jax.ops.segment_sum((angle_weights / length_ik)[:, None] * unit_ij, edge_ik,
+                                  n_edges))
 
 
 def edge_gradient_forces(edge_gradient: jnp.ndarray, senders: jnp.ndarray,

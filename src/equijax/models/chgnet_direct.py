@@ -1,0 +1,109 @@
+"""CHGNet's direct force and stress heads (``CHGNetConfig.forces="direct"``): the pair heads of
+`equijax.nn.direct_heads.DirectHeads` and the optional terms over the bond graph's angles and
+pairs, read out of the final features. No derivative of the network is taken.
+
+The optional physical terms (three-body forces, learned pair and three-body energies) each give
+every directed edge e a gradient g_e = ∂E/∂r_e (eV/Å); their forces push each edge's centre by
++g_e and its neighbour by −g_e (`edge_gradient_forces`), and with a virial ``direct_stress``
+their virial (1/V) Σ r_e ⊗ g_e joins the stress (`edge_gradient_stress`).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from equijax.graphs.crystal_graph import CrystalGraph
+from equijax.nn.angle_energy import angle_energy
+from equijax.nn.direct_heads import (DirectHeads, angle_edge_gradient, angle_stress,
+                                     edge_gradient_forces, edge_gradient_stress, scale_gradient,
+                                     symmetric_pair_features)
+from equijax.nn.mlp import MLP
+from equijax.nn.pair_energy import pair_energy
+
+
+def _edge_sum(values: jnp.ndarray, edges: jnp.ndarray, n_edges: int) -> jnp.ndarray:
+    return jax.ops.segment_sum(values, edges, n_edges)
+
+
+def add_direct_heads(cfg, out: dict, graph: CrystalGraph, atom_feas, bond_feas, angle_feas,
+                     vectors: jnp.ndarray, pair_lengths: jnp.ndarray,
+                     graph_of_atom: jnp.ndarray) -> dict:
+    """``out`` (CHGNet's outputs) with ``forces`` (N, 3) eV/Å and ``stress`` (G, 3, 3) GPa from
+    the direct heads ``cfg`` (a `CHGNetConfig`) selects, and the learned energies added to
+    ``site_energies`` and ``energy``. Call inside CHGNet's compact ``__call__`` (the heads'
+    params live there). ``atom_feas`` (N, F), ``bond_feas`` (P, Fb), ``angle_feas`` (A, Fa):
+    final features; ``vectors`` (E, 3) Å centre-to-neighbour; ``pair_lengths`` (P,) Å."""
+    atoms, bonds = graph.atoms, graph.bonds
+    n_atoms, n_edges, n_graphs = graph_of_atom.shape[0], vectors.shape[0], atoms.n_node.shape[0]
+    lengths = jnp.linalg.norm(vectors, axis=-1)
+    unit = vectors / lengths[:, None]
+    pair = atoms.edges["pair"]
+    graph_of_edge = jnp.repeat(jnp.arange(n_graphs), atoms.n_edge, total_repeat_length=n_edges)
+    volume = jnp.asarray(atoms.globals["volume"]).astype(unit.dtype)
+    if cfg.direct_trunk_grad != 1.0:
+        bond_feas = scale_gradient(bond_feas, cfg.direct_trunk_grad)
+        atom_feas = scale_gradient(atom_feas, cfg.direct_trunk_grad)
+        angle_feas = scale_gradient(angle_feas, cfg.direct_trunk_grad)
+    forces, stress = DirectHeads(cfg.direct_hidden_dims, cfg.non_linearity, cfg.direct_stress,
+                                 cfg.direct_norm, name="direct_heads")(
+        bond_feas, atom_feas, atoms.senders, atoms.receivers, pair, unit, graph_of_edge, volume,
+        lengths)
+    sites = jnp.zeros_like(out["site_energies"])
+    edge_gradient = jnp.zeros_like(vectors)
+
+    def mlp(features, name, outputs):
+        return MLP(outputs, hidden=cfg.direct_hidden_dims, act=cfg.non_linearity,
+                   zero_init_last=True, name=name)(features)
+
+    if cfg.direct_pair_energy:
+        features = jnp.concatenate([bond_feas, symmetric_pair_features(
+            atom_feas, atoms.senders, atoms.receivers, pair, pair_lengths.shape[0])], axis=-1)
+        energies, slopes = pair_energy(mlp(features, "pair_energy_mlp", cfg.direct_pair_energy),
+                                       pair_lengths, cfg.atom_graph_cutoff)
+        sites = sites + jax.ops.segment_sum(energies[pair] / 2.0, atoms.receivers, n_atoms)
+        # each of a pair's two directed edges carries half its gradient u' r̂
+        edge_gradient = edge_gradient + (slopes[pair] / 2.0)[:, None] * unit
+
+    if cfg.direct_angle_stress or cfg.direct_angle_forces or cfg.direct_angle_energy:
+        center, edge_ij, edge_ik = (bonds.edges["center"], bonds.edges["edge_ij"],
+                                    bonds.edges["edge_ik"])
+        pair_i = bonds.nodes["pair"][bonds.receivers]
+        pair_j = bonds.nodes["pair"][bonds.senders]
+        unit_ij, unit_ik = unit[edge_ij], unit[edge_ik]
+        graph_of_angle = jnp.repeat(jnp.arange(n_graphs), bonds.n_edge,
+                                    total_repeat_length=center.shape[0])
+        features = jnp.concatenate([angle_feas, bond_feas[pair_i] + bond_feas[pair_j],
+                                    atom_feas[center]], axis=-1)
+        if cfg.direct_angle_stress:
+            weights = mlp(features, "angle_stress_mlp", 1)[:, 0] / cfg.direct_norm
+            stress = stress + angle_stress(weights, unit_ij, unit_ik, graph_of_angle, volume,
+                                           n_graphs)
+        if cfg.direct_angle_forces:  # the non-central gradients of an angle energy φ(cos θ)
+            weights = mlp(features, "angle_force_mlp", 1)[:, 0] / cfg.direct_norm
+            edge_gradient = edge_gradient + angle_edge_gradient(
+                weights, unit_ij, unit_ik, lengths[edge_ij], lengths[edge_ik], edge_ij, edge_ik,
+                n_edges)
+        if cfg.direct_angle_energy:
+            energies, grad_ij, grad_ik = angle_energy(
+                mlp(features, "angle_energy_mlp", cfg.direct_angle_energy), vectors[edge_ij],
+                vectors[edge_ik], cfg.bond_graph_cutoff, cfg.cutoff_coeff)
+            sites = sites + jax.ops.segment_sum(energies, center, n_atoms)
+            edge_gradient = (edge_gradient + _edge_sum(grad_ij, edge_ij, n_edges)
+                             + _edge_sum(grad_ik, edge_ik, n_edges))
+
+    if cfg.direct_pair_energy or cfg.direct_angle_forces or cfg.direct_angle_energy:
+        forces = forces + edge_gradient_forces(edge_gradient, atoms.senders, atoms.receivers,
+                                               n_atoms)
+        if cfg.direct_stress != "independent":  # the virial of these forces
+            if cfg.direct_stress == "virial_detached":
+                edge_gradient = jax.lax.stop_gradient(edge_gradient)
+            stress = stress + edge_gradient_stress(edge_gradient, vectors, graph_of_edge, volume,
+                                                   n_graphs)
+    energy = out["energy"]
+    if cfg.direct_pair_energy or cfg.direct_angle_energy:
+        energy = energy + jax.ops.segment_sum(sites, graph_of_atom, n_graphs,
+                                              indices_are_sorted=True)
+    return {**out, "site_energies": out["site_energies"] + sites, "energy": energy,
+            "forces": forces, "stress": stress}
+
