@@ -58,3 +58,42 @@ def test_learned_energy_forces_are_its_energy_gradient(option, mlp, direct_stres
     else:  # the independent heads (zero-initialised) and no virial
         np.testing.assert_allclose(direct["stress"][:2], 0.0, atol=1e-6)
     assert np.all(np.abs(direct["energy"][:2] - trunk["energy"][:2]) > 1e-3)
+
+
+def test_a_conservative_model_keeps_the_learned_energies():
+    """The learned pair and three-body energies are energy terms: a conservative CHGNet with the
+    same options and params (direct heads dropped) has the direct model's energies, and its
+    forces are the gradient of all of it (checked against central finite differences of its own
+    energy along a random displacement)."""
+    atoms = ase.build.bulk("Si", "diamond", 5.43, cubic=True)
+    atoms.rattle(0.1, seed=0)
+    policy = BucketPolicy(fixed_graphs=2, multiple=64)
+    batch, _ = pad_batch([atoms_to_graph(atoms, cutoff=4.5)], policy)
+    options = dict(**TINY, direct_pair_energy=3, direct_angle_energy=3)
+    direct = CHGNet(CHGNetConfig(**options, forces="direct"))
+    conservative = CHGNet(CHGNetConfig(**options))
+    params = direct.init(jax.random.key(1), batch)
+    params = jax.tree_util.tree_map(lambda x: x + 0.05, params)  # live energy MLPs
+    kept = {"params": {k: v for k, v in params["params"].items()
+                       if k not in ("direct_heads",)}}
+    energy_d = jax.jit(direct.apply)(params, batch)["energy"][0]
+    energy_c = jax.jit(conservative.apply)(kept, batch)["energy"][0]
+    plain = CHGNet(CHGNetConfig(**TINY))
+    energy_trunk = jax.jit(plain.apply)(
+        {"params": {k: v for k, v in kept["params"].items()
+                    if k not in ("pair_energy_mlp", "angle_energy_mlp")}}, batch)["energy"][0]
+    np.testing.assert_allclose(energy_c, energy_d, rtol=1e-6, atol=1e-6)
+    assert abs(float(energy_c - energy_trunk)) > 1e-3  # the learned terms are live
+
+    forces = jax.device_get(jax.jit(lambda p, g: predict_padded(conservative, p, g))(kept, batch)
+                            )["forces"][:len(atoms)]
+    step = np.random.default_rng(2).normal(size=(len(atoms), 3)) * 1e-3
+
+    def energy_at(shift):
+        moved = atoms.copy()
+        moved.positions = atoms.positions + shift
+        graph, _ = pad_batch([atoms_to_graph(moved, cutoff=4.5)], policy)
+        return float(jax.jit(conservative.apply)(kept, graph)["energy"][0])
+
+    slope = (energy_at(step) - energy_at(-step)) / 2.0
+    np.testing.assert_allclose(-np.sum(forces * step), slope, rtol=0.05, atol=2e-5)

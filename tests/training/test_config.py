@@ -189,8 +189,7 @@ def test_scalar_for_a_section_names_the_key():
     ("model.direct_trunk_grad=0.5", "model.direct_trunk_grad"),  # without model.forces=direct
     ("model.direct_angle_stress=true", "model.direct_angle_stress"),  # without forces=direct
     ("model.direct_angle_forces=true", "model.direct_angle_forces"),  # without forces=direct
-    ("model.direct_pair_energy=8", "model.direct_pair_energy"),  # without forces=direct
-    ("model.direct_angle_energy=4", "model.direct_angle_energy"),  # without forces=direct
+    ("model.direct_pair_energy=2.5", "model.direct_pair_energy"),
     ("model.direct_stress=virial_only", "model.direct_stress"),  # without model.forces=direct
     ("model.direct_norm=20", "model.direct_norm"),  # without model.forces=direct
 ])
@@ -260,6 +259,7 @@ def test_direct_hidden_dims_reach_the_chgnet_config():
     (["model.name=equivariant", "model.direct_pair_energy=8"], "model.direct_pair_energy"),
     (["model.direct_pair_energy=-1"], "model.direct_pair_energy"),
     (["model.direct_angle_energy=-1"], "model.direct_angle_energy"),
+    (["model.name=equivariant", "model.direct_stress=virial_only"], "model.direct_stress"),
     (["model.name=equivariant", "model.direct_angle_energy=4"], "model.direct_angle_energy"),
     (["model.name=equivariant", "model.direct_trunk_grad=0.1"], "model.direct_trunk_grad"),
 ])

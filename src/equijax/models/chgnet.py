@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from equijax.graphs.crystal_graph import CrystalGraph, edge_vectors
-from equijax.models.chgnet_direct import add_direct_heads
+from equijax.models.chgnet_direct import add_direct_heads, learned_energies
 from equijax.nn.chgnet import AngleUpdate, AtomConv, BondConv
 from equijax.nn.direct_heads import DIRECT_STRESS, check_direct_norm, valid_trunk_grad
 from equijax.nn.mlp import hidden_layers
@@ -71,12 +71,13 @@ class CHGNetConfig:
     # by direct_norm; with a virial direct_stress their virial joins the stress, which makes
     # "virial_only" exact for CHGNet-like energies (see equijax.nn.direct_heads)
     direct_angle_forces: bool = False
-    # direct heads: a learned pair energy with this many radial functions (0: none) joins the
-    # energy, its exact forces the direct forces and, with a virial direct_stress, its virial the
-    # stress, so force labels train part of the energy (equijax.nn.pair_energy)
+    # a learned pair energy with this many radial functions (0: none) joins the energy; with direct
+    # heads its exact forces (at fixed features) join the direct forces and, with a virial
+    # direct_stress, its virial the stress, so force labels train part of the energy
+    # (equijax.nn.pair_energy); a conservative model differentiates it like the rest
     direct_pair_energy: int = 0
-    # direct heads: a learned three-body energy over the bond graph's angles, with this many
-    # Chebyshev terms in cos θ (0: none), joins the energy the same way (equijax.nn.angle_energy)
+    # a learned three-body energy over the bond graph's angles, with this many Chebyshev terms in
+    # cos θ (0: none), joins the energy the same way (equijax.nn.angle_energy)
     direct_angle_energy: int = 0
     # the gradient the direct heads send into the trunk is multiplied by this (1: unchanged)
     direct_trunk_grad: float = 1.0
@@ -223,11 +224,12 @@ class CHGNet(nn.Module):
                                                 name=f"bond_conv_{i}", **conv),
                                   atom_feas, bond_feas, weights_bg, angle_feas, center, pair_i, pair_j)
                 if cfg.update_angle:
-                    # the last update's output is unused unless direct_angle_stress reads it: a
-                    # plain call, which XLA removes under jit (a rematerialised one would stay)
-                    unused = i == cfg.n_conv - 2 and not (cfg.forces == "direct" and (
-                        cfg.direct_angle_stress or cfg.direct_angle_forces
-                        or cfg.direct_angle_energy))
+                    # the last update's output is unused unless a direct head or the learned
+                    # three-body energy reads it: a plain call, which XLA removes under jit (a
+                    # rematerialised one would stay)
+                    unused = i == cfg.n_conv - 2 and not cfg.direct_angle_energy and not (
+                        cfg.forces == "direct"
+                        and (cfg.direct_angle_stress or cfg.direct_angle_forces))
                     update = angle_update_cls(cfg.angle_layer_hidden_dim, name=f"angle_update_{i}",
                                               **conv)
                     inputs = (atom_feas, bond_feas, angle_feas, center, pair_i, pair_j)
@@ -243,7 +245,14 @@ class CHGNet(nn.Module):
                    else jnp.zeros_like(positions[:, 0]))
         out = {"site_energies": site_energies, "energy": energy, "atomref": atomref,
                "magmoms": magmoms}
+        energy_gradient = None
+        if cfg.direct_pair_energy or cfg.direct_angle_energy:
+            sites, energy_gradient = learned_energies(cfg, graph, atom_feas, bond_feas,
+                                                      angle_feas, vectors, undirected)
+            out["site_energies"] = site_energies + sites
+            out["energy"] = energy + jax.ops.segment_sum(sites, graph_of_atom, n_graphs,
+                                                         indices_are_sorted=True)
         if cfg.forces == "direct":
             out = add_direct_heads(cfg, out, graph, atom_feas, bond_feas, angle_feas, vectors,
-                                   undirected, graph_of_atom)
+                                   energy_gradient)
         return out

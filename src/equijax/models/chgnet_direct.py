@@ -1,11 +1,14 @@
-"""CHGNet's direct force and stress heads (``CHGNetConfig.forces="direct"``): the pair heads of
-`equijax.nn.direct_heads.DirectHeads` and the optional terms over the bond graph's angles and
-pairs, read out of the final features. No derivative of the network is taken.
+"""CHGNet's direct force and stress heads (``CHGNetConfig.forces="direct"``) and its learned
+pair and three-body energies: the pair heads of `equijax.nn.direct_heads.DirectHeads` and the
+optional terms over the bond graph's angles and pairs, read out of the final features. No
+derivative of the network is taken.
 
 The optional physical terms (three-body forces, learned pair and three-body energies) each give
 every directed edge e a gradient g_e = ∂E/∂r_e (eV/Å); their forces push each edge's centre by
 +g_e and its neighbour by −g_e (`edge_gradient_forces`), and with a virial ``direct_stress``
-their virial (1/V) Σ r_e ⊗ g_e joins the stress (`edge_gradient_stress`).
+their virial (1/V) Σ r_e ⊗ g_e joins the stress (`edge_gradient_stress`). The learned energies
+are energy terms: a conservative model keeps them (its forces differentiate them, features
+included), and they read the trunk's features unscaled by ``direct_trunk_grad``.
 """
 
 from __future__ import annotations
@@ -26,16 +29,68 @@ def _edge_sum(values: jnp.ndarray, edges: jnp.ndarray, n_edges: int) -> jnp.ndar
     return jax.ops.segment_sum(values, edges, n_edges)
 
 
+def _angle_inputs(graph: CrystalGraph, atom_feas, bond_feas, angle_feas):
+    """(A, Fa + Fb + F) invariant features of each angle (its features, the sum of its two bonds'
+    and its centre atom's) and the angle's (center, edge_ij, edge_ik) indices."""
+    bonds = graph.bonds
+    center = bonds.edges["center"]
+    pair_i = bonds.nodes["pair"][bonds.receivers]
+    pair_j = bonds.nodes["pair"][bonds.senders]
+    features = jnp.concatenate([angle_feas, bond_feas[pair_i] + bond_feas[pair_j],
+                                atom_feas[center]], axis=-1)
+    return features, (center, bonds.edges["edge_ij"], bonds.edges["edge_ik"])
+
+
+def _mlp(cfg, features, name: str, outputs: int):
+    return MLP(outputs, hidden=cfg.direct_hidden_dims, act=cfg.non_linearity,
+               zero_init_last=True, name=name)(features)
+
+
+def learned_energies(cfg, graph: CrystalGraph, atom_feas, bond_feas, angle_feas,
+                     vectors: jnp.ndarray, pair_lengths: jnp.ndarray):
+    """The learned pair and three-body energies ``cfg`` selects (``direct_pair_energy``,
+    ``direct_angle_energy``): per-site energies (N,) eV, and each directed edge's gradient
+    ∂E/∂r_e (E, 3) eV/Å at fixed features (what `add_direct_heads` turns into forces and stress;
+    unused, and removed by XLA, in a conservative model, whose forces differentiate everything).
+    Call inside CHGNet's compact ``__call__``, with the final (unscaled) features."""
+    atoms = graph.atoms
+    n_atoms, n_edges = atoms.nodes["numbers"].shape[0], vectors.shape[0]
+    pair = atoms.edges["pair"]
+    sites = jnp.zeros((n_atoms,), vectors.dtype)
+    edge_gradient = jnp.zeros_like(vectors)
+    if cfg.direct_pair_energy:
+        unit = vectors / jnp.linalg.norm(vectors, axis=-1)[:, None]
+        features = jnp.concatenate([bond_feas, symmetric_pair_features(
+            atom_feas, atoms.senders, atoms.receivers, pair, pair_lengths.shape[0])], axis=-1)
+        energies, slopes = pair_energy(_mlp(cfg, features, "pair_energy_mlp",
+                                            cfg.direct_pair_energy),
+                                       pair_lengths, cfg.atom_graph_cutoff)
+        sites = sites + jax.ops.segment_sum(energies[pair] / 2.0, atoms.receivers, n_atoms)
+        # each of a pair's two directed edges carries half its gradient u' r̂
+        edge_gradient = edge_gradient + (slopes[pair] / 2.0)[:, None] * unit
+    if cfg.direct_angle_energy:
+        features, (center, edge_ij, edge_ik) = _angle_inputs(graph, atom_feas, bond_feas,
+                                                             angle_feas)
+        energies, grad_ij, grad_ik = angle_energy(
+            _mlp(cfg, features, "angle_energy_mlp", cfg.direct_angle_energy), vectors[edge_ij],
+            vectors[edge_ik], cfg.bond_graph_cutoff)
+        sites = sites + jax.ops.segment_sum(energies, center, n_atoms)
+        edge_gradient = (edge_gradient + _edge_sum(grad_ij, edge_ij, n_edges)
+                         + _edge_sum(grad_ik, edge_ik, n_edges))
+    return sites, edge_gradient
+
+
 def add_direct_heads(cfg, out: dict, graph: CrystalGraph, atom_feas, bond_feas, angle_feas,
-                     vectors: jnp.ndarray, pair_lengths: jnp.ndarray,
-                     graph_of_atom: jnp.ndarray) -> dict:
+                     vectors: jnp.ndarray, energy_gradient: jnp.ndarray | None = None) -> dict:
     """``out`` (CHGNet's outputs) with ``forces`` (N, 3) eV/Å and ``stress`` (G, 3, 3) GPa from
-    the direct heads ``cfg`` (a `CHGNetConfig`) selects, and the learned energies added to
-    ``site_energies`` and ``energy``. Call inside CHGNet's compact ``__call__`` (the heads'
-    params live there). ``atom_feas`` (N, F), ``bond_feas`` (P, Fb), ``angle_feas`` (A, Fa):
-    final features; ``vectors`` (E, 3) Å centre-to-neighbour; ``pair_lengths`` (P,) Å."""
-    atoms, bonds = graph.atoms, graph.bonds
-    n_atoms, n_edges, n_graphs = graph_of_atom.shape[0], vectors.shape[0], atoms.n_node.shape[0]
+    the direct heads ``cfg`` (a `CHGNetConfig`) selects. Call inside CHGNet's compact
+    ``__call__`` (the heads' params live there). ``atom_feas`` (N, F), ``bond_feas`` (P, Fb),
+    ``angle_feas`` (A, Fa): final features; ``vectors`` (E, 3) Å centre-to-neighbour;
+    ``energy_gradient`` (E, 3) eV/Å: the learned energies' edge gradients (`learned_energies`),
+    whose forces (and, with a virial ``direct_stress``, virial) join the heads'."""
+    atoms = graph.atoms
+    n_atoms, n_edges, n_graphs = (atoms.nodes["numbers"].shape[0], vectors.shape[0],
+                                  atoms.n_node.shape[0])
     lengths = jnp.linalg.norm(vectors, axis=-1)
     unit = vectors / lengths[:, None]
     pair = atoms.edges["pair"]
@@ -49,50 +104,25 @@ def add_direct_heads(cfg, out: dict, graph: CrystalGraph, atom_feas, bond_feas, 
                                  cfg.direct_norm, name="direct_heads")(
         bond_feas, atom_feas, atoms.senders, atoms.receivers, pair, unit, graph_of_edge, volume,
         lengths)
-    sites = jnp.zeros_like(out["site_energies"])
-    edge_gradient = jnp.zeros_like(vectors)
+    edge_gradient = jnp.zeros_like(vectors) if energy_gradient is None else energy_gradient
 
-    def mlp(features, name, outputs):
-        return MLP(outputs, hidden=cfg.direct_hidden_dims, act=cfg.non_linearity,
-                   zero_init_last=True, name=name)(features)
-
-    if cfg.direct_pair_energy:
-        features = jnp.concatenate([bond_feas, symmetric_pair_features(
-            atom_feas, atoms.senders, atoms.receivers, pair, pair_lengths.shape[0])], axis=-1)
-        energies, slopes = pair_energy(mlp(features, "pair_energy_mlp", cfg.direct_pair_energy),
-                                       pair_lengths, cfg.atom_graph_cutoff)
-        sites = sites + jax.ops.segment_sum(energies[pair] / 2.0, atoms.receivers, n_atoms)
-        # each of a pair's two directed edges carries half its gradient u' r̂
-        edge_gradient = edge_gradient + (slopes[pair] / 2.0)[:, None] * unit
-
-    if cfg.direct_angle_stress or cfg.direct_angle_forces or cfg.direct_angle_energy:
-        center, edge_ij, edge_ik = (bonds.edges["center"], bonds.edges["edge_ij"],
-                                    bonds.edges["edge_ik"])
-        pair_i = bonds.nodes["pair"][bonds.receivers]
-        pair_j = bonds.nodes["pair"][bonds.senders]
+    if cfg.direct_angle_stress or cfg.direct_angle_forces:
+        features, (center, edge_ij, edge_ik) = _angle_inputs(graph, atom_feas, bond_feas,
+                                                             angle_feas)
         unit_ij, unit_ik = unit[edge_ij], unit[edge_ik]
-        graph_of_angle = jnp.repeat(jnp.arange(n_graphs), bonds.n_edge,
-                                    total_repeat_length=center.shape[0])
-        features = jnp.concatenate([angle_feas, bond_feas[pair_i] + bond_feas[pair_j],
-                                    atom_feas[center]], axis=-1)
         if cfg.direct_angle_stress:
-            weights = mlp(features, "angle_stress_mlp", 1)[:, 0] / cfg.direct_norm
+            graph_of_angle = jnp.repeat(jnp.arange(n_graphs), graph.bonds.n_edge,
+                                        total_repeat_length=center.shape[0])
+            weights = _mlp(cfg, features, "angle_stress_mlp", 1)[:, 0] / cfg.direct_norm
             stress = stress + angle_stress(weights, unit_ij, unit_ik, graph_of_angle, volume,
                                            n_graphs)
         if cfg.direct_angle_forces:  # the non-central gradients of an angle energy φ(cos θ)
-            weights = mlp(features, "angle_force_mlp", 1)[:, 0] / cfg.direct_norm
+            weights = _mlp(cfg, features, "angle_force_mlp", 1)[:, 0] / cfg.direct_norm
             edge_gradient = edge_gradient + angle_edge_gradient(
                 weights, unit_ij, unit_ik, lengths[edge_ij], lengths[edge_ik], edge_ij, edge_ik,
                 n_edges)
-        if cfg.direct_angle_energy:
-            energies, grad_ij, grad_ik = angle_energy(
-                mlp(features, "angle_energy_mlp", cfg.direct_angle_energy), vectors[edge_ij],
-                vectors[edge_ik], cfg.bond_graph_cutoff, cfg.cutoff_coeff)
-            sites = sites + jax.ops.segment_sum(energies, center, n_atoms)
-            edge_gradient = (edge_gradient + _edge_sum(grad_ij, edge_ij, n_edges)
-                             + _edge_sum(grad_ik, edge_ik, n_edges))
 
-    if cfg.direct_pair_energy or cfg.direct_angle_forces or cfg.direct_angle_energy:
+    if energy_gradient is not None or cfg.direct_angle_forces:
         forces = forces + edge_gradient_forces(edge_gradient, atoms.senders, atoms.receivers,
                                                n_atoms)
         if cfg.direct_stress != "independent":  # the virial of these forces
@@ -100,10 +130,4 @@ def add_direct_heads(cfg, out: dict, graph: CrystalGraph, atom_feas, bond_feas, 
                 edge_gradient = jax.lax.stop_gradient(edge_gradient)
             stress = stress + edge_gradient_stress(edge_gradient, vectors, graph_of_edge, volume,
                                                    n_graphs)
-    energy = out["energy"]
-    if cfg.direct_pair_energy or cfg.direct_angle_energy:
-        energy = energy + jax.ops.segment_sum(sites, graph_of_atom, n_graphs,
-                                              indices_are_sorted=True)
-    return {**out, "site_energies": out["site_energies"] + sites, "energy": energy,
-            "forces": forces, "stress": stress}
-
+    return {**out, "forces": forces, "stress": stress}

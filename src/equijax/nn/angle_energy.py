@@ -8,7 +8,7 @@ Each angle j-i-k of the bond graph (centre i, bonds r_ij and r_ik shorter than i
 with coefficients ``d(a)`` from an MLP of the angle's invariant features (held fixed, as in the
 direct heads), T_k the Chebyshev polynomials (T_k(cos θ) = cos kθ) and f CHGNet's polynomial
 envelope, so φ_a goes smoothly to 0 as either bond leaves the bond graph. The gradients of φ_a
-with respect to its two bond vectors are taken per angle in closed form (a `jax.grad` of a
+with respect to its two bond vectors are taken per angle by autodiff (a `jax.grad` of a
 function of six numbers, not of the network); they give forces that are exactly −∂(Σ φ)/∂x and
 a virial that is exactly (1/V) ∂(Σ φ)/∂ε, at fixed coefficients. Force labels thus train the
 coefficients that energy labels train, without a second derivative through the network.
@@ -39,10 +39,11 @@ def angle_energy(coefficients: jnp.ndarray, vector_ij: jnp.ndarray, vector_ik: j
 
     def one(v_ij, v_ik, d):
         r_ij, r_ik = jnp.linalg.norm(v_ij), jnp.linalg.norm(v_ik)
-        cos = jnp.clip(jnp.dot(v_ij, v_ik) / (r_ij * r_ik), -1.0, 1.0)
+        # elementwise sums, not dots: geometry stays float32 under reduced matmul precision
+        cos = jnp.clip(jnp.sum(v_ij * v_ik) / (r_ij * r_ik), -1.0, 1.0)
         envelope = (polynomial_cutoff(r_ij, cutoff, envelope_order)
                     * polynomial_cutoff(r_ik, cutoff, envelope_order))
-        return envelope * jnp.dot(d, chebyshev(cos, order))
+        return envelope * jnp.sum(d * chebyshev(cos, order))
 
     energies, (grad_ij, grad_ik) = jax.vmap(jax.value_and_grad(one, argnums=(0, 1)))(
         vector_ij, vector_ik, coefficients)

@@ -65,11 +65,12 @@ class ModelConfig:
     # a virial direct_stress their virial joins the stress ("virial_only": the stress is the
     # virial of the force terms alone, exact for CHGNet-like energies)
     direct_angle_forces: bool = False
-    # CHGNet direct heads: a learned pair energy with this many radial functions (0: none) whose
-    # exact forces (and, with a virial direct_stress, virial) join the heads' (equijax.nn.pair_energy)
+    # CHGNet: a learned pair energy with this many radial functions (0: none) joins the energy;
+    # with direct heads its exact forces (and, with a virial direct_stress, virial) join the
+    # heads' (equijax.nn.pair_energy); a conservative model differentiates it like the rest
     direct_pair_energy: int = 0
-    # CHGNet direct heads: a learned three-body energy over the bond graph's angles with this many
-    # Chebyshev terms (0: none), joined the same way (equijax.nn.angle_energy)
+    # CHGNet: a learned three-body energy over the bond graph's angles with this many Chebyshev
+    # terms (0: none), joined the same way (equijax.nn.angle_energy)
     direct_angle_energy: int = 0
     # CHGNet: the gradient the direct heads send into the trunk is multiplied by this
     direct_trunk_grad: float = 1.0
@@ -244,6 +245,10 @@ def _equivariant_checks(model: ModelConfig) -> list:
             for key, allowed in CHOICES.items()]
 
 
+def _count(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
 def _check(config: ExperimentConfig) -> None:
     from equijax.nn.direct_heads import DIRECT_STRESS, valid_direct_norm, valid_trunk_grad
     from equijax.nn.precision import PRECISIONS
@@ -268,10 +273,12 @@ def _check(config: ExperimentConfig) -> None:
                                                    and config.model.name == "chgnet"),
          "model.direct_angle_forces", "needs model.name=chgnet and model.forces=direct"),
         *[check for key in ("direct_pair_energy", "direct_angle_energy") for check in (
-            (getattr(config.model, key) >= 0, f"model.{key}", "must be >= 0"),
-            (not getattr(config.model, key) or (config.model.forces == "direct"
-                                                and config.model.name == "chgnet"),
-             f"model.{key}", "needs model.name=chgnet and model.forces=direct"))],
+            (_count(getattr(config.model, key)), f"model.{key}", "must be an integer >= 0"),
+            (not getattr(config.model, key) or config.model.name == "chgnet",
+             f"model.{key}", "needs model.name=chgnet"))],
+        (config.model.direct_stress != "virial_only" or config.model.name == "chgnet",
+         "model.direct_stress", "virial_only needs model.name=chgnet (the equivariant model's "
+         "vector readout is not a pair or angle term)"),
         (valid_trunk_grad(config.model.direct_trunk_grad), "model.direct_trunk_grad",
          "must be a finite number >= 0"),
         (config.model.direct_trunk_grad == 1.0 or (config.model.forces == "direct"

@@ -26,8 +26,9 @@ def load_trained(run_dir: str | Path, which: str = "best", forces: str | None = 
     checkpoint. Use as ``Potential(*load_trained(run_dir))``.
 
     ``forces="conservative"`` turns a model trained with direct heads into a conservative one:
-    the same trunk and energy, forces and stress from the energy's gradients, the heads dropped
-    (energy-conserving MD; useful after ``train.conservative_every``). ``None`` keeps the run's.
+    the same trunk and energy (learned pair and three-body energies included), forces and stress
+    from the energy's gradients, the heads dropped (energy-conserving MD; useful after
+    ``train.conservative_every``). ``None`` keeps the run's.
     """
     import dataclasses
 
@@ -108,11 +109,14 @@ def transfer_params(fresh: dict, source: dict) -> tuple[dict, dict[str, list[str
 # any other difference (layer sizes, cutoffs, basis sizes, the model type) is an error.
 # ModelConfig fields that shape only the direct heads (a conservative model takes the defaults)
 DIRECT_HEAD_OPTIONS = ("direct_stress", "direct_norm", "direct_angle_stress", "direct_angle_forces",
-                       "direct_pair_energy", "direct_angle_energy", "direct_trunk_grad")
-INIT_FROM_MAY_DIFFER = ("forces", *DIRECT_HEAD_OPTIONS, "init_from", "remat", "refit_atomref")
+                       "direct_trunk_grad")
+# learned energy terms: a conservative model keeps them (their params and options), but a run may
+# start from one with other terms (new ones start at zero, dropped ones are reported)
+LEARNED_ENERGY_OPTIONS = ("direct_pair_energy", "direct_angle_energy")
+INIT_FROM_MAY_DIFFER = ("forces", *DIRECT_HEAD_OPTIONS, *LEARNED_ENERGY_OPTIONS, "init_from",
+                        "remat", "refit_atomref")
 # param collections that exist only with direct heads (CHGNet's and the equivariant model's)
-DIRECT_HEAD_PARAMS = ("direct_heads", "force_readout", "angle_stress_mlp", "angle_force_mlp",
-                      "pair_energy_mlp", "angle_energy_mlp")
+DIRECT_HEAD_PARAMS = ("direct_heads", "force_readout", "angle_stress_mlp", "angle_force_mlp")
 
 
 def check_init_from(model) -> None:
