@@ -20,7 +20,8 @@ gives exactly its forces and its stress (1/V) ∂E/∂ε. With ``"virial"`` the 
 the term; with ``"virial_detached"`` the term is under `jax.lax.stop_gradient` (stress labels
 still reach w_f through the MLP's shared hidden layers and the trunk, as with
 ``"independent"``). ``"independent"`` leaves the term out. ``"virial_only"`` makes the stress the
-virial alone (w₁ and w₀ are computed but unused): with CHGNet's three-body forces
+virial alone (w₁ and w₀ are computed but unused; CHGNet's ``direct_angle_stress`` term, if on,
+is still added): with CHGNet's three-body forces
 (`angle_edge_gradient`, whose virial joins it) this is exact for any energy of pair distances and
 bond-graph angles, CHGNet's own included, so force and stress labels train the same weights.
 
