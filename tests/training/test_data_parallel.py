@@ -68,4 +68,5 @@ def test_updated_state_matches(runs):
         if "opt_state" in key:  # moments of step 3, after params that already differ by round-off
             np.testing.assert_allclose(eight, one, rtol=1e-4, atol=1e-9, err_msg=key)
         else:  # Adam divides by sqrt(v): round-off in near-zero gradients shows up at ~lr * 1e-4
-            np.testing.assert_allclose(eight, one, rtol=1e-6, atol=1e-6, err_msg=key)
+            # (up to 2.4e-4 seen; a missing or doubled psum would move every update by ~lr)
+            np.testing.assert_allclose(eight, one, rtol=1e-6, atol=3e-6, err_msg=key)
