@@ -80,3 +80,50 @@ def fast_compiles():
     jax.config.update("jax_disable_most_optimizations", True)
     yield
     jax.config.update("jax_disable_most_optimizations", previous)
+
+
+def _strained_silicon():
+    """A strained, rattled periodic diamond-silicon cell (ase.Atoms) with its 4.5 Å graph."""
+    import ase.build
+
+    from equijax.graphs import atoms_to_graph
+
+    atoms = ase.build.bulk("Si", "diamond", 5.43, cubic=True)
+    atoms.set_cell(atoms.cell.array @ np.array([[1.02, 0.03, 0.0], [0.0, 0.97, 0.02],
+                                                [0.0, 0.0, 1.01]]), scale_atoms=True)
+    atoms.rattle(0.15, seed=4)
+    return atoms, atoms_to_graph(atoms, cutoff=4.5)
+
+
+@pytest.fixture(scope="session")
+def strained_silicon():
+    """``(atoms, graph)``: a strained, rattled diamond-silicon cell and its 4.5 Å crystal graph."""
+    return _strained_silicon()
+
+
+def autodiff_forces_and_stress(atom_graph, energy_of_vectors, volume: float):
+    """The independent reference for direct heads: forces (N, 3) eV/Å = −∂E/∂x and stress (3, 3)
+    GPa = (160.2 / V) ∂E/∂ε of ``energy_of_vectors((E, 3) edge vectors) -> scalar eV``, by
+    `jax.grad` through `edge_vectors` of the graph's strained positions and cell."""
+    import jax.numpy as jnp
+
+    from equijax.graphs.crystal_graph import edge_vectors
+    from equijax.nn.direct_heads import EV_PER_A3_TO_GPA
+
+    def energy(positions, strain):
+        deform = jnp.eye(3) + strain
+        strained = atom_graph._replace(
+            nodes={**atom_graph.nodes, "positions": positions @ deform.T},
+            globals={**atom_graph.globals, "cell": atom_graph.globals["cell"] @ deform.T})
+        return energy_of_vectors(edge_vectors(strained, jnp))
+
+    positions = jnp.asarray(atom_graph.nodes["positions"], jnp.float32)
+    zero = jnp.zeros((3, 3))
+    return (-jax.grad(energy)(positions, zero),
+            jax.grad(energy, 1)(positions, zero) / volume * EV_PER_A3_TO_GPA)
+
+
+@pytest.fixture(scope="session")
+def autodiff_reference():
+    """`autodiff_forces_and_stress`, as a fixture (conftest is not importable)."""
+    return autodiff_forces_and_stress
