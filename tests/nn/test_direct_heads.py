@@ -27,10 +27,12 @@ MODELS = {
     "chgnet": lambda forces: CHGNet(CHGNetConfig(**TINY_CHGNET, forces=forces)),
     "chgnet_angle_stress": lambda forces: CHGNet(CHGNetConfig(
         **TINY_CHGNET, forces=forces, direct_angle_stress=forces == "direct")),
-    # three-body forces, stress the virial of the force terms alone
-    "chgnet_angle_forces": lambda forces: CHGNet(CHGNetConfig(
-        **TINY_CHGNET, forces=forces, **(dict(direct_angle_forces=True, direct_stress="virial_only")
-                                         if forces == "direct" else {}))),
+    # the physical heads: three-body forces, a learned pair energy (an energy term, which the
+    # conservative model keeps too), stress the virial of the force terms alone
+    "chgnet_physical": lambda forces: CHGNet(CHGNetConfig(
+        **TINY_CHGNET, forces=forces, direct_pair_energy=4,
+        **(dict(direct_angle_forces=True, direct_stress="virial_only")
+           if forces == "direct" else {}))),
     "equivariant": lambda forces: EquivariantPotential(EquivariantConfig(
         channels=4, lmax=1, num_layers=1, cutoff=4.5, forces=forces)),
 }
