@@ -97,3 +97,11 @@ def test_a_conservative_model_keeps_the_learned_energies():
 
     slope = (energy_at(step) - energy_at(-step)) / 2.0
     np.testing.assert_allclose(-np.sum(forces * step), slope, rtol=0.05, atol=2e-5)
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True])
+def test_learned_energy_sizes_must_be_counts(bad):
+    """A negative, fractional or boolean number of basis functions is refused by name."""
+    for name in ("direct_pair_energy", "direct_angle_energy"):
+        with pytest.raises(ValueError, match=f"{name} must be an integer >= 0"):
+            CHGNetConfig(**TINY, **{name: bad})

@@ -222,10 +222,14 @@ def test_dense_of_gathered_rejects_parts_that_do_not_fill_the_kernel():
 
 
 def test_gathered_dense_refuses_options_it_does_not_implement():
-    """``dtype`` and ``dot_general_cls`` of `flax.linen.Dense` would be silently ignored: refused."""
-    from equijax.nn.mlp import GatheredDense
+    """``dtype`` and ``dot_general_cls`` of `flax.linen.Dense` would be silently ignored: refused,
+    by `GatheredDense` and by the fused gates' `KernelProduct`."""
+    from equijax.nn.mlp import GatheredDense, KernelProduct
 
     x = jnp.ones((2, 3))
     for layer in (GatheredDense(4, dtype=jnp.bfloat16), GatheredDense(4, dot_general_cls=object)):
         with pytest.raises(NotImplementedError, match="neither dtype nor dot_general_cls"):
             layer.init(jax.random.key(0), x)
+    for layer in (KernelProduct(4, dtype=jnp.bfloat16), KernelProduct(4, dot_general_cls=object)):
+        with pytest.raises(NotImplementedError, match="neither dtype nor dot_general_cls"):
+            layer.init(jax.random.key(0), x, jnp.ones((3, 4)))

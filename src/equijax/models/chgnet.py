@@ -109,8 +109,9 @@ class CHGNetConfig:
             raise ValueError(f"direct_trunk_grad must be a finite number >= 0, got "
                              f"{self.direct_trunk_grad!r}")
         for name in ("direct_pair_energy", "direct_angle_energy"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+            size = getattr(self, name)
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {size!r}")
         if self.num_angular % 2 != 1:
             raise ValueError(f"num_angular must be odd, got {self.num_angular}")
 

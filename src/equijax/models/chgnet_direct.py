@@ -18,15 +18,11 @@ import jax.numpy as jnp
 
 from equijax.graphs.crystal_graph import CrystalGraph
 from equijax.nn.angle_energy import angle_energy
-from equijax.nn.direct_heads import (DirectHeads, angle_edge_gradient, angle_stress,
-                                     edge_gradient_forces, edge_gradient_stress, scale_gradient,
-                                     symmetric_pair_features)
+from equijax.nn.direct_heads import (DirectHeads, angle_edge_gradient, angle_gradients_on_edges,
+                                     angle_stress, edge_gradient_forces, edge_gradient_stress,
+                                     scale_gradient, symmetric_pair_features)
 from equijax.nn.mlp import MLP
 from equijax.nn.pair_energy import pair_energy
-
-
-def _edge_sum(values: jnp.ndarray, edges: jnp.ndarray, n_edges: int) -> jnp.ndarray:
-    return jax.ops.segment_sum(values, edges, n_edges)
 
 
 def _angle_inputs(graph: CrystalGraph, atom_feas, bond_feas, angle_feas):
@@ -75,8 +71,8 @@ def learned_energies(cfg, graph: CrystalGraph, atom_feas, bond_feas, angle_feas,
             _mlp(cfg, features, "angle_energy_mlp", cfg.direct_angle_energy), vectors[edge_ij],
             vectors[edge_ik], cfg.bond_graph_cutoff)
         sites = sites + jax.ops.segment_sum(energies, center, n_atoms)
-        edge_gradient = (edge_gradient + _edge_sum(grad_ij, edge_ij, n_edges)
-                         + _edge_sum(grad_ik, edge_ik, n_edges))
+        edge_gradient = edge_gradient + angle_gradients_on_edges(grad_ij, grad_ik, edge_ij,
+                                                                 edge_ik, n_edges)
     return sites, edge_gradient
 
 

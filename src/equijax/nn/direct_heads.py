@@ -145,9 +145,17 @@ def angle_edge_gradient(angle_weights: jnp.ndarray, unit_ij: jnp.ndarray, unit_i
     (`edge_gradient_forces`) have Σ_i F_i = 0; their virial (1/V) Σ r⊗g =
     (c / V)(r̂_ij⊗r̂_ik + r̂_ik⊗r̂_ij) is `angle_stress` with weights 2c. The central rest of
     φ's gradient, −c cos θ / r along each bond, is a pair term that `direct_forces` can carry."""
-    return (jax.ops.segment_sum((angle_weights / length_ij)[:, None] * unit_ik, edge_ij, n_edges)
-            + jax.ops.segment_sum((angle_weights / length_ik)[:, None] * unit_ij, edge_ik,
-                                  n_edges))
+    return angle_gradients_on_edges((angle_weights / length_ij)[:, None] * unit_ik,
+                                    (angle_weights / length_ik)[:, None] * unit_ij, edge_ij,
+                                    edge_ik, n_edges)
+
+
+def angle_gradients_on_edges(grad_ij: jnp.ndarray, grad_ik: jnp.ndarray, edge_ij: jnp.ndarray,
+                             edge_ik: jnp.ndarray, n_edges: int) -> jnp.ndarray:
+    """(E, 3) edge gradients: each angle's gradients with respect to its two bonds, ``grad_ij``
+    and ``grad_ik`` (A, 3), summed onto those bonds' directed edges ``edge_ij``/``edge_ik``."""
+    return (jax.ops.segment_sum(grad_ij, edge_ij, n_edges)
+            + jax.ops.segment_sum(grad_ik, edge_ik, n_edges))
 
 
 def edge_gradient_forces(edge_gradient: jnp.ndarray, senders: jnp.ndarray,

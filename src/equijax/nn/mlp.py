@@ -84,6 +84,18 @@ def dense_of_gathered(inputs: GatheredConcat, kernel: jnp.ndarray, dot=jax.lax.d
     return out
 
 
+def _gathered_product(dense: nn.Dense, inputs, kernel: jnp.ndarray) -> jnp.ndarray:
+    """``dense_of_gathered(inputs, kernel)`` with ``dense``'s ``precision`` and ``dot_general``
+    (a plain array is one part); ``dtype`` and ``dot_general_cls`` must stay unset."""
+    if dense.dtype is not None or dense.dot_general_cls is not None:
+        raise NotImplementedError(f"{type(dense).__name__} supports neither dtype nor "
+                                  "dot_general_cls")
+    if not isinstance(inputs, GatheredConcat):
+        inputs = GatheredConcat(((inputs, None),))
+    dot = functools.partial(dense.dot_general or jax.lax.dot_general, precision=dense.precision)
+    return dense_of_gathered(inputs, kernel, dot)
+
+
 class GatheredDense(nn.Dense):
     """`flax.linen.Dense` over a `GatheredConcat` (or a plain array): the same params (``kernel``
     of shape (sum d_k, features), ``bias``), computed by `dense_of_gathered`. Honours
@@ -91,14 +103,10 @@ class GatheredDense(nn.Dense):
 
     @nn.compact
     def __call__(self, inputs):
-        if self.dtype is not None or self.dot_general_cls is not None:
-            raise NotImplementedError("GatheredDense supports neither dtype nor dot_general_cls")
-        if not isinstance(inputs, GatheredConcat):
-            inputs = GatheredConcat(((inputs, None),))
-        d_in = sum(x.shape[-1] for x, _ in inputs.parts)
+        parts = inputs.parts if isinstance(inputs, GatheredConcat) else ((inputs, None),)
+        d_in = sum(x.shape[-1] for x, _ in parts)
         kernel = self.param("kernel", self.kernel_init, (d_in, self.features), self.param_dtype)
-        dot = functools.partial(self.dot_general or jax.lax.dot_general, precision=self.precision)
-        out = dense_of_gathered(inputs, kernel, dot)
+        out = _gathered_product(self, inputs, kernel)
         if self.use_bias:
             out = out + self.param("bias", self.bias_init, (self.features,), self.param_dtype)
         return out
@@ -129,10 +137,7 @@ class KernelProduct(nn.Dense):
 
     @nn.compact
     def __call__(self, inputs, kernel):
-        if not isinstance(inputs, GatheredConcat):
-            inputs = GatheredConcat(((inputs, None),))
-        dot = functools.partial(self.dot_general or jax.lax.dot_general, precision=self.precision)
-        return dense_of_gathered(inputs, kernel, dot)
+        return _gathered_product(self, inputs, kernel)
 
 
 class MLP(nn.Module):
