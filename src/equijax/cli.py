@@ -253,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also time the step's stages (forward, forces/stress, param gradient + "
                          "update) and summarise its optimized HLO (kernels, fusions)")
     ct.add_argument("--conservative-every", type=int, default=0, metavar="K",
-                    help="also time direct heads trained with a conservative step every K steps "
+                    help="also time each direct kind of --forces (plain direct heads if none) "
+                         "trained with a conservative step every K steps "
                          "(train.conservative_every; mean over whole cycles)")
     ct.add_argument("--remat", action="store_true",
                     help="also time each run with rematerialised blocks (model.remat: less "

@@ -39,10 +39,18 @@ def test_chgnet_train_runs_both_sides(tmp_path):
     # memory: XLA's plan of each step against the step's measured resident growth (the plan is
     # compiled separately, so the two are independent); the reference's growth is measured too
     # (with conservative steps every 2 the plan holds both kinds of step, and a measured cycle too)
-    for key in ("equijax", "equijax_direct", "equijax_direct-angle", "equijax_direct_every2"):
+    for key in ("equijax", "equijax_direct", "equijax_direct-angle", "equijax_direct_every2",
+                "equijax_direct-physical_every2"):
         plan, measured = result[key]["xla_memory_MB"], result[key]["step_rss_growth_MB"]
         assert 0.5 < measured / plan["total"] < 1.5, (key, plan, measured)
     assert result["chgnet"]["step_rss_growth_MB"] > 0
+    # --conservative-every applies to each direct kind asked for; its steps take the energy's
+    # second derivative, so their plan exceeds the plain direct step's
+    assert {"equijax_direct_every2", "equijax_direct-angle_every2",
+            "equijax_direct-physical_every2"} <= set(result)
+    every = result["equijax_direct-physical_every2"]
+    assert every["xla_memory_MB"]["temp"] > physical["xla_memory_MB"]["temp"]
+    assert 10 * result["equijax"]["final_loss"] < every["final_loss"] < 3 * direct["final_loss"]
     # direct heads take no second derivative: less memory than the conservative step
     assert result["equijax_direct"]["xla_memory_MB"]["temp"] < result["equijax"]["xla_memory_MB"]["temp"]
 

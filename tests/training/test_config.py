@@ -16,6 +16,7 @@ from equijax.training.config import (
     OptimConfig,
     TrainConfig,
     load_config,
+    stage_two_start_step,
     to_dict,
 )
 
@@ -192,11 +193,29 @@ def test_scalar_for_a_section_names_the_key():
     ("model.direct_pair_energy=2.5", "model.direct_pair_energy"),
     ("model.direct_stress=virial_only", "model.direct_stress"),  # without model.forces=direct
     ("model.direct_norm=20", "model.direct_norm"),  # without model.forces=direct
+    ("loss.stage_two.start=1.5", "loss.stage_two.start"),
+    ("loss.stage_two.energy=-1", "loss.stage_two.energy"),
+    ("loss.stage_two.start=0.5", "loss.stage_two"),  # starts, but sets no weight
 ])
 def test_invalid_values_raise(override, key):
     """Values of the right type but outside the allowed set raise `ConfigError` naming the key."""
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(None, [override])
+
+
+def test_stage_two_from_yaml_and_its_start_step(tmp_path):
+    """``loss.stage_two`` composes from YAML and overrides, and starts at ``round(start * total)``:
+    the last quarter of 1200 steps is steps 900-1199; a start of 1 (the default), or one that
+    rounds to the last step count, never starts."""
+    path = tmp_path / "exp.yaml"
+    path.write_text("loss:\n  stage_two:\n    start: 0.75\n    energy: 10.0\n")
+    config = load_config(path, ["loss.stage_two.stress=0.5"])
+    stage = config.loss.stage_two
+    assert (stage.start, stage.energy, stage.forces, stage.stress) == (0.75, 10.0, None, 0.5)
+    assert stage_two_start_step(stage, 1200) == 900
+    assert stage_two_start_step(stage, 10) == 8  # round(7.5) to even: steps 8 and 9
+    assert stage_two_start_step(load_config(None, []).loss.stage_two, 1200) is None
+    assert stage_two_start_step(dataclasses.replace(stage, start=0.9999), 100) is None
 
 
 @pytest.mark.parametrize("override", ["train.checkpoint_every_steps=0",

@@ -22,7 +22,7 @@ from equijax.graphs import BucketPolicy, atoms_to_graph
 from equijax.models.chgnet import CHGNet
 from equijax.potential import predict_padded
 from equijax.training.batches import device_batch
-from equijax.training.config import LossConfig, load_config, to_dict
+from equijax.training.config import LossConfig, StageTwoConfig, load_config, to_dict
 from equijax.training.loop import build_model
 from equijax.training.loss import loss_sums, total_loss
 from equijax.training.step import init_state, make_mesh, make_train_step
@@ -48,17 +48,17 @@ def setup(uniform_structures):
     return direct, params, graph, targets, config
 
 
-def _reference_loss(direct, params, graph, targets, with_gradient_terms):
+def _reference_loss(direct, params, graph, targets, with_gradient_terms, loss_config=LOSS):
     local_graph = jax.tree_util.tree_map(lambda x: x[0], graph)
     local_targets = jax.tree_util.tree_map(lambda x: x[0], targets)
-    sums, counts, _ = loss_sums(LOSS, predict_padded(direct, params, local_graph), local_targets)
-    loss = total_loss(LOSS, sums, counts)
+    sums, counts, _ = loss_sums(loss_config, predict_padded(direct, params, local_graph), local_targets)
+    loss = total_loss(loss_config, sums, counts)
     if with_gradient_terms:
         conservative = CHGNet(dataclasses.replace(direct.config, forces="conservative"))
         trunk = {"params": {k: v for k, v in params["params"].items() if k != "direct_heads"}}
         sums_c, counts_c, _ = loss_sums(
-            LOSS, predict_padded(conservative, trunk, local_graph), local_targets)
-        only_f_s = dataclasses.replace(LOSS, energy=0.0, magmoms=0.0)
+            loss_config, predict_padded(conservative, trunk, local_graph), local_targets)
+        only_f_s = dataclasses.replace(loss_config, energy=0.0, magmoms=0.0)
         loss = loss + total_loss(only_f_s, sums_c, counts_c)
     return loss
 
@@ -102,6 +102,35 @@ def test_step_gradient_matches_direct_plus_conservative_loss(setup, step_every_3
     other = reference[not with_gradient_terms][1]["params"]["energy_readout"]
     assert any(np.abs(a - np.asarray(b)).max() > 1e-4 for a, b in zip(
         jax.tree_util.tree_leaves(grads["params"]["energy_readout"]), jax.tree_util.tree_leaves(other)))
+
+
+def test_stage_two_weights_from_their_step_in_both_kinds_of_step(setup, reference):
+    """``stage_two_from=3`` with ``conservative_every=3``: step 0 (a conservative step) takes the
+    first stage's weights; step 3 (conservative) and step 4 (direct) take the gradient of the
+    loss of a config whose plain weights are the stage-two weights, with the energy's gradient
+    terms (step 3) and without (step 4)."""
+    direct, params, graph, targets, _ = setup
+    staged = dataclasses.replace(LOSS, stage_two=StageTwoConfig(start=0.5, energy=5.0, stress=2.0))
+    second = dataclasses.replace(LOSS, energy=5.0, stress=2.0)
+    step = make_train_step(direct, optax.sgd(1.0), staged, make_mesh(1), ema_decay=0.0,
+                           conservative_every=3, stage_two_from=3)
+    reference_two = {flag: jax.jit(jax.value_and_grad(
+        lambda p, g, t, flag=flag: _reference_loss(direct, p, g, t, flag, second)))(
+        params, graph, targets) for flag in (True, False)}
+    copy = lambda tree: jax.tree_util.tree_map(jnp.copy, tree)  # the step donates its state
+    for step_count, (ref_loss, ref_grads) in ((0, reference[True]), (3, reference_two[True]),
+                                              (4, reference_two[False])):
+        state = init_state(copy(params), optax.sgd(1.0), seed=0)._replace(
+            ema_params=copy(params), step=jnp.asarray(step_count, jnp.int32))
+        new_state, metrics = step(state, graph, targets)
+        np.testing.assert_allclose(float(metrics["loss"]), float(ref_loss), rtol=1e-5,
+                                   err_msg=f"step {step_count}")
+        grads = jax.tree_util.tree_map(lambda a, b: np.asarray(a) - np.asarray(b), params,
+                                       new_state.params)
+        for got, want in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(ref_grads)):
+            np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-6, err_msg=f"step {step_count}")
+    # the stage-two weights change the loss: the references of the two stages differ
+    assert abs(float(reference_two[True][0]) - float(reference[True][0])) > 1e-3 * float(reference[True][0])
 
 
 def test_gradient_forces_and_load_trained_as_conservative(setup, tmp_path):

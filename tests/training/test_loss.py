@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from equijax.training.batches import Targets
-from equijax.training.config import LossConfig
-from equijax.training.loss import TARGETS, elementwise, loss_sums, total_loss
+from equijax.training.config import LossConfig, StageTwoConfig
+from equijax.training.loss import TARGETS, elementwise, loss_sums, loss_weights, total_loss
 
 # jax_disable_most_optimizations (XLA backend -O0): about half the compile time; results agree
 # to rounding (the tolerances here are far above it)
@@ -112,6 +112,25 @@ def test_masked_sums_and_total_match_numpy(kind, seed):
     # masked entries get exactly zero gradient
     assert (np.asarray(grads["energy_per_atom"])[mask["energy"] == 0] == 0).all()
     assert (np.asarray(grads["forces"])[mask["forces"] == 0] == 0).all()
+
+
+def test_stage_two_weights_replace_only_the_ones_they_set():
+    """`loss_weights` under jit with a traced stage flag: stage one gives the config's weights;
+    stage two gives ``stage_two``'s where set and keeps the others; `total_loss` with them equals
+    the numpy total of a config whose plain weights are those."""
+    rng = np.random.default_rng(3)
+    config = LossConfig(kind="huber", delta=0.2, energy=1.0, forces=2.0, stress=0.1, magmoms=0.3,
+                        stage_two=StageTwoConfig(start=0.5, energy=10.0, magmoms=0.0))
+    predictions, targets, pred, target, mask = _random_case(rng)
+    sums, counts, _ = loss_sums(config, predictions, targets)
+    weighted = jax.jit(lambda flag: (loss_weights(config, flag),
+                                     total_loss(config, sums, counts, loss_weights(config, flag))))
+    for flag, plain in ((False, (1.0, 2.0, 0.1, 0.3)), (True, (10.0, 2.0, 0.1, 0.0))):
+        weights, total = weighted(jnp.asarray(flag))
+        assert tuple(float(weights[t]) for t in TARGETS) == pytest.approx(plain)
+        as_plain = LossConfig(kind="huber", delta=0.2, **dict(zip(TARGETS, plain)))
+        np.testing.assert_allclose(float(total), _numpy_reference(as_plain, pred, target, mask)[3],
+                                   rtol=2e-6)
 
 
 def test_missing_labels_contribute_zero_without_nan():

@@ -29,7 +29,9 @@ from equijax.training.checkpoint import CheckpointError
 
 RUN_ARGS = [*TINY_MODEL, "data.n_structures=40", "data.batch_size=8", "train.max_steps=6",
             "train.checkpoint_every_steps=2", "train.epochs=100", "train.progress=false",
-            "train.prefetch=2"]
+            "train.prefetch=2",
+            # stage two of the loss weights from step 3: the resumed run B crosses the switch
+            "loss.stage_two.start=0.5", "loss.stage_two.energy=3.0"]
 
 
 def _steps(run_dir: Path, kind: str = "checkpoints") -> list[int]:
@@ -63,7 +65,7 @@ def runs(tmp_path_factory, uniform_extxyz):
     env = subprocess_env(1, cache_dir=root / "jax_cache")
     args = [*RUN_ARGS, f"data.source={uniform_extxyz}"]
     a, b = root / "A", root / "B"
-    run_checked([*EQUIJAX, "train", *args, f"train.run_dir={a}"], env, timeout=300)
+    run_a = run_checked([*EQUIJAX, "train", *args, f"train.run_dir={a}"], env, timeout=300)
 
     marker, log = root / "B.hang", root / "B.log"
     with log.open("w") as out:
@@ -81,7 +83,8 @@ def runs(tmp_path_factory, uniform_extxyz):
     os.kill(proc.pid, signal.SIGKILL)
     killed["returncode"] = proc.wait(timeout=60)
     run_checked([*EQUIJAX, "train", "--resume", *args, f"train.run_dir={b}"], env, timeout=300)
-    return {"A": a, "B": b, "args": args, "killed": killed}
+    return {"A": a, "B": b, "args": args, "killed": killed,
+            "A_output": run_a.stdout + run_a.stderr}
 
 
 def test_run_was_killed_mid_epoch_after_a_checkpoint(runs):
@@ -94,6 +97,13 @@ def test_run_was_killed_mid_epoch_after_a_checkpoint(runs):
     assert (meta["epoch"], meta["next_step"]) == (0, 2)
     # the resumed run started from checkpoint 2: it did not rewrite it
     assert (runs["B"] / "checkpoints" / "2" / "_CHECKPOINT_METADATA").read_bytes() == killed["ckpt2_metadata"]
+
+
+def test_stage_two_begins_at_its_step(runs):
+    """Run A announces stage two at step round(0.5 * 6) = 3, once."""
+    out = runs["A_output"]
+    assert out.count("stage two of the loss weights begins") == 1, out[-2000:]
+    assert "step 3: stage two of the loss weights begins (energy 1.0 -> 3.0)" in out
 
 
 def test_resumed_run_matches_uninterrupted_run(runs):

@@ -294,7 +294,8 @@ def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | N
     ``breakdown``: also time the step's stages (`stage_breakdown`) and summarise the train step's
     optimized HLO (`hlo_summary`), in a second table. ``conservative_every`` k > 0 adds direct
     heads trained with a conservative step every k steps (``train.conservative_every``; timed as
-    the mean over whole cycles), for each precision. ``remat``: also each of these with
+    the mean over whole cycles), for each direct kind in ``forces`` (plain "direct" if there is
+    none) and each precision. ``remat``: also each of these with
     rematerialised blocks (``model.remat``). ``concat_messages``: also each of these with the
     plain concatenated messages (``factorized_messages=False``), the computation that the
     factorized default bypasses. ``unfused_gates``: also each of these with the gated MLPs'
@@ -319,7 +320,9 @@ def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | N
                "steps": steps, "n_structures": len(structures), "precisions": list(precisions),
                "emulated_precisions": [p for p in precisions if emulated(p)]}
     runs = [Run(f, p) for f in forces for p in precisions]
-    runs += [Run("direct", p, conservative_every) for p in precisions if conservative_every]
+    if conservative_every:  # each direct kind asked for (plain direct heads if none)
+        direct_kinds = [f for f in forces if f != "conservative"] or ["direct"]
+        runs += [Run(f, p, conservative_every) for f in direct_kinds for p in precisions]
     runs += [r._replace(remat=True) for r in runs] if remat else []
     runs += [r._replace(factorized=False) for r in runs] if concat_messages else []
     runs += [r._replace(fused=False) for r in runs] if unfused_gates else []

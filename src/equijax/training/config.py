@@ -6,6 +6,7 @@ An unknown key or a value of the wrong type raises `ConfigError` naming the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -110,9 +111,23 @@ class DataConfig:
 
 
 @dataclasses.dataclass
+class StageTwoConfig:
+    """MACE's second training stage: from ``start`` (a fraction of the run's steps; 1.0, the
+    default, never starts) on, the training loss takes these weights; ``None`` keeps the first
+    stage's. For example ``start: 0.75, energy: 10`` weights the energy 10x in the last quarter."""
+
+    start: float = 1.0
+    energy: float | None = None
+    forces: float | None = None
+    stress: float | None = None
+    magmoms: float | None = None
+
+
+@dataclasses.dataclass
 class LossConfig:
     """Per-target loss: Huber (``delta``) or MSE, with weights for energy per atom, forces,
-    stress and magmoms (chgnet's defaults 1 / 1 / 0.1 / 0.1)."""
+    stress and magmoms (chgnet's defaults 1 / 1 / 0.1 / 0.1), and optionally other weights for
+    the end of training (``stage_two``; validation losses always use the first weights)."""
 
     kind: str = "huber"
     delta: float = 0.1
@@ -120,6 +135,7 @@ class LossConfig:
     forces: float = 1.0
     stress: float = 0.1
     magmoms: float = 0.1
+    stage_two: StageTwoConfig = dataclasses.field(default_factory=StageTwoConfig)
 
 
 @dataclasses.dataclass
@@ -245,6 +261,26 @@ def _equivariant_checks(model: ModelConfig) -> list:
             for key, allowed in CHOICES.items()]
 
 
+def _stage_two_checks(stage: StageTwoConfig) -> list:
+    """Checks of ``loss.stage_two``: a start in [0, 1], weights >= 0, and some weight once it
+    starts."""
+    weights = {t: getattr(stage, t) for t in ("energy", "forces", "stress", "magmoms")}
+    return [
+        (0.0 <= stage.start <= 1.0, "loss.stage_two.start", "must be in [0, 1] (1: no stage two)"),
+        *[(w is None or (math.isfinite(w) and w >= 0), f"loss.stage_two.{t}",
+           "must be a finite number >= 0 or null") for t, w in weights.items()],
+        (stage.start >= 1.0 or any(w is not None for w in weights.values()), "loss.stage_two",
+         "starts before the end but sets no weight (energy, forces, stress or magmoms)"),
+    ]
+
+
+def stage_two_start_step(stage: StageTwoConfig, total_steps: int) -> int | None:
+    """The first step of the second stage in a run of ``total_steps`` steps, ``round(start *
+    total_steps)``; None when it never starts."""
+    step = int(round(stage.start * total_steps))
+    return None if stage.start >= 1.0 or step >= total_steps else step
+
+
 def _count(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
@@ -300,6 +336,7 @@ def _check(config: ExperimentConfig) -> None:
          "cannot be combined with model.pretrained"),
         *_equivariant_checks(config.model),
         (config.loss.kind in ("huber", "mse"), "loss.kind", "must be 'huber' or 'mse'"),
+        *_stage_two_checks(config.loss.stage_two),
         (config.optim.optimizer in ("adam", "adamw"), "optim.optimizer", "must be 'adam' or 'adamw'"),
         (config.data.batch_size >= 1, "data.batch_size", "must be >= 1"),
         (config.optim.learning_rate > 0, "optim.learning_rate", "must be > 0"),

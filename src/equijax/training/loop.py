@@ -18,7 +18,7 @@ from equijax.models.chgnet import CHGNet, CHGNetConfig
 from equijax.nn.precision import check_emulation_covers, with_matmul_precision
 from equijax.nn.readout import MAX_ELEMENTS
 from equijax.training.checkpoint import Checkpoints
-from equijax.training.config import ExperimentConfig, ModelConfig, to_dict
+from equijax.training.config import ExperimentConfig, ModelConfig, stage_two_start_step, to_dict
 from equijax.training.loader import Loader
 from equijax.training.metrics import MetricsLog
 from equijax.training.step import (
@@ -186,6 +186,13 @@ def _graphs(structures, model: ModelConfig) -> list:
             for i, s in enumerate(structures)]
 
 
+def _stage_two_text(loss) -> str:
+    """"energy 1.0 -> 10.0, ..." for the weights that ``loss.stage_two`` changes."""
+    return ", ".join(f"{t} {getattr(loss, t)} -> {getattr(loss.stage_two, t)}"
+                     for t in ("energy", "forces", "stress", "magmoms")
+                     if getattr(loss.stage_two, t) is not None)
+
+
 def _evaluate(eval_step, mesh, params, loader) -> dict:
     """MAEs and mean loss over a whole split (the remainder after full batches is dropped), and
     ``atoms_per_s``: the evaluation throughput (efs of every atom) after the first batch."""
@@ -240,6 +247,7 @@ def train(config: ExperimentConfig, resume: bool = False) -> dict:
                for name, split in (("train", train_set), ("val", val_set), ("test", test_set))}
     train_loader = loaders["train"]
     total_steps = config.train.max_steps or config.train.epochs * train_loader.steps_per_epoch
+    stage_two_from = stage_two_start_step(config.loss.stage_two, total_steps)
 
     module = build_model(config.model)
     example = jax.tree_util.tree_map(lambda x: x[0], train_loader.batch(0, 0)[0])
@@ -264,7 +272,7 @@ def train(config: ExperimentConfig, resume: bool = False) -> dict:
     precision = config.train.matmul_precision
     train_step = with_matmul_precision(
         make_train_step(module, optimizer, config.loss, mesh, config.optim.ema_decay,
-                        config.train.conservative_every), precision)
+                        config.train.conservative_every, stage_two_from), precision)
     eval_step = with_matmul_precision(make_eval_step(module, config.loss, mesh), precision)
     baseline = {k: v for k, v in per_element_linear_baseline(train_set, val_set).items()
                 if k != "coefficients"}
@@ -287,6 +295,9 @@ def train(config: ExperimentConfig, resume: bool = False) -> dict:
                     f"loss is {loss} at step {global_step} (epoch {epoch}, batch {step}); structures: "
                     f"{ids[:20]}{' ...' if len(ids) > 20 else ''}. The last good checkpoint "
                     f"(step {checkpoints.latest_step()}) in {run_dir} is intact.")
+            if stage_two_from is not None and global_step == stage_two_from + 1:
+                bar.write(f"step {stage_two_from}: stage two of the loss weights begins "
+                          f"({_stage_two_text(config.loss)})")
             n_seen += batch
             rate = n_seen / (time.perf_counter() - t_start)
             log.write({"split": "train", "step": global_step, "epoch": epoch,

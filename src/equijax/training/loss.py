@@ -45,8 +45,20 @@ def loss_sums(config: LossConfig, predictions: dict, targets: Targets) -> tuple[
     return sums, counts, abs_sums
 
 
-def total_loss(config: LossConfig, sums: dict, counts: dict) -> jnp.ndarray:
-    """``sum_t weight_t * sums_t / counts_t`` (targets without labels contribute 0)."""
-    weights = {"energy": config.energy, "forces": config.forces, "stress": config.stress,
-               "magmoms": config.magmoms}
+def loss_weights(config: LossConfig, stage_two=False) -> dict:
+    """Per-target weights (keyed by `TARGETS`): the first stage's, or where ``stage_two`` (a
+    bool, or a traced boolean scalar inside a step) those of ``config.stage_two``, which keeps
+    the first stage's weight for a target it leaves at None."""
+    weights = {}
+    for t in TARGETS:
+        first, second = getattr(config, t), getattr(config.stage_two, t)
+        weights[t] = first if second is None else jnp.where(stage_two, second, first)
+    return weights
+
+
+def total_loss(config: LossConfig, sums: dict, counts: dict,
+               weights: dict | None = None) -> jnp.ndarray:
+    """``sum_t weight_t * sums_t / counts_t`` (targets without labels contribute 0); ``weights``
+    default to the first stage's (`loss_weights`)."""
+    weights = loss_weights(config) if weights is None else weights
     return sum(weights[t] * sums[t] / jnp.maximum(counts[t], 1.0) for t in TARGETS)

@@ -7,7 +7,6 @@ and loss sums are `psum`-reduced, and the loss is the mean over the global batch
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, NamedTuple
 
 import jax
@@ -19,7 +18,7 @@ from jax.sharding import PartitionSpec as P
 
 from equijax.potential import is_direct, predict_padded
 from equijax.training.config import LossConfig, OptimConfig
-from equijax.training.loss import TARGETS, loss_sums, total_loss
+from equijax.training.loss import TARGETS, loss_sums, loss_weights, total_loss
 
 AXIS = "data"
 
@@ -73,11 +72,13 @@ def _local(tree):
     return jax.tree_util.tree_map(lambda x: x[0], tree)
 
 
-def _predict_and_sum(module, loss_config, params, graph, targets, gradient_forces=False):
+def _predict_and_sum(module, loss_config, params, graph, targets, gradient_forces=False,
+                     weights=None):
     """The batch's loss and, for the metrics, label counts and absolute-error sums. With
     ``gradient_forces`` (a direct model) the loss also fits the energy's gradients, -dE/dr and
     (1/V) dE/dε, to the force and stress labels, with the same weights; the metrics stay those of
-    the direct heads."""
+    the direct heads. ``weights``: per-target loss weights (default: the first stage's)."""
+    weights = loss_weights(loss_config) if weights is None else weights
     predictions = predict_padded(module, params, graph, compute_stress=True,
                                  gradient_forces=gradient_forces)
     gradient_terms = None
@@ -87,11 +88,11 @@ def _predict_and_sum(module, loss_config, params, graph, targets, gradient_force
                        "stress": predictions["direct_stress"]}
     sums, counts, abs_sums = loss_sums(loss_config, predictions, targets)
     counts = jax.lax.psum(counts, AXIS)  # label counts do not depend on the params
-    loss = total_loss(loss_config, sums, counts)
+    loss = total_loss(loss_config, sums, counts, weights)
     if gradient_terms is not None:  # forces and stress only: energy and magmoms are counted once
         extra, _, _ = loss_sums(loss_config, {**predictions, **gradient_terms}, targets)
-        loss = loss + total_loss(dataclasses.replace(loss_config, energy=0.0, magmoms=0.0),
-                                 extra, counts)
+        loss = loss + total_loss(loss_config, extra, counts,
+                                 {**weights, "energy": 0.0, "magmoms": 0.0})
     return loss, (counts, abs_sums)
 
 
@@ -105,7 +106,7 @@ def _metrics(loss, counts, abs_sums) -> dict:
 
 
 def make_train_step(module, optimizer, loss_config: LossConfig, mesh: Mesh, ema_decay: float,
-                    conservative_every: int = 0):
+                    conservative_every: int = 0, stage_two_from: int | None = None):
     """``step(state, graph, targets) -> (state, metrics)``, jit-compiled, data-parallel over
     ``mesh``. ``graph``/``targets`` carry a leading device axis of size ``mesh.size``.
 
@@ -113,19 +114,29 @@ def make_train_step(module, optimizer, loss_config: LossConfig, mesh: Mesh, ema_
     0, k, 2k, ... of the state's count) the loss also fits the energy's gradients to the force and
     stress labels (`_predict_and_sum`), so the energy learns from the force labels as a
     conservative model's does; the other steps take no derivative of the energy. One compiled step
-    holds both kinds under `jax.lax.cond`, which runs one of them."""
+    holds both kinds under `jax.lax.cond`, which runs one of them.
+
+    ``stage_two_from``: from this step of the state's count on, the loss takes the weights of
+    ``loss_config.stage_two`` (`equijax.training.config.stage_two_start_step`); None: never. The
+    switch is traced, so both stages share one compiled step."""
     if conservative_every < 0:
         raise ValueError(f"conservative_every must be >= 0, got {conservative_every}")
+    if stage_two_from is not None and stage_two_from < 0:
+        raise ValueError(f"stage_two_from must be >= 0 or None, got {stage_two_from}")
     if conservative_every and not is_direct(module):
         raise ValueError("conservative_every needs a model with direct heads (forces='direct')")
 
-    def gradients(params, graph, targets, gradient_forces):
-        return jax.value_and_grad(
-            lambda p: _predict_and_sum(module, loss_config, p, graph, targets, gradient_forces),
-            has_aux=True)(params)
-
     def per_device(state: TrainState, graph, targets):
         graph, targets = _local(graph), _local(targets)
+        weights = loss_weights(loss_config, False if stage_two_from is None
+                               else state.step >= stage_two_from)
+
+        def gradients(params, graph, targets, gradient_forces):
+            return jax.value_and_grad(
+                lambda p: _predict_and_sum(module, loss_config, p, graph, targets,
+                                           gradient_forces, weights),
+                has_aux=True)(params)
+
         # params are replicated (device-invariant), so under shard_map jax.grad already sums
         # their cotangents over devices: grads is the gradient of the global loss, no psum
         if conservative_every:
