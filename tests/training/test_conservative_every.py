@@ -172,3 +172,13 @@ def test_refused_for_a_conservative_model(setup):
         make_train_step(direct, optax.sgd(1.0), LOSS, make_mesh(1), 0.0, conservative_every=-1)
 
 
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"conservative_every": -1}, "conservative_every must be >= 0"),
+    ({"stage_two_from": -1}, "stage_two_from must be >= 0 or None"),
+])
+def test_negative_step_options_are_refused(kwargs, message):
+    """Negative step counts stop `make_train_step` before anything is traced."""
+    with pytest.raises(ValueError, match=message):
+        make_train_step(None, optax.sgd(1.0), LOSS, make_mesh(1), ema_decay=0.0, **kwargs)
