@@ -20,6 +20,7 @@ from equijax.nn.readout import MAX_ELEMENTS
 from equijax.training.checkpoint import Checkpoints
 from equijax.training.config import ExperimentConfig, ModelConfig, stage_two_start_step, to_dict
 from equijax.training.loader import Loader
+from equijax.training.loss import TARGETS
 from equijax.training.metrics import MetricsLog
 from equijax.training.step import (
     init_state,
@@ -189,8 +190,7 @@ def _graphs(structures, model: ModelConfig) -> list:
 def _stage_two_text(loss) -> str:
     """"energy 1.0 -> 10.0, ..." for the weights that ``loss.stage_two`` changes."""
     return ", ".join(f"{t} {getattr(loss, t)} -> {getattr(loss.stage_two, t)}"
-                     for t in ("energy", "forces", "stress", "magmoms")
-                     if getattr(loss.stage_two, t) is not None)
+                     for t in TARGETS if getattr(loss.stage_two, t) is not None)
 
 
 def _evaluate(eval_step, mesh, params, loader) -> dict:
