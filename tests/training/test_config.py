@@ -196,6 +196,8 @@ def test_scalar_for_a_section_names_the_key():
     ("loss.stage_two.start=1.5", "loss.stage_two.start"),
     ("loss.stage_two.energy=-1", "loss.stage_two.energy"),
     ("loss.stage_two.start=0.5", "loss.stage_two"),  # starts, but sets no weight
+    ("loss.stage_two.conservative_every=1", "loss.stage_two.conservative_every"),  # conservative
+    ("loss.stage_two.conservative_every=-2", "loss.stage_two.conservative_every"),
 ])
 def test_invalid_values_raise(override, key):
     """Values of the right type but outside the allowed set raise `ConfigError` naming the key."""
@@ -216,6 +218,10 @@ def test_stage_two_from_yaml_and_its_start_step(tmp_path):
     assert stage_two_start_step(stage, 10) == 8  # round(7.5) to even: steps 8 and 9
     assert stage_two_start_step(load_config(None, []).loss.stage_two, 1200) is None
     assert stage_two_start_step(dataclasses.replace(stage, start=0.9999), 100) is None
+    # a conservative fine-tuning stage alone is a setting of its own
+    tuned = load_config(None, ["model.forces=direct", "loss.stage_two.start=0.75",
+                               "loss.stage_two.conservative_every=1"]).loss.stage_two
+    assert tuned.conservative_every == 1 and tuned.energy is None
 
 
 @pytest.mark.parametrize("override", ["train.checkpoint_every_steps=0",

@@ -133,6 +133,35 @@ def test_stage_two_weights_from_their_step_in_both_kinds_of_step(setup, referenc
     assert abs(float(reference_two[True][0]) - float(reference[True][0])) > 1e-3 * float(reference[True][0])
 
 
+@pytest.mark.parametrize("first_every, second_every, expected", [
+    # a conservative fine-tuning stage from step 3: direct steps before, conservative ones after
+    (0, 1, {0: False, 2: False, 3: True, 4: True}),
+    # conservative steps every 2 in stage one, none in stage two
+    (2, 0, {0: True, 1: False, 2: True, 3: False, 4: False}),
+])
+def test_stage_two_conservative_every(setup, reference, first_every, second_every, expected):
+    """``loss.stage_two.conservative_every`` replaces ``conservative_every`` from
+    ``stage_two_from`` on: each step takes the gradient of the direct loss, plus the conservative
+    force/stress loss on the steps that its stage's k selects (same weights in both stages)."""
+    direct, params, graph, targets, _ = setup
+    staged = dataclasses.replace(LOSS, stage_two=StageTwoConfig(start=0.5,
+                                                               conservative_every=second_every))
+    step = make_train_step(direct, optax.sgd(1.0), staged, make_mesh(1), ema_decay=0.0,
+                           conservative_every=first_every, stage_two_from=3)
+    copy = lambda tree: jax.tree_util.tree_map(jnp.copy, tree)  # the step donates its state
+    for step_count, with_gradient_terms in expected.items():
+        state = init_state(copy(params), optax.sgd(1.0), seed=0)._replace(
+            ema_params=copy(params), step=jnp.asarray(step_count, jnp.int32))
+        new_state, metrics = step(state, graph, targets)
+        ref_loss, ref_grads = reference[with_gradient_terms]
+        np.testing.assert_allclose(float(metrics["loss"]), float(ref_loss), rtol=1e-5,
+                                   err_msg=f"step {step_count}")
+        grads = jax.tree_util.tree_map(lambda a, b: np.asarray(a) - np.asarray(b), params,
+                                       new_state.params)
+        for got, want in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(ref_grads)):
+            np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-6, err_msg=f"step {step_count}")
+
+
 def test_gradient_forces_and_load_trained_as_conservative(setup, tmp_path):
     """``predict_padded(gradient_forces=True)`` of a direct model: energy, forces and stress equal
     those of the run loaded with `load_trained(forces="conservative")` (heads dropped, forces and
@@ -170,6 +199,9 @@ def test_refused_for_a_conservative_model(setup):
         make_train_step(conservative, optax.sgd(1.0), LOSS, make_mesh(1), 0.0, conservative_every=2)
     with pytest.raises(ValueError, match=">= 0"):
         make_train_step(direct, optax.sgd(1.0), LOSS, make_mesh(1), 0.0, conservative_every=-1)
+    tuned = dataclasses.replace(LOSS, stage_two=StageTwoConfig(start=0.5, conservative_every=1))
+    with pytest.raises(ValueError, match="stage_two.conservative_every needs a model with direct"):
+        make_train_step(conservative, optax.sgd(1.0), tuned, make_mesh(1), 0.0, stage_two_from=2)
 
 
 
@@ -177,8 +209,12 @@ def test_refused_for_a_conservative_model(setup):
 @pytest.mark.parametrize("kwargs, message", [
     ({"conservative_every": -1}, "conservative_every must be >= 0"),
     ({"stage_two_from": -1}, "stage_two_from must be >= 0 or None"),
+    ({"stage_two_from": 2, "loss_config": dataclasses.replace(
+        LOSS, stage_two=StageTwoConfig(start=0.5, conservative_every=-1))},
+     "loss.stage_two.conservative_every must be >= 0"),
 ])
 def test_negative_step_options_are_refused(kwargs, message):
     """Negative step counts stop `make_train_step` before anything is traced."""
     with pytest.raises(ValueError, match=message):
-        make_train_step(None, optax.sgd(1.0), LOSS, make_mesh(1), ema_decay=0.0, **kwargs)
+        make_train_step(None, optax.sgd(1.0), kwargs.pop("loss_config", LOSS), make_mesh(1),
+                        ema_decay=0.0, **kwargs)

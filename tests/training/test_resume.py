@@ -102,8 +102,8 @@ def test_run_was_killed_mid_epoch_after_a_checkpoint(runs):
 def test_stage_two_begins_at_its_step(runs):
     """Run A announces stage two at step round(0.5 * 6) = 3, once."""
     out = runs["A_output"]
-    assert out.count("stage two of the loss weights begins") == 1, out[-2000:]
-    assert "step 3: stage two of the loss weights begins (energy 1.0 -> 3.0)" in out
+    assert out.count("stage two of the loss begins") == 1, out[-2000:]
+    assert "step 3: stage two of the loss begins (energy 1.0 -> 3.0)" in out
 
 
 def test_resumed_run_matches_uninterrupted_run(runs):

@@ -114,13 +114,18 @@ class DataConfig:
 class StageTwoConfig:
     """MACE's second training stage: from ``start`` (a fraction of the run's steps; 1.0, the
     default, never starts) on, the training loss takes these weights; ``None`` keeps the first
-    stage's. For example ``start: 0.75, energy: 10`` weights the energy 10x in the last quarter."""
+    stage's. For example ``start: 0.75, energy: 10`` weights the energy 10x in the last quarter.
+
+    ``conservative_every`` (a model with direct heads) replaces ``train.conservative_every`` in
+    the second stage: ``start: 0.75, conservative_every: 1`` is a conservative fine-tuning stage
+    in which every step also fits the energy's gradients while the direct heads keep training."""
 
     start: float = 1.0
     energy: float | None = None
     forces: float | None = None
     stress: float | None = None
     magmoms: float | None = None
+    conservative_every: int | None = None
 
 
 @dataclasses.dataclass
@@ -261,16 +266,23 @@ def _equivariant_checks(model: ModelConfig) -> list:
             for key, allowed in CHOICES.items()]
 
 
-def _stage_two_checks(stage: StageTwoConfig) -> list:
-    """Checks of ``loss.stage_two``: a start in [0, 1], weights >= 0, and some weight once it
-    starts."""
+def _stage_two_checks(stage: StageTwoConfig, forces: str) -> list:
+    """Checks of ``loss.stage_two``: a start in [0, 1], weights >= 0, a ``conservative_every``
+    >= 0 only for direct heads, and some setting once it starts."""
     weights = {t: getattr(stage, t) for t in ("energy", "forces", "stress", "magmoms")}
+    every = stage.conservative_every
     return [
         (0.0 <= stage.start <= 1.0, "loss.stage_two.start", "must be in [0, 1] (1: no stage two)"),
         *[(w is None or (math.isfinite(w) and w >= 0), f"loss.stage_two.{t}",
            "must be a finite number >= 0 or null") for t, w in weights.items()],
-        (stage.start >= 1.0 or any(w is not None for w in weights.values()), "loss.stage_two",
-         "starts before the end but sets no weight (energy, forces, stress or magmoms)"),
+        (every is None or _count(every), "loss.stage_two.conservative_every",
+         "must be an integer >= 0 or null"),
+        (not every or forces == "direct", "loss.stage_two.conservative_every",
+         "needs model.forces=direct (a conservative model fits the energy's gradients at every "
+         "step)"),
+        (stage.start >= 1.0 or every is not None or any(w is not None for w in weights.values()),
+         "loss.stage_two", "starts before the end but sets nothing (energy, forces, stress, "
+         "magmoms or conservative_every)"),
     ]
 
 
@@ -336,7 +348,7 @@ def _check(config: ExperimentConfig) -> None:
          "cannot be combined with model.pretrained"),
         *_equivariant_checks(config.model),
         (config.loss.kind in ("huber", "mse"), "loss.kind", "must be 'huber' or 'mse'"),
-        *_stage_two_checks(config.loss.stage_two),
+        *_stage_two_checks(config.loss.stage_two, config.model.forces),
         (config.optim.optimizer in ("adam", "adamw"), "optim.optimizer", "must be 'adam' or 'adamw'"),
         (config.data.batch_size >= 1, "data.batch_size", "must be >= 1"),
         (config.optim.learning_rate > 0, "optim.learning_rate", "must be > 0"),
@@ -348,7 +360,8 @@ def _check(config: ExperimentConfig) -> None:
     for ok, key, why in checks:
         if not ok:
             raise ConfigError(f"config key {key!r}: {why}")
-    if config.model.remat and config.train.conservative_every and config.model.name == "chgnet":
+    if (config.model.remat and config.model.name == "chgnet"
+            and (config.train.conservative_every or config.loss.stage_two.conservative_every)):
         warnings.warn("model.remat with train.conservative_every: the conservative steps recompute "
                       "the direct model's blocks inside a second derivative, which needs more "
                       "memory than without remat (docs/chgnet.md, 'Memory'); consider "

@@ -187,10 +187,16 @@ def _graphs(structures, model: ModelConfig) -> list:
             for i, s in enumerate(structures)]
 
 
-def _stage_two_text(loss) -> str:
-    """"energy 1.0 -> 10.0, ..." for the weights that ``loss.stage_two`` changes."""
-    return ", ".join(f"{t} {getattr(loss, t)} -> {getattr(loss.stage_two, t)}"
-                     for t in TARGETS if getattr(loss.stage_two, t) is not None)
+def _stage_two_text(config) -> str:
+    """"energy 1.0 -> 10.0, ..." for the weights (and the conservative_every) that
+    ``loss.stage_two`` changes."""
+    loss, stage = config.loss, config.loss.stage_two
+    changes = [f"{t} {getattr(loss, t)} -> {getattr(stage, t)}"
+               for t in TARGETS if getattr(stage, t) is not None]
+    if stage.conservative_every is not None:
+        changes.append(f"conservative_every {config.train.conservative_every} -> "
+                       f"{stage.conservative_every}")
+    return ", ".join(changes)
 
 
 def _evaluate(eval_step, mesh, params, loader) -> dict:
@@ -296,8 +302,8 @@ def train(config: ExperimentConfig, resume: bool = False) -> dict:
                     f"{ids[:20]}{' ...' if len(ids) > 20 else ''}. The last good checkpoint "
                     f"(step {checkpoints.latest_step()}) in {run_dir} is intact.")
             if stage_two_from is not None and global_step == stage_two_from + 1:
-                bar.write(f"step {stage_two_from}: stage two of the loss weights begins "
-                          f"({_stage_two_text(config.loss)})")
+                bar.write(f"step {stage_two_from}: stage two of the loss begins "
+                          f"({_stage_two_text(config)})")
             n_seen += batch
             rate = n_seen / (time.perf_counter() - t_start)
             log.write({"split": "train", "step": global_step, "epoch": epoch,

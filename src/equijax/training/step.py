@@ -117,19 +117,24 @@ def make_train_step(module, optimizer, loss_config: LossConfig, mesh: Mesh, ema_
     holds both kinds under `jax.lax.cond`, which runs one of them.
 
     ``stage_two_from``: from this step of the state's count on, the loss takes the weights of
-    ``loss_config.stage_two`` (`equijax.training.config.stage_two_start_step`); None: never. The
+    ``loss_config.stage_two`` (`equijax.training.config.stage_two_start_step`), and its
+    ``conservative_every`` where set (not None) replaces ``conservative_every``; None: never. The
     switch is traced, so both stages share one compiled step."""
-    if conservative_every < 0:
-        raise ValueError(f"conservative_every must be >= 0, got {conservative_every}")
+    every_two = loss_config.stage_two.conservative_every
+    every_two = conservative_every if stage_two_from is None or every_two is None else every_two
+    for name, k in (("conservative_every", conservative_every),
+                    ("loss.stage_two.conservative_every", every_two)):
+        if k < 0:
+            raise ValueError(f"{name} must be >= 0, got {k}")
+        if k and not is_direct(module):
+            raise ValueError(f"{name} needs a model with direct heads (forces='direct')")
     if stage_two_from is not None and stage_two_from < 0:
         raise ValueError(f"stage_two_from must be >= 0 or None, got {stage_two_from}")
-    if conservative_every and not is_direct(module):
-        raise ValueError("conservative_every needs a model with direct heads (forces='direct')")
 
     def per_device(state: TrainState, graph, targets):
         graph, targets = _local(graph), _local(targets)
-        weights = loss_weights(loss_config, False if stage_two_from is None
-                               else state.step >= stage_two_from)
+        in_stage_two = False if stage_two_from is None else state.step >= stage_two_from
+        weights = loss_weights(loss_config, in_stage_two)
 
         def gradients(params, graph, targets, gradient_forces):
             return jax.value_and_grad(
@@ -139,9 +144,10 @@ def make_train_step(module, optimizer, loss_config: LossConfig, mesh: Mesh, ema_
 
         # params are replicated (device-invariant), so under shard_map jax.grad already sums
         # their cotangents over devices: grads is the gradient of the global loss, no psum
-        if conservative_every:
+        if conservative_every or every_two:
+            every = jnp.where(in_stage_two, every_two, conservative_every)
             (loss, (counts, abs_sums)), grads = jax.lax.cond(
-                state.step % conservative_every == 0,
+                (every > 0) & (state.step % jnp.maximum(every, 1) == 0),
                 lambda p: gradients(p, graph, targets, True),
                 lambda p: gradients(p, graph, targets, False), state.params)
         else:
