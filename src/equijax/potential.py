@@ -44,7 +44,8 @@ def predict_padded(module, params, graph: CrystalGraph, compute_stress: bool = T
     A module whose ``config.forces`` is ``"direct"`` returns forces and stress itself: then the
     model runs once, without any derivative. With ``gradient_forces`` its forces and stress are
     the energy's gradients instead, as for a conservative model, and its heads' outputs come as
-    ``direct_forces`` (N, 3) and ``direct_stress`` (G, 3, 3) too (``train.conservative_every``).
+    ``direct_forces`` (N, 3) and ``direct_stress`` (G, 3, 3) too (``train.conservative_every``,
+    ``loss.stage_two.conservative_every``).
     """
     if gradient_forces and not is_direct(module):
         raise ValueError("gradient_forces is for a model with direct heads (config.forces='direct')")

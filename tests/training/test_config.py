@@ -197,7 +197,6 @@ def test_scalar_for_a_section_names_the_key():
     ("loss.stage_two.energy=-1", "loss.stage_two.energy"),
     ("loss.stage_two.start=0.5", "loss.stage_two"),  # starts, but sets no weight
     ("loss.stage_two.conservative_every=1", "loss.stage_two.conservative_every"),  # conservative
-    ("loss.stage_two.conservative_every=-2", "loss.stage_two.conservative_every"),
 ])
 def test_invalid_values_raise(override, key):
     """Values of the right type but outside the allowed set raise `ConfigError` naming the key."""
@@ -222,6 +221,18 @@ def test_stage_two_from_yaml_and_its_start_step(tmp_path):
     tuned = load_config(None, ["model.forces=direct", "loss.stage_two.start=0.75",
                                "loss.stage_two.conservative_every=1"]).loss.stage_two
     assert tuned.conservative_every == 1 and tuned.energy is None
+    with pytest.raises(ConfigError, match="conservative_every'.*integer >= 0"):
+        load_config(None, ["model.forces=direct", "loss.stage_two.conservative_every=-2"])
+
+
+def test_stage_two_log_text_names_what_changes():
+    """The log line at the switch names each changed weight and the conservative period."""
+    from equijax.training.loop import _stage_two_text
+
+    config = load_config(None, ["model.forces=direct", "train.conservative_every=4",
+                                "loss.stage_two.start=0.75", "loss.stage_two.stress=0.5",
+                                "loss.stage_two.conservative_every=1"])
+    assert _stage_two_text(config) == "stress 0.1 -> 0.5, conservative_every 4 -> 1"
 
 
 @pytest.mark.parametrize("override", ["train.checkpoint_every_steps=0",
@@ -331,7 +342,11 @@ def test_remat_with_conservative_steps_warns_and_either_alone_does_not():
 
     with pytest.warns(UserWarning, match="model.remat with train.conservative_every"):
         load_config(None, ["model.forces=direct", "model.remat=true", "train.conservative_every=4"])
+    tuned = ["model.forces=direct", "model.remat=true", "loss.stage_two.conservative_every=1"]
+    with pytest.warns(UserWarning, match="model.remat with loss.stage_two.conservative_every"):
+        load_config(None, [*tuned, "loss.stage_two.start=0.75"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_config(None, ["model.forces=direct", "model.remat=true"])
         load_config(None, ["model.forces=direct", "train.conservative_every=4"])
+        load_config(None, tuned)  # stage two never starts

@@ -138,6 +138,8 @@ def test_stage_two_weights_from_their_step_in_both_kinds_of_step(setup, referenc
     (0, 1, {0: False, 2: False, 3: True, 4: True}),
     # conservative steps every 2 in stage one, none in stage two
     (2, 0, {0: True, 1: False, 2: True, 3: False, 4: False}),
+    # every 2 in stage two, counted from its first step
+    (0, 2, {2: False, 3: True, 4: False, 5: True}),
 ])
 def test_stage_two_conservative_every(setup, reference, first_every, second_every, expected):
     """``loss.stage_two.conservative_every`` replaces ``conservative_every`` from

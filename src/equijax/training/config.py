@@ -116,9 +116,10 @@ class StageTwoConfig:
     default, never starts) on, the training loss takes these weights; ``None`` keeps the first
     stage's. For example ``start: 0.75, energy: 10`` weights the energy 10x in the last quarter.
 
-    ``conservative_every`` (a model with direct heads) replaces ``train.conservative_every`` in
-    the second stage: ``start: 0.75, conservative_every: 1`` is a conservative fine-tuning stage
-    in which every step also fits the energy's gradients while the direct heads keep training."""
+    ``conservative_every`` k (a model with direct heads) replaces ``train.conservative_every`` in
+    the second stage, counted from its first step (a conservative one): ``start: 0.75,
+    conservative_every: 1`` is a conservative fine-tuning stage in which every step also fits
+    the energy's gradients while the direct heads keep training."""
 
     start: float = 1.0
     energy: float | None = None
@@ -360,9 +361,12 @@ def _check(config: ExperimentConfig) -> None:
     for ok, key, why in checks:
         if not ok:
             raise ConfigError(f"config key {key!r}: {why}")
-    if (config.model.remat and config.model.name == "chgnet"
-            and (config.train.conservative_every or config.loss.stage_two.conservative_every)):
-        warnings.warn("model.remat with train.conservative_every: the conservative steps recompute "
+    stage = config.loss.stage_two
+    every_key = ("train.conservative_every" if config.train.conservative_every else
+                 "loss.stage_two.conservative_every" if stage.conservative_every and stage.start < 1
+                 else None)
+    if config.model.remat and config.model.name == "chgnet" and every_key:
+        warnings.warn(f"model.remat with {every_key}: the conservative steps recompute "
                       "the direct model's blocks inside a second derivative, which needs more "
                       "memory than without remat (docs/chgnet.md, 'Memory'); consider "
                       "model.remat=false", stacklevel=2)

@@ -118,7 +118,8 @@ def make_train_step(module, optimizer, loss_config: LossConfig, mesh: Mesh, ema_
 
     ``stage_two_from``: from this step of the state's count on, the loss takes the weights of
     ``loss_config.stage_two`` (`equijax.training.config.stage_two_start_step`), and its
-    ``conservative_every`` where set (not None) replaces ``conservative_every``; None: never. The
+    ``conservative_every`` k2, where set (not None), replaces ``conservative_every``: steps
+    ``stage_two_from``, ``stage_two_from + k2``, ... are conservative ones; None: never. The
     switch is traced, so both stages share one compiled step."""
     every_two = loss_config.stage_two.conservative_every
     every_two = conservative_every if stage_two_from is None or every_two is None else every_two
@@ -145,9 +146,11 @@ def make_train_step(module, optimizer, loss_config: LossConfig, mesh: Mesh, ema_
         # params are replicated (device-invariant), so under shard_map jax.grad already sums
         # their cotangents over devices: grads is the gradient of the global loss, no psum
         if conservative_every or every_two:
+            # stage two counts its period from its own first step, which is a conservative one
             every = jnp.where(in_stage_two, every_two, conservative_every)
+            phase = state.step - (stage_two_from if stage_two_from is not None else 0) * in_stage_two
             (loss, (counts, abs_sums)), grads = jax.lax.cond(
-                (every > 0) & (state.step % jnp.maximum(every, 1) == 0),
+                (every > 0) & (phase % jnp.maximum(every, 1) == 0),
                 lambda p: gradients(p, graph, targets, True),
                 lambda p: gradients(p, graph, targets, False), state.params)
         else:

@@ -28,7 +28,8 @@ def load_trained(run_dir: str | Path, which: str = "best", forces: str | None = 
     ``forces="conservative"`` turns a model trained with direct heads into a conservative one:
     the same trunk and energy (learned pair and three-body energies included), forces and stress
     from the energy's gradients, the heads dropped (energy-conserving MD; useful after
-    ``train.conservative_every``). ``None`` keeps the run's.
+    ``train.conservative_every`` or ``loss.stage_two.conservative_every``). ``None`` keeps the
+    run's.
     """
     import dataclasses
 
