@@ -104,6 +104,24 @@ def test_step_gradient_matches_direct_plus_conservative_loss(setup, step_every_3
         jax.tree_util.tree_leaves(grads["params"]["energy_readout"]), jax.tree_util.tree_leaves(other)))
 
 
+def _check_step_at(step, setup, step_count, ref):
+    """Run ``step`` once from the setup's params with the state's count at ``step_count`` and
+    check its loss and gradient (SGD at rate 1: ``params - new params``) against ``ref``, a
+    ``(loss, grads)`` pair."""
+    _, params, graph, targets, _ = setup
+    copy = lambda tree: jax.tree_util.tree_map(jnp.copy, tree)  # the step donates its state
+    state = init_state(copy(params), optax.sgd(1.0), seed=0)._replace(
+        ema_params=copy(params), step=jnp.asarray(step_count, jnp.int32))
+    new_state, metrics = step(state, graph, targets)
+    ref_loss, ref_grads = ref
+    np.testing.assert_allclose(float(metrics["loss"]), float(ref_loss), rtol=1e-5,
+                               err_msg=f"step {step_count}")
+    grads = jax.tree_util.tree_map(lambda a, b: np.asarray(a) - np.asarray(b), params,
+                                   new_state.params)
+    for got, want in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(ref_grads)):
+        np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-6, err_msg=f"step {step_count}")
+
+
 def test_stage_two_weights_from_their_step_in_both_kinds_of_step(setup, reference):
     """``stage_two_from=3`` with ``conservative_every=3``: step 0 (a conservative step) takes the
     first stage's weights; step 3 (conservative) and step 4 (direct) take the gradient of the
@@ -117,18 +135,9 @@ def test_stage_two_weights_from_their_step_in_both_kinds_of_step(setup, referenc
     reference_two = {flag: jax.jit(jax.value_and_grad(
         lambda p, g, t, flag=flag: _reference_loss(direct, p, g, t, flag, second)))(
         params, graph, targets) for flag in (True, False)}
-    copy = lambda tree: jax.tree_util.tree_map(jnp.copy, tree)  # the step donates its state
-    for step_count, (ref_loss, ref_grads) in ((0, reference[True]), (3, reference_two[True]),
-                                              (4, reference_two[False])):
-        state = init_state(copy(params), optax.sgd(1.0), seed=0)._replace(
-            ema_params=copy(params), step=jnp.asarray(step_count, jnp.int32))
-        new_state, metrics = step(state, graph, targets)
-        np.testing.assert_allclose(float(metrics["loss"]), float(ref_loss), rtol=1e-5,
-                                   err_msg=f"step {step_count}")
-        grads = jax.tree_util.tree_map(lambda a, b: np.asarray(a) - np.asarray(b), params,
-                                       new_state.params)
-        for got, want in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(ref_grads)):
-            np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-6, err_msg=f"step {step_count}")
+    for step_count, ref in ((0, reference[True]), (3, reference_two[True]),
+                            (4, reference_two[False])):
+        _check_step_at(step, setup, step_count, ref)
     # the stage-two weights change the loss: the references of the two stages differ
     assert abs(float(reference_two[True][0]) - float(reference[True][0])) > 1e-3 * float(reference[True][0])
 
@@ -145,23 +154,13 @@ def test_stage_two_conservative_every(setup, reference, first_every, second_ever
     """``loss.stage_two.conservative_every`` replaces ``conservative_every`` from
     ``stage_two_from`` on: each step takes the gradient of the direct loss, plus the conservative
     force/stress loss on the steps that its stage's k selects (same weights in both stages)."""
-    direct, params, graph, targets, _ = setup
+    direct = setup[0]
     staged = dataclasses.replace(LOSS, stage_two=StageTwoConfig(start=0.5,
                                                                conservative_every=second_every))
     step = make_train_step(direct, optax.sgd(1.0), staged, make_mesh(1), ema_decay=0.0,
                            conservative_every=first_every, stage_two_from=3)
-    copy = lambda tree: jax.tree_util.tree_map(jnp.copy, tree)  # the step donates its state
     for step_count, with_gradient_terms in expected.items():
-        state = init_state(copy(params), optax.sgd(1.0), seed=0)._replace(
-            ema_params=copy(params), step=jnp.asarray(step_count, jnp.int32))
-        new_state, metrics = step(state, graph, targets)
-        ref_loss, ref_grads = reference[with_gradient_terms]
-        np.testing.assert_allclose(float(metrics["loss"]), float(ref_loss), rtol=1e-5,
-                                   err_msg=f"step {step_count}")
-        grads = jax.tree_util.tree_map(lambda a, b: np.asarray(a) - np.asarray(b), params,
-                                       new_state.params)
-        for got, want in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(ref_grads)):
-            np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-6, err_msg=f"step {step_count}")
+        _check_step_at(step, setup, step_count, reference[with_gradient_terms])
 
 
 def test_gradient_forces_and_load_trained_as_conservative(setup, tmp_path):
