@@ -205,8 +205,6 @@ def test_refused_for_a_conservative_model(setup):
         make_train_step(conservative, optax.sgd(1.0), tuned, make_mesh(1), 0.0, stage_two_from=2)
 
 
-
-
 @pytest.mark.parametrize("kwargs, message", [
     ({"conservative_every": -1}, "conservative_every must be >= 0"),
     ({"stage_two_from": -1}, "stage_two_from must be >= 0 or None"),
@@ -216,6 +214,7 @@ def test_refused_for_a_conservative_model(setup):
 ])
 def test_negative_step_options_are_refused(kwargs, message):
     """Negative step counts stop `make_train_step` before anything is traced."""
+    kwargs = dict(kwargs)  # the parameter's dict is shared between runs: do not mutate it
     with pytest.raises(ValueError, match=message):
         make_train_step(None, optax.sgd(1.0), kwargs.pop("loss_config", LOSS), make_mesh(1),
                         ema_decay=0.0, **kwargs)

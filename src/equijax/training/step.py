@@ -146,9 +146,10 @@ def make_train_step(module, optimizer, loss_config: LossConfig, mesh: Mesh, ema_
         # params are replicated (device-invariant), so under shard_map jax.grad already sums
         # their cotangents over devices: grads is the gradient of the global loss, no psum
         if conservative_every or every_two:
-            # stage two counts its period from its own first step, which is a conservative one
-            every = jnp.where(in_stage_two, every_two, conservative_every)
-            phase = state.step - (stage_two_from if stage_two_from is not None else 0) * in_stage_two
+            every, phase = conservative_every, state.step
+            if stage_two_from is not None:  # stage two counts its period from its first step
+                every = jnp.where(in_stage_two, every_two, conservative_every)
+                phase = jnp.where(in_stage_two, state.step - stage_two_from, state.step)
             (loss, (counts, abs_sums)), grads = jax.lax.cond(
                 (every > 0) & (phase % jnp.maximum(every, 1) == 0),
                 lambda p: gradients(p, graph, targets, True),
