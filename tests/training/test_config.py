@@ -197,6 +197,7 @@ def test_scalar_for_a_section_names_the_key():
     ("loss.stage_two.energy=-1", "loss.stage_two.energy"),
     ("loss.stage_two.start=0.5", "loss.stage_two"),  # starts, but sets no weight
     ("loss.stage_two.conservative_every=1", "loss.stage_two.conservative_every"),  # conservative
+    ("loss.gradient_stress=0.02", "loss.gradient_stress"),  # a conservative model
 ])
 def test_invalid_values_raise(override, key):
     """Values of the right type but outside the allowed set raise `ConfigError` naming the key."""
@@ -223,6 +224,28 @@ def test_stage_two_from_yaml_and_its_start_step(tmp_path):
     assert tuned.conservative_every == 1 and tuned.energy is None
     with pytest.raises(ConfigError, match="conservative_every'.*integer >= 0"):
         load_config(None, ["model.forces=direct", "loss.stage_two.conservative_every=-2"])
+
+
+def test_gradient_term_weights_need_conservative_steps():
+    """``loss.gradient_forces`` / ``gradient_stress`` are accepted with conservative steps in
+    either stage, and refused (naming the key and why) for direct heads without any, or when
+    negative or not finite."""
+    direct = ["model.forces=direct"]
+    for steps in (["train.conservative_every=2"],
+                  ["loss.stage_two.start=0.5", "loss.stage_two.conservative_every=1"]):
+        loss = load_config(None, [*direct, *steps, "loss.gradient_stress=0.02",
+                                  "loss.gradient_forces=0.5"]).loss
+        assert (loss.gradient_stress, loss.gradient_forces, loss.stress) == (0.02, 0.5, 0.1)
+    for overrides, why in (
+            ([*direct, "loss.gradient_forces=1.0"], "gradient_forces'.*conservative_every > 0"),
+            ([*direct, "loss.stage_two.conservative_every=1", "loss.gradient_stress=0.1"],
+             "gradient_stress'.*conservative_every > 0"),  # stage two never starts
+            ([*direct, "train.conservative_every=2", "loss.gradient_stress=-0.1"],
+             "gradient_stress'.*>= 0"),
+            ([*direct, "train.conservative_every=2", "loss.gradient_forces=.inf"],
+             "gradient_forces'.*finite")):
+        with pytest.raises(ConfigError, match=why):
+            load_config(None, overrides)
 
 
 def test_stage_two_log_text_names_what_changes():

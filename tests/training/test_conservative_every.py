@@ -48,7 +48,10 @@ def setup(uniform_structures):
     return direct, params, graph, targets, config
 
 
-def _reference_loss(direct, params, graph, targets, with_gradient_terms, loss_config=LOSS):
+def _reference_loss(direct, params, graph, targets, with_gradient_terms, loss_config=LOSS,
+                    gradient_weights=None):
+    """The direct loss, plus (``with_gradient_terms``) the conservative model's force/stress loss
+    weighted by ``gradient_weights`` ``(forces, stress)`` (default: ``loss_config``'s)."""
     local_graph = jax.tree_util.tree_map(lambda x: x[0], graph)
     local_targets = jax.tree_util.tree_map(lambda x: x[0], targets)
     sums, counts, _ = loss_sums(loss_config, predict_padded(direct, params, local_graph), local_targets)
@@ -58,7 +61,9 @@ def _reference_loss(direct, params, graph, targets, with_gradient_terms, loss_co
         trunk = {"params": {k: v for k, v in params["params"].items() if k != "direct_heads"}}
         sums_c, counts_c, _ = loss_sums(
             loss_config, predict_padded(conservative, trunk, local_graph), local_targets)
-        only_f_s = dataclasses.replace(loss_config, energy=0.0, magmoms=0.0)
+        forces, stress = gradient_weights or (loss_config.forces, loss_config.stress)
+        only_f_s = dataclasses.replace(loss_config, energy=0.0, magmoms=0.0, forces=forces,
+                                       stress=stress)
         loss = loss + total_loss(only_f_s, sums_c, counts_c)
     return loss
 
@@ -140,6 +145,30 @@ def test_stage_two_weights_from_their_step_in_both_kinds_of_step(setup, referenc
         _check_step_at(step, setup, step_count, ref)
     # the stage-two weights change the loss: the references of the two stages differ
     assert abs(float(reference_two[True][0]) - float(reference[True][0])) > 1e-3 * float(reference[True][0])
+
+
+def test_gradient_term_weights_in_both_stages(setup):
+    """``loss.gradient_forces`` / ``gradient_stress`` (0.3 / 0.02) weigh only the conservative
+    steps' gradient terms, and stay fixed when stage two (from step 3) changes the heads'
+    weights: steps 0 and 3 against references whose gradient terms take 0.3 / 0.02 and whose head
+    terms take the first and the second stage's weights."""
+    direct, params, graph, targets, _ = setup
+    weighted = dataclasses.replace(LOSS, gradient_forces=0.3, gradient_stress=0.02,
+                                   stage_two=StageTwoConfig(start=0.5, energy=5.0, stress=2.0))
+    step = make_train_step(direct, optax.sgd(1.0), weighted, make_mesh(1), ema_decay=0.0,
+                           conservative_every=3, stage_two_from=3)
+    second = dataclasses.replace(LOSS, energy=5.0, stress=2.0)
+    refs = {count: jax.jit(jax.value_and_grad(
+        lambda p, g, t, heads=heads: _reference_loss(direct, p, g, t, True, heads, (0.3, 0.02))))(
+        params, graph, targets) for count, heads in ((0, LOSS), (3, second))}
+    for step_count, ref in refs.items():
+        _check_step_at(step, setup, step_count, ref)
+    # the weights matter: the step-0 reference differs from the one with the heads' weights
+    default = jax.jit(lambda p, g, t: _reference_loss(direct, p, g, t, True))(params, graph, targets)
+    assert abs(float(refs[0][0]) - float(default)) > 1e-3 * float(default)
+    with pytest.raises(ValueError, match="gradient_stress"):
+        make_train_step(direct, optax.sgd(1.0), dataclasses.replace(LOSS, gradient_stress=-1.0),
+                        make_mesh(1), 0.0, conservative_every=2)
 
 
 @pytest.mark.parametrize("first_every, second_every, expected", [

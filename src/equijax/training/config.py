@@ -133,7 +133,12 @@ class StageTwoConfig:
 class LossConfig:
     """Per-target loss: Huber (``delta``) or MSE, with weights for energy per atom, forces,
     stress and magmoms (chgnet's defaults 1 / 1 / 0.1 / 0.1), and optionally other weights for
-    the end of training (``stage_two``; validation losses always use the first weights)."""
+    the end of training (``stage_two``; validation losses always use the first weights).
+
+    ``gradient_forces`` / ``gradient_stress``: weights of the energy's gradient terms, -dE/dr
+    and (1/V) dE/dε against the force and stress labels, in the conservative steps of a model
+    with direct heads (``train.conservative_every``, ``stage_two.conservative_every``); None:
+    the heads' current ``forces`` / ``stress`` weight (stage two's in stage two)."""
 
     kind: str = "huber"
     delta: float = 0.1
@@ -141,6 +146,8 @@ class LossConfig:
     forces: float = 1.0
     stress: float = 0.1
     magmoms: float = 0.1
+    gradient_forces: float | None = None
+    gradient_stress: float | None = None
     stage_two: StageTwoConfig = dataclasses.field(default_factory=StageTwoConfig)
 
 
@@ -287,6 +294,28 @@ def _stage_two_checks(stage: StageTwoConfig, forces: str) -> list:
     ]
 
 
+def _gradient_weight_checks(config: ExperimentConfig) -> list:
+    """Checks of ``loss.gradient_forces`` / ``loss.gradient_stress``: finite and >= 0 or null,
+    and set only where some step fits the energy's gradients as well as the heads'."""
+    stage = config.loss.stage_two
+    has_conservative_steps = config.model.forces == "direct" and bool(
+        config.train.conservative_every or (stage.conservative_every and stage.start < 1))
+    checks = []
+    for key in ("gradient_forces", "gradient_stress"):
+        w = getattr(config.loss, key)
+        checks += [
+            (w is None or (isinstance(w, (int, float)) and not isinstance(w, bool)
+                           and math.isfinite(w) and w >= 0),
+             f"loss.{key}", "must be a finite number >= 0 or null"),
+            (w is None or has_conservative_steps, f"loss.{key}",
+             "weighs the energy's gradient terms of a direct model's conservative steps: it needs "
+             "model.forces=direct and train.conservative_every > 0 or a stage two with "
+             "conservative_every > 0 (a conservative model's forces and stress use "
+             f"loss.{key.removeprefix('gradient_')})"),
+        ]
+    return checks
+
+
 def stage_two_start_step(stage: StageTwoConfig, total_steps: int) -> int | None:
     """The first step of the second stage in a run of ``total_steps`` steps, ``round(start *
     total_steps)``; None when it never starts."""
@@ -350,6 +379,7 @@ def _check(config: ExperimentConfig) -> None:
         *_equivariant_checks(config.model),
         (config.loss.kind in ("huber", "mse"), "loss.kind", "must be 'huber' or 'mse'"),
         *_stage_two_checks(config.loss.stage_two, config.model.forces),
+        *_gradient_weight_checks(config),
         (config.optim.optimizer in ("adam", "adamw"), "optim.optimizer", "must be 'adam' or 'adamw'"),
         (config.data.batch_size >= 1, "data.batch_size", "must be >= 1"),
         (config.optim.learning_rate > 0, "optim.learning_rate", "must be > 0"),

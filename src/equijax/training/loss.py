@@ -56,6 +56,15 @@ def loss_weights(config: LossConfig, stage_two=False) -> dict:
     return weights
 
 
+def gradient_term_weights(config: LossConfig, weights: dict) -> dict:
+    """Weights of the energy's gradient terms in a direct model's conservative step, keyed by
+    `TARGETS`: ``config.gradient_forces`` / ``gradient_stress``, or where None the heads'
+    ``weights`` (the current stage's); 0 for energy and magmoms, which the heads' terms count."""
+    return {"energy": 0.0, "magmoms": 0.0,
+            "forces": weights["forces"] if config.gradient_forces is None else config.gradient_forces,
+            "stress": weights["stress"] if config.gradient_stress is None else config.gradient_stress}
+
+
 def total_loss(config: LossConfig, sums: dict, counts: dict,
                weights: dict | None = None) -> jnp.ndarray:
     """``sum_t weight_t * sums_t / counts_t`` (targets without labels contribute 0); ``weights``

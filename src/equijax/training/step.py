@@ -18,7 +18,8 @@ from jax.sharding import PartitionSpec as P
 
 from equijax.potential import is_direct, predict_padded
 from equijax.training.config import LossConfig, OptimConfig
-from equijax.training.loss import TARGETS, loss_sums, loss_weights, total_loss
+from equijax.training.loss import (TARGETS, gradient_term_weights, loss_sums, loss_weights,
+                                   total_loss)
 
 AXIS = "data"
 
@@ -76,7 +77,8 @@ def _predict_and_sum(module, loss_config, params, graph, targets, gradient_force
                      weights=None):
     """The batch's loss and, for the metrics, label counts and absolute-error sums. With
     ``gradient_forces`` (a direct model) the loss also fits the energy's gradients, -dE/dr and
-    (1/V) dE/dε, to the force and stress labels, with the same weights; the metrics stay those of
+    (1/V) dE/dε, to the force and stress labels, weighted by ``loss_config.gradient_forces`` /
+    ``gradient_stress`` or, where those are None, as the heads' terms; the metrics stay those of
     the direct heads. ``weights``: per-target loss weights (default: the first stage's)."""
     weights = loss_weights(loss_config) if weights is None else weights
     predictions = predict_padded(module, params, graph, compute_stress=True,
@@ -92,7 +94,7 @@ def _predict_and_sum(module, loss_config, params, graph, targets, gradient_force
     if gradient_terms is not None:  # forces and stress only: energy and magmoms are counted once
         extra, _, _ = loss_sums(loss_config, {**predictions, **gradient_terms}, targets)
         loss = loss + total_loss(loss_config, extra, counts,
-                                 {**weights, "energy": 0.0, "magmoms": 0.0})
+                                 gradient_term_weights(loss_config, weights))
     return loss, (counts, abs_sums)
 
 
@@ -120,7 +122,8 @@ def make_train_step(module, optimizer, loss_config: LossConfig, mesh: Mesh, ema_
     ``loss_config.stage_two`` (`equijax.training.config.stage_two_start_step`), and its
     ``conservative_every`` k2, where set (not None), replaces ``conservative_every``: steps
     ``stage_two_from``, ``stage_two_from + k2``, ... are conservative ones; None: never. The
-    switch is traced, so both stages share one compiled step."""
+    switch is traced, so both stages share one compiled step. ``loss_config.gradient_forces`` /
+    ``gradient_stress`` weigh the conservative steps' gradient terms (`gradient_term_weights`)."""
     every_two = loss_config.stage_two.conservative_every
     every_two = conservative_every if stage_two_from is None or every_two is None else every_two
     for name, k in (("conservative_every", conservative_every),
@@ -129,6 +132,10 @@ def make_train_step(module, optimizer, loss_config: LossConfig, mesh: Mesh, ema_
             raise ValueError(f"{name} must be >= 0, got {k}")
         if k and not is_direct(module):
             raise ValueError(f"{name} needs a model with direct heads (forces='direct')")
+    for name in ("gradient_forces", "gradient_stress"):
+        w = getattr(loss_config, name)
+        if w is not None and not (np.isfinite(w) and w >= 0):
+            raise ValueError(f"loss_config.{name} must be a finite number >= 0 or None, got {w}")
     if stage_two_from is not None and stage_two_from < 0:
         raise ValueError(f"stage_two_from must be >= 0 or None, got {stage_two_from}")
 
