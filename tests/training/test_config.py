@@ -256,6 +256,10 @@ def test_stage_two_log_text_names_what_changes():
                                 "loss.stage_two.start=0.75", "loss.stage_two.stress=0.5",
                                 "loss.stage_two.conservative_every=1"])
     assert _stage_two_text(config) == "stress 0.1 -> 0.5, conservative_every 4 -> 1"
+    fixed = load_config(None, ["model.forces=direct", "train.conservative_every=2",
+                               "loss.gradient_stress=0.05", "loss.stage_two.start=0.75",
+                               "loss.stage_two.stress=0.5"])
+    assert _stage_two_text(fixed) == "stress 0.1 -> 0.5, gradient terms unchanged (stress 0.05)"
 
 
 @pytest.mark.parametrize("override", ["train.checkpoint_every_steps=0",

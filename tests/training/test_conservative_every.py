@@ -150,25 +150,44 @@ def test_stage_two_weights_from_their_step_in_both_kinds_of_step(setup, referenc
 def test_gradient_term_weights_in_both_stages(setup):
     """``loss.gradient_forces`` / ``gradient_stress`` (0.3 / 0.02) weigh only the conservative
     steps' gradient terms, and stay fixed when stage two (from step 3) changes the heads'
-    weights: steps 0 and 3 against references whose gradient terms take 0.3 / 0.02 and whose head
-    terms take the first and the second stage's weights."""
+    forces and stress weights: steps 0 and 3 against references whose gradient terms take
+    0.3 / 0.02 and whose head terms take the first and the second stage's weights."""
     direct, params, graph, targets, _ = setup
-    weighted = dataclasses.replace(LOSS, gradient_forces=0.3, gradient_stress=0.02,
-                                   stage_two=StageTwoConfig(start=0.5, energy=5.0, stress=2.0))
+    weighted = dataclasses.replace(
+        LOSS, gradient_forces=0.3, gradient_stress=0.02,
+        stage_two=StageTwoConfig(start=0.5, energy=5.0, forces=3.0, stress=2.0))
     step = make_train_step(direct, optax.sgd(1.0), weighted, make_mesh(1), ema_decay=0.0,
                            conservative_every=3, stage_two_from=3)
-    second = dataclasses.replace(LOSS, energy=5.0, stress=2.0)
-    refs = {count: jax.jit(jax.value_and_grad(
-        lambda p, g, t, heads=heads: _reference_loss(direct, p, g, t, True, heads, (0.3, 0.02))))(
-        params, graph, targets) for count, heads in ((0, LOSS), (3, second))}
+    second = dataclasses.replace(LOSS, energy=5.0, forces=3.0, stress=2.0)
+    def reference(heads, gradient):
+        return jax.jit(jax.value_and_grad(lambda p, g, t: _reference_loss(
+            direct, p, g, t, True, heads, gradient)))(params, graph, targets)
+
+    refs = {count: reference(heads, (0.3, 0.02)) for count, heads in ((0, LOSS), (3, second))}
     for step_count, ref in refs.items():
         _check_step_at(step, setup, step_count, ref)
-    # the weights matter: the step-0 reference differs from the one with the heads' weights
-    default = jax.jit(lambda p, g, t: _reference_loss(direct, p, g, t, True))(params, graph, targets)
-    assert abs(float(refs[0][0]) - float(default)) > 1e-3 * float(default)
+    # each weight matters: the step-0 loss differs from those with either weight at its default
+    for gradient in ((1.0, 0.02), (0.3, 0.5)):
+        other = float(reference(LOSS, gradient)[0])
+        assert abs(float(refs[0][0]) - other) > 1e-4 * other, gradient
     with pytest.raises(ValueError, match="gradient_stress"):
         make_train_step(direct, optax.sgd(1.0), dataclasses.replace(LOSS, gradient_stress=-1.0),
                         make_mesh(1), 0.0, conservative_every=2)
+
+
+@pytest.mark.parametrize("every, stage_every, stage_two_from", [
+    (0, 1, None),  # stage two never starts (its start rounds to the end of the run)
+    (2, 0, 0),  # stage two from step 0 replaces the period with 0
+    (0, None, None),
+])
+def test_gradient_term_weights_refused_without_conservative_steps(setup, every, stage_every,
+                                                                  stage_two_from):
+    """A gradient weight that no step would use is refused when the step is built."""
+    loss = dataclasses.replace(LOSS, gradient_forces=0.5,
+                               stage_two=StageTwoConfig(conservative_every=stage_every))
+    with pytest.raises(ValueError, match="gradient_forces is set but no step"):
+        make_train_step(setup[0], optax.sgd(1.0), loss, make_mesh(1), 0.0,
+                        conservative_every=every, stage_two_from=stage_two_from)
 
 
 @pytest.mark.parametrize("first_every, second_every, expected", [

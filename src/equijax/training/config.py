@@ -304,13 +304,13 @@ def _gradient_weight_checks(config: ExperimentConfig) -> list:
     for key in ("gradient_forces", "gradient_stress"):
         w = getattr(config.loss, key)
         checks += [
-            (w is None or (isinstance(w, (int, float)) and not isinstance(w, bool)
-                           and math.isfinite(w) and w >= 0),
-             f"loss.{key}", "must be a finite number >= 0 or null"),
+            (w is None or (math.isfinite(w) and w >= 0), f"loss.{key}",
+             "must be a finite number >= 0 or null"),
             (w is None or has_conservative_steps, f"loss.{key}",
              "weighs the energy's gradient terms of a direct model's conservative steps: it needs "
-             "model.forces=direct and train.conservative_every > 0 or a stage two with "
-             "conservative_every > 0 (a conservative model's forces and stress use "
+             "model.forces=direct and train.conservative_every > 0, or "
+             "loss.stage_two.conservative_every > 0 with loss.stage_two.start < 1 (a "
+             f"conservative model weighs its gradient {key.removeprefix('gradient_')} with "
              f"loss.{key.removeprefix('gradient_')})"),
         ]
     return checks

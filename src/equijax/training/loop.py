@@ -196,6 +196,10 @@ def _stage_two_text(config) -> str:
     if stage.conservative_every is not None:
         changes.append(f"conservative_every {config.train.conservative_every} -> "
                        f"{stage.conservative_every}")
+    fixed = [f"{t} {getattr(loss, 'gradient_' + t)}" for t in ("forces", "stress")
+             if getattr(loss, "gradient_" + t) is not None and getattr(stage, t) is not None]
+    if fixed:
+        changes.append(f"gradient terms unchanged ({', '.join(fixed)})")
     return ", ".join(changes)
 
 

@@ -138,6 +138,15 @@ def make_train_step(module, optimizer, loss_config: LossConfig, mesh: Mesh, ema_
             raise ValueError(f"loss_config.{name} must be a finite number >= 0 or None, got {w}")
     if stage_two_from is not None and stage_two_from < 0:
         raise ValueError(f"stage_two_from must be >= 0 or None, got {stage_two_from}")
+    has_conservative_steps = bool((conservative_every and stage_two_from != 0)
+                                  or (stage_two_from is not None and every_two))
+    weighted = [n for n in ("gradient_forces", "gradient_stress")
+                if getattr(loss_config, n) is not None]
+    if weighted and not has_conservative_steps:
+        raise ValueError(
+            f"loss_config.{weighted[0]} is set but no step is a conservative one (conservative_every "
+            f"{conservative_every}, stage two from step {stage_two_from} with conservative_every "
+            f"{every_two}): the weight would never be used")
 
     def per_device(state: TrainState, graph, targets):
         graph, targets = _local(graph), _local(targets)
