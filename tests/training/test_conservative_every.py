@@ -159,6 +159,7 @@ def test_gradient_term_weights_in_both_stages(setup):
     step = make_train_step(direct, optax.sgd(1.0), weighted, make_mesh(1), ema_decay=0.0,
                            conservative_every=3, stage_two_from=3)
     second = dataclasses.replace(LOSS, energy=5.0, forces=3.0, stress=2.0)
+
     def reference(heads, gradient):
         return jax.jit(jax.value_and_grad(lambda p, g, t: _reference_loss(
             direct, p, g, t, True, heads, gradient)))(params, graph, targets)

@@ -297,9 +297,7 @@ def _stage_two_checks(stage: StageTwoConfig, forces: str) -> list:
 def _gradient_weight_checks(config: ExperimentConfig) -> list:
     """Checks of ``loss.gradient_forces`` / ``loss.gradient_stress``: finite and >= 0 or null,
     and set only where some step fits the energy's gradients as well as the heads'."""
-    stage = config.loss.stage_two
-    has_conservative_steps = config.model.forces == "direct" and bool(
-        config.train.conservative_every or (stage.conservative_every and stage.start < 1))
+    has_conservative_steps = _conservative_every_key(config) is not None
     checks = []
     for key in ("gradient_forces", "gradient_stress"):
         w = getattr(config.loss, key)
@@ -314,6 +312,18 @@ def _gradient_weight_checks(config: ExperimentConfig) -> list:
              f"loss.{key.removeprefix('gradient_')})"),
         ]
     return checks
+
+
+def _conservative_every_key(config: ExperimentConfig) -> str | None:
+    """The config key that gives a direct model conservative steps (``train.conservative_every``,
+    or a stage two's ``conservative_every`` where the stage can start); None: no such key. The
+    run's own step count can still round a stage two away (`make_train_step` checks that)."""
+    stage = config.loss.stage_two
+    if config.train.conservative_every:
+        return "train.conservative_every"
+    if stage.conservative_every and stage.start < 1:
+        return "loss.stage_two.conservative_every"
+    return None
 
 
 def stage_two_start_step(stage: StageTwoConfig, total_steps: int) -> int | None:
@@ -391,10 +401,7 @@ def _check(config: ExperimentConfig) -> None:
     for ok, key, why in checks:
         if not ok:
             raise ConfigError(f"config key {key!r}: {why}")
-    stage = config.loss.stage_two
-    every_key = ("train.conservative_every" if config.train.conservative_every else
-                 "loss.stage_two.conservative_every" if stage.conservative_every and stage.start < 1
-                 else None)
+    every_key = _conservative_every_key(config)
     if config.model.remat and config.model.name == "chgnet" and every_key:
         warnings.warn(f"model.remat with {every_key}: the conservative steps recompute "
                       "the direct model's blocks inside a second derivative, which needs more "

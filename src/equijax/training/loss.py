@@ -60,9 +60,9 @@ def gradient_term_weights(config: LossConfig, weights: dict) -> dict:
     """Weights of the energy's gradient terms in a direct model's conservative step, keyed by
     `TARGETS`: ``config.gradient_forces`` / ``gradient_stress``, or where None the heads'
     ``weights`` (the current stage's); 0 for energy and magmoms, which the heads' terms count."""
+    own = {"forces": config.gradient_forces, "stress": config.gradient_stress}
     return {"energy": 0.0, "magmoms": 0.0,
-            "forces": weights["forces"] if config.gradient_forces is None else config.gradient_forces,
-            "stress": weights["stress"] if config.gradient_stress is None else config.gradient_stress}
+            **{t: weights[t] if w is None else w for t, w in own.items()}}
 
 
 def total_loss(config: LossConfig, sums: dict, counts: dict,

@@ -132,21 +132,21 @@ def make_train_step(module, optimizer, loss_config: LossConfig, mesh: Mesh, ema_
             raise ValueError(f"{name} must be >= 0, got {k}")
         if k and not is_direct(module):
             raise ValueError(f"{name} needs a model with direct heads (forces='direct')")
-    for name in ("gradient_forces", "gradient_stress"):
+    weighted = [n for n in ("gradient_forces", "gradient_stress")
+                if getattr(loss_config, n) is not None]
+    for name in weighted:
         w = getattr(loss_config, name)
-        if w is not None and not (np.isfinite(w) and w >= 0):
+        if not (np.isfinite(w) and w >= 0):
             raise ValueError(f"loss_config.{name} must be a finite number >= 0 or None, got {w}")
     if stage_two_from is not None and stage_two_from < 0:
         raise ValueError(f"stage_two_from must be >= 0 or None, got {stage_two_from}")
     has_conservative_steps = bool((conservative_every and stage_two_from != 0)
                                   or (stage_two_from is not None and every_two))
-    weighted = [n for n in ("gradient_forces", "gradient_stress")
-                if getattr(loss_config, n) is not None]
     if weighted and not has_conservative_steps:
         raise ValueError(
-            f"loss_config.{weighted[0]} is set but no step is a conservative one (conservative_every "
-            f"{conservative_every}, stage two from step {stage_two_from} with conservative_every "
-            f"{every_two}): the weight would never be used")
+            f"loss_config.{weighted[0]} is set but no step is a conservative one "
+            f"(conservative_every {conservative_every}, stage two from step {stage_two_from} with "
+            f"conservative_every {every_two}): the weight would never be used")
 
     def per_device(state: TrainState, graph, targets):
         graph, targets = _local(graph), _local(targets)
