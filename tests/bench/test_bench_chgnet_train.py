@@ -1,10 +1,12 @@
 """`equijax bench chgnet-train` end to end: both frameworks train on the same teacher labels."""
 
 import json
+import os
 
 import numpy as np
 import pytest
 
+from equijax.bench.common import share_gpu_with_torch
 from equijax.cli import main
 
 pytestmark = pytest.mark.usefixtures("fast_compiles")
@@ -18,6 +20,7 @@ def test_chgnet_train_runs_both_sides(tmp_path):
                  "--conservative-every", "2",
                  "--out", str(out)]) == 0
     result = json.loads(out.read_text())
+    assert result["complete"] is True
     assert result["chgnet"]["available"], "the reference extra must be installed for the tests"
     assert result["equijax"]["structures_per_s"] > 0 and result["chgnet"]["structures_per_s"] > 0
     # labels are the pretrained model's own predictions, and Adam at lr 1e-4 moves little in
@@ -53,6 +56,40 @@ def test_chgnet_train_runs_both_sides(tmp_path):
     assert 10 * result["equijax"]["final_loss"] < every["final_loss"] < 3 * direct["final_loss"]
     # direct heads take no second derivative: less memory than the conservative step
     assert result["equijax_direct"]["xla_memory_MB"]["temp"] < result["equijax"]["xla_memory_MB"]["temp"]
+
+
+def test_a_stopped_run_keeps_what_it_measured(tmp_path, monkeypatch):
+    """Each finished run is written at once, so a run stopped by a time limit keeps it."""
+    from equijax.bench import chgnet_train
+
+    monkeypatch.setattr(chgnet_train, "_teacher_labels", lambda structures, batch_size: structures)
+    timed = []
+
+    def time_one_then_stop(labeled, batch_size, steps, run, breakdown, memory):
+        if timed:
+            raise KeyboardInterrupt  # what a time limit does to the second run
+        timed.append(run)
+        return {"ms_per_step": 10.0, "structures_per_s": 200.0, "compile_s": 1.0,
+                "peak_memory_MB": None}
+
+    monkeypatch.setattr(chgnet_train, "_equijax_rate", time_one_then_stop)
+    out = tmp_path / "partial.json"
+    with pytest.raises(KeyboardInterrupt):
+        chgnet_train.run(out=str(out), batch_size=2, steps=1, limit=2, reference=False,
+                         forces=("conservative", "direct"))
+    result = json.loads(out.read_text())
+    assert result["complete"] is False
+    assert result["equijax"]["structures_per_s"] == 200.0 and "equijax_direct" not in result
+
+
+def test_share_gpu_with_torch_keeps_a_users_setting(monkeypatch):
+    """JAX's GPU preallocation is turned off for the reference unless the user chose otherwise."""
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
+    share_gpu_with_torch()
+    assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "true")
+    share_gpu_with_torch()
+    assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == "true"
 
 
 def test_remat_and_unfused_runs_train_the_same(tmp_path):

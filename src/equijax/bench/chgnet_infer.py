@@ -14,6 +14,7 @@ from equijax.bench.common import (
     load_benchmark_structures,
     machine_info,
     ratio,
+    share_gpu_with_torch,
     write_json,
 )
 from equijax.graphs import (
@@ -115,7 +116,10 @@ def default_batch_size() -> int:
 
 def run(out: str | None = "results/bench_chgnet_infer.json", batch_size: int | None = None,
         steps: int = 6, limit: int | None = None, reference: bool = True) -> dict:
-    """Run the benchmark, print a table and write JSON; returns the results."""
+    """Run the benchmark, print a table and write JSON; returns the results. With ``reference``,
+    JAX's GPU preallocation is turned off first (`share_gpu_with_torch`)."""
+    if reference:
+        share_gpu_with_torch()
     batch_size = batch_size or default_batch_size()
     structures = load_benchmark_structures(limit)
     if len(structures) < batch_size:

@@ -19,6 +19,7 @@ from equijax.bench.common import (
     load_benchmark_structures,
     machine_info,
     ratio,
+    share_gpu_with_torch,
     write_json,
 )
 from equijax.bench.memory import PeakRSS, xla_memory
@@ -301,7 +302,12 @@ def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | N
     factorized default bypasses. ``unfused_gates``: also each of these with the gated MLPs'
     core and gate first layers apart (``fused_gates=False``). ``memory``: a memory table, XLA's plan of each step
     (`equijax.bench.memory.xla_memory`) and the measured memory against the reference's (on a
-    CPU, one step's resident growth for both, `PeakRSS`)."""
+    CPU, one step's resident growth for both, `PeakRSS`).
+
+    With ``reference``, JAX's GPU preallocation is turned off first (`share_gpu_with_torch`), so
+    that the PyTorch step fits beside it. Each finished run is printed at once and the JSON is
+    rewritten after it with ``"complete": false``, so a run stopped by a time limit keeps what it
+    measured."""
     from equijax.nn.precision import check_precision, emulated
 
     bad = [f for f in forces if f not in FORCES]
@@ -313,8 +319,12 @@ def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | N
         check_precision(p)
     if conservative_every < 0:
         raise ValueError(f"conservative_every must be >= 0, got {conservative_every}")
+    if reference:
+        share_gpu_with_torch()
     batch_size = batch_size or (40 if jax.default_backend() != "cpu" else 4)
     structures = load_benchmark_structures(limit or max(batch_size * steps, batch_size))
+    print(f"labelling {len(structures)} benchmark structures with the pretrained CHGNet ...",
+          flush=True)
     labeled = _teacher_labels(structures, batch_size)
     results = {"benchmark": "chgnet-train", "machine": machine_info(), "batch_size": batch_size,
                "steps": steps, "n_structures": len(structures), "precisions": list(precisions),
@@ -328,8 +338,12 @@ def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | N
     runs += [r._replace(fused=False) for r in runs] if unfused_gates else []
     for r in runs:
         print(f"timing {_label(r)} ...", flush=True)
-        results[_key(r)] = _equijax_rate(labeled, batch_size, steps, r, breakdown, memory)
+        ours = results[_key(r)] = _equijax_rate(labeled, batch_size, steps, r, breakdown, memory)
+        print(f"  {ours['ms_per_step']:.0f} ms/step, {ours['structures_per_s']:.1f} structures/s, "
+              f"compile {ours['compile_s']:.1f} s", flush=True)
+        write_json(results | {"complete": False}, out, say=False)
     if reference:
+        print("timing chgnet (torch), conservative ...", flush=True)
         results["chgnet"] = _chgnet_rate(labeled, batch_size, steps, memory)
     ref = results.get("chgnet", {})
     ref_rate = ref.get("structures_per_s")
@@ -356,5 +370,6 @@ def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | N
     if memory:
         _memory_table(results, runs, batch_size).print()
     print(f"machine: {results['machine']['summary']}")
+    results["complete"] = True
     write_json(results, out)
     return results
