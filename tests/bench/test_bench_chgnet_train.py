@@ -82,6 +82,27 @@ def test_a_stopped_run_keeps_what_it_measured(tmp_path, monkeypatch):
     assert result["equijax"]["structures_per_s"] == 200.0 and "equijax_direct" not in result
 
 
+def test_on_a_gpu_the_reference_is_timed_first_and_kept(tmp_path, monkeypatch):
+    """On a GPU the reference runs first and is saved at once: a stop in equijax's first run
+    still leaves the denominator of every ratio."""
+    from equijax.bench import chgnet_train
+
+    monkeypatch.setattr(chgnet_train, "_teacher_labels", lambda structures, batch_size: structures)
+    monkeypatch.setattr(chgnet_train.jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(chgnet_train, "_chgnet_rate", lambda *args: {
+        "available": True, "device": "cpu", "ms_per_step": 100.0, "structures_per_s": 20.0})
+
+    def stop(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(chgnet_train, "_equijax_rate", stop)
+    out = tmp_path / "partial.json"
+    with pytest.raises(KeyboardInterrupt):
+        chgnet_train.run(out=str(out), batch_size=2, steps=1, limit=2, reference=True)
+    result = json.loads(out.read_text())
+    assert result["complete"] is False and result["chgnet"]["structures_per_s"] == 20.0
+
+
 def test_share_gpu_with_torch_keeps_a_users_setting(monkeypatch):
     """JAX's GPU preallocation is turned off for the reference unless the user chose otherwise."""
     monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
