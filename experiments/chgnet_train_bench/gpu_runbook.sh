@@ -36,8 +36,7 @@ export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 
 { nvidia-smi 2>/dev/null || echo "no nvidia-smi"
   python3 -c "import jax, flax, equijax; print('jax', jax.__version__, 'flax', flax.__version__, jax.devices())"
-} > "$out/machine.txt" 2>&1
-cat "$out/machine.txt"
+} 2>&1 | tee "$out/core.log"  # the machine heads the first stage's log: 8 files come back
 
 stage() {  # stage NAME CAP_S ARGS...: one `equijax bench chgnet-train` under a timeout
   local name=$1 cap=$2; shift 2
@@ -47,7 +46,7 @@ stage() {  # stage NAME CAP_S ARGS...: one `equijax bench chgnet-train` under a 
   echo "== $name (at most ${limit}s): bench chgnet-train $* $extra"
   # shellcheck disable=SC2086
   timeout "$limit" python3 -c 'import sys; from equijax.cli import main; sys.exit(main())' \
-    bench chgnet-train "$@" $extra --out "$out/$name.json" 2>&1 | tee "$out/$name.log"
+    bench chgnet-train "$@" $extra --out "$out/$name.json" 2>&1 | tee -a "$out/$name.log"
   echo "== $name: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start ))s in all"
 }
 
