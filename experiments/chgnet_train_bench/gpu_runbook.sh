@@ -34,9 +34,11 @@ if [ -d .whl ] && ! python3 -c "import e3nn_jax, jraph, ase, vesin" 2>/dev/null;
 fi
 export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 
-{ nvidia-smi 2>/dev/null || echo "no nvidia-smi"
+# the machine heads every stage's log (no file of its own: a device call brings back 8 files)
+machine=$({ nvidia-smi 2>/dev/null || echo "no nvidia-smi"
   python3 -c "import jax, flax, equijax; print('jax', jax.__version__, 'flax', flax.__version__, jax.devices())"
-} 2>&1 | tee "$out/core.log"  # the machine heads the first stage's log: 8 files come back
+} 2>&1)
+echo "$machine"
 
 stage() {  # stage NAME CAP_S ARGS...: one `equijax bench chgnet-train` under a timeout
   local name=$1 cap=$2; shift 2
@@ -45,8 +47,10 @@ stage() {  # stage NAME CAP_S ARGS...: one `equijax bench chgnet-train` under a 
   if [ "$limit" -lt 30 ]; then echo "== $name: skipped, ${left}s of the budget left"; return; fi
   echo "== $name (at most ${limit}s): bench chgnet-train $* $extra"
   # shellcheck disable=SC2086
-  timeout "$limit" python3 -c 'import sys; from equijax.cli import main; sys.exit(main())' \
-    bench chgnet-train "$@" $extra --out "$out/$name.json" 2>&1 | tee -a "$out/$name.log"
+  { echo "$machine"
+    timeout "$limit" python3 -c 'import sys; from equijax.cli import main; sys.exit(main())' \
+      bench chgnet-train "$@" $extra --out "$out/$name.json"
+  } 2>&1 | tee "$out/$name.log"
   echo "== $name: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start ))s in all"
 }
 

@@ -335,7 +335,8 @@ def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | N
         raise ValueError(f"conservative_every must be >= 0, got {conservative_every}")
     if reference:
         share_gpu_with_torch()
-    batch_size = batch_size or (40 if jax.default_backend() != "cpu" else 4)
+    on_gpu = jax.default_backend() != "cpu"
+    batch_size = batch_size or (40 if on_gpu else 4)
     structures = load_benchmark_structures(limit or max(batch_size * steps, batch_size))
     print(f"labelling {len(structures)} benchmark structures with the pretrained CHGNet ...",
           flush=True)
@@ -353,7 +354,7 @@ def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | N
     # On a GPU the reference goes first, so that a run stopped by a time limit still has the
     # ratios' denominator; its peak is torch's own counter, and it hands its cache back after.
     # On a CPU it goes last: its freed heap would hide part of equijax's resident growth.
-    reference_first = reference and jax.default_backend() != "cpu"
+    reference_first = reference and on_gpu
     if reference_first:
         results["chgnet"] = _timed_reference(labeled, batch_size, steps, memory)
         write_json(results | {"complete": False}, out, say=False)
