@@ -108,7 +108,7 @@ def autodiff_forces_and_stress(atom_graph, energy_of_vectors, volume: float):
     import jax.numpy as jnp
 
     from equijax.graphs.crystal_graph import edge_vectors
-    from equijax.nn.direct_heads import EV_PER_A3_TO_GPA
+    from equijax.units import EV_PER_A3_TO_GPA
 
     def energy(positions, strain):
         deform = jnp.eye(3) + strain

@@ -23,17 +23,20 @@ from equijax.graphs import (
     pad_batch,
     padding_masks,
 )
+from equijax.graphs.crystal_graph import graph_index
 from equijax.graphs.validation import StructureLabel
+from equijax.models import registry
+from equijax.models.protocol import Model, check_model
+from equijax.units import EV_PER_A3_TO_GPA
 
-EV_PER_A3_TO_GPA = 160.21766208
 
 
-def is_direct(module) -> bool:
+def is_direct(module: Model) -> bool:
     """True if ``module`` reads out forces and stress directly (``config.forces == "direct"``)."""
-    return getattr(getattr(module, "config", None), "forces", "conservative") == "direct"
+    return check_model(module).config.is_direct
 
 
-def predict_padded(module, params, graph: CrystalGraph, compute_stress: bool = True,
+def predict_padded(module: Model, params, graph: CrystalGraph, compute_stress: bool = True,
                    gradient_forces: bool = False) -> dict:
     """Predictions for every graph of a padded batch (pure; jit it, see `make_predictor`).
 
@@ -51,7 +54,7 @@ def predict_padded(module, params, graph: CrystalGraph, compute_stress: bool = T
         raise ValueError("gradient_forces is for a model with direct heads (config.forces='direct')")
     atoms = graph.atoms
     n_graphs, n_atoms = atoms.n_node.shape[0], atoms.nodes["positions"].shape[0]
-    graph_of_atom = jnp.repeat(jnp.arange(n_graphs), atoms.n_node, total_repeat_length=n_atoms)
+    graph_of_atom = graph_index(atoms.n_node, n_atoms)
     masks = padding_masks(graph)
     positions = jnp.asarray(atoms.nodes["positions"])
     cell = jnp.asarray(atoms.globals["cell"], positions.dtype)
@@ -98,26 +101,26 @@ class Potential:
     """A model with its params, ready to predict on `ase.Atoms`.
 
     Structures are batched and padded to `BucketPolicy` buckets, so a stream of structures of
-    different sizes compiles only once per bucket. ``module`` must map a `CrystalGraph` (plus
-    optional positions and cells) to ``{"energy", "atomref", "magmoms"}`` like `CHGNet`.
+    different sizes compiles only once per bucket. ``module`` is any `equijax.models.Model`
+    (a registered model); its config gives the graph cutoffs unless ``cutoff`` (atom graph) and
+    ``bond_cutoff`` (bond graph), in Å, override them.
     """
 
-    def __init__(self, module, params, *, cutoff: float | None = None,
+    def __init__(self, module: Model, params, *, cutoff: float | None = None,
                  bond_cutoff: float | None = None, policy: BucketPolicy | None = None):
-        config = getattr(module, "config", None)
+        config = check_model(module).config
         self.module, self.params = module, params
-        self.cutoff = cutoff or getattr(config, "atom_graph_cutoff", 6.0)
-        self.bond_cutoff = bond_cutoff or getattr(config, "bond_graph_cutoff", 3.0)
+        self.cutoff = cutoff or config.atom_graph_cutoff
+        self.bond_cutoff = bond_cutoff or min(config.bond_graph_cutoff, self.cutoff)
         self.policy = policy or BucketPolicy()
         self._predict = jax.jit(lambda p, g, s: predict_padded(module, p, g, s), static_argnums=2)
         self.compiled_shapes: set = set()
 
     @classmethod
-    def from_pretrained(cls, version: str = "0.3.0", **kwargs) -> Potential:
-        """The pretrained CHGNet ``version`` as a `Potential`."""
-        from equijax.models.chgnet_pretrained import from_pretrained
-
-        module, params = from_pretrained(version)
+    def from_pretrained(cls, name: str = "chgnet-0.3.0", **kwargs) -> Potential:
+        """The pretrained model ``name`` (`equijax.models.registry.available_pretrained`; the
+        CHGNet versions ``"0.3.0"``/``"0.2.0"`` alone work too) as a `Potential`."""
+        module, params = registry.load_pretrained(name)
         return cls(module, params, **kwargs)
 
     def graphs(self, structures: Sequence[ase.Atoms]) -> list[CrystalGraph]:

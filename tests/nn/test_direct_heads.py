@@ -12,7 +12,8 @@ from equijax.graphs import BucketPolicy, atoms_to_graph, pad_batch
 from equijax.graphs.crystal_graph import edge_vectors
 from equijax.models.chgnet import CHGNet, CHGNetConfig
 from equijax.models.equivariant import EquivariantConfig, EquivariantPotential
-from equijax.nn.direct_heads import (EV_PER_A3_TO_GPA, angle_edge_gradient, angle_stress,
+from equijax.units import EV_PER_A3_TO_GPA
+from equijax.nn.direct_heads import (angle_edge_gradient, angle_stress,
                                      direct_forces, direct_stress, edge_gradient_forces)
 from equijax.potential import predict_padded
 from equijax.training.trained import DIRECT_HEAD_PARAMS

@@ -106,10 +106,10 @@ def test_bad_names_and_uncovered_models_raise():
     with pytest.raises(ValueError, match="one of"):
         with_matmul_precision(lambda: None, "half")
     equivariant = EquivariantPotential(EquivariantConfig())
-    with pytest.raises(ValueError, match="covers CHGNet only"):
-        check_emulation_covers(equivariant, "bf16")
-    check_emulation_covers(equivariant, "float32")  # nothing to emulate
-    check_emulation_covers(CHGNet(), "bf16")
+    with pytest.raises(ValueError, match="does not cover"):
+        check_emulation_covers(equivariant.config.DENSE_ONLY, "bf16")
+    check_emulation_covers(equivariant.config.DENSE_ONLY, "float32")  # nothing to emulate
+    check_emulation_covers(CHGNet().config.DENSE_ONLY, "bf16")
     assert not emulated("bf16", "gpu") and not emulated("default", "cpu")
 
 

@@ -7,7 +7,10 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from equijax.graphs import BucketPolicy
-from equijax.potential import EV_PER_A3_TO_GPA, Potential
+from equijax.models import registry
+from equijax.models.protocol import Model
+from equijax.potential import Potential
+from equijax.units import EV_PER_A3_TO_GPA
 
 
 class EquijaxCalculator(Calculator):
@@ -19,25 +22,24 @@ class EquijaxCalculator(Calculator):
 
     Example::
 
-        calc = EquijaxCalculator.from_pretrained("0.3.0")
+        calc = EquijaxCalculator.from_pretrained("chgnet-0.3.0")
         atoms.calc = calc
         atoms.get_potential_energy()
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "magmoms"]
 
-    def __init__(self, module, params, *, cutoff: float | None = None,
+    def __init__(self, module: Model, params, *, cutoff: float | None = None,
                  bond_cutoff: float | None = None, policy: BucketPolicy | None = None, **kwargs):
         super().__init__(**kwargs)
         self.potential = Potential(module, params, cutoff=cutoff, bond_cutoff=bond_cutoff,
                                    policy=policy)
 
     @classmethod
-    def from_pretrained(cls, version: str = "0.3.0", **kwargs) -> EquijaxCalculator:
-        """Calculator for the pretrained CHGNet ``version``."""
-        from equijax.models.chgnet_pretrained import from_pretrained
-
-        module, params = from_pretrained(version)
+    def from_pretrained(cls, name: str = "chgnet-0.3.0", **kwargs) -> EquijaxCalculator:
+        """Calculator for the pretrained model ``name`` (`equijax.models.registry`; ``"0.3.0"``
+        works too)."""
+        module, params = registry.load_pretrained(name)
         return cls(module, params, **kwargs)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):

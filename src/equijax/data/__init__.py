@@ -1,11 +1,11 @@
 """Labelled structures for training: readers/writers (any ASE format, extxyz, ase.db, MPtrj JSON),
-offline dataset generators labelled by EMT or by the pretrained CHGNet (a teacher), baselines,
-and group-aware splits.
+an offline dataset generator labelled by EMT, baselines, and group-aware splits (teacher-labelled
+data, which needs a model, is `equijax.training.teacher`).
 
 Units: eV, Å, eV/Å, GPa (CHGNet/ASE sign: positive = tensile), μB. Missing labels are None.
 """
 
-from equijax.data.baseline import per_element_linear_baseline
+from equijax.data.baseline import fit_atomref, per_element_linear_baseline
 from equijax.data.emt import EMT_ELEMENTS, generate_emt_dataset
 from equijax.data.mptrj import MPtrjReadResult, parse_mptrj, read_mptrj_json, write_mptrj_json
 from equijax.data.pymatgen_dict import atoms_from_structure_dict, structure_dict_from_atoms
@@ -18,8 +18,8 @@ from equijax.data.readers import (
     write_extxyz,
 )
 from equijax.data.splits import split_by_group
-from equijax.data.structures import EV_PER_A3_TO_GPA, LabeledStructure, check_unique_ids
-from equijax.data.teacher import generate_teacher_dataset, teacher_structures
+from equijax.data.structures import LabeledStructure, check_unique_ids
+from equijax.units import EV_PER_A3_TO_GPA
 
 __all__ = [
     "EMT_ELEMENTS",
@@ -28,9 +28,9 @@ __all__ = [
     "MPtrjReadResult",
     "atoms_from_structure_dict",
     "check_unique_ids",
+    "fit_atomref",
     "from_ase_atoms",
     "generate_emt_dataset",
-    "generate_teacher_dataset",
     "parse_mptrj",
     "per_element_linear_baseline",
     "read_ase",
@@ -38,7 +38,6 @@ __all__ = [
     "read_mptrj_json",
     "split_by_group",
     "structure_dict_from_atoms",
-    "teacher_structures",
     "to_ase_atoms",
     "write_ase_db",
     "write_extxyz",

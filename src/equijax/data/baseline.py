@@ -67,3 +67,21 @@ def _fractions(structures: list[LabeledStructure], elements: np.ndarray) -> np.n
         for z, c in zip(numbers, counts, strict=True):
             x[i, column[int(z)]] = c / s.n_atoms
     return x
+
+
+def fit_atomref(structures: list[LabeledStructure], n_elements: int = 94) -> np.ndarray:
+    """Per-element energies (n_elements,) float32, eV: least squares of energy per atom on
+    composition fractions (chgnet's AtomRef fit; ``n_elements`` is the AtomRef's size,
+    `equijax.nn.readout.MAX_ELEMENTS`). Structures without an energy are skipped; elements
+    absent from the data get 0, and no labelled structure at all gives zeros."""
+    rows, targets = [], []
+    for s in structures:
+        if s.energy is None:
+            continue
+        counts = np.bincount(s.atoms.numbers - 1, minlength=n_elements)
+        rows.append(counts / len(s.atoms))
+        targets.append(s.energy / len(s.atoms))
+    if not rows:
+        return np.zeros(n_elements, np.float32)
+    weights = np.linalg.lstsq(np.array(rows), np.array(targets), rcond=None)[0]
+    return weights.astype(np.float32)

@@ -17,7 +17,8 @@ from ase.md.langevin import Langevin
 from tqdm import tqdm
 
 from equijax.data.baseline import per_element_linear_baseline
-from equijax.data.structures import EV_PER_A3_TO_GPA, LabeledStructure
+from equijax.data.structures import LabeledStructure
+from equijax.units import EV_PER_A3_TO_GPA
 
 __all__ = ["EMT_ELEMENTS", "generate_emt_dataset", "per_element_linear_baseline"]
 

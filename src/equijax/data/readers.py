@@ -20,7 +20,8 @@ from ase.io.formats import string2index
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from equijax.data.mptrj import MPtrjReadResult, read_mptrj_json, write_mptrj_json
-from equijax.data.structures import EV_PER_A3_TO_GPA, LabeledStructure, check_unique_ids
+from equijax.data.structures import LabeledStructure, check_unique_ids
+from equijax.units import EV_PER_A3_TO_GPA
 
 __all__ = [
     "MPtrjReadResult",

@@ -13,7 +13,6 @@ from collections.abc import Iterable
 import ase
 import numpy as np
 
-EV_PER_A3_TO_GPA = 160.21766208  # 1 eV/Å³ in GPa (= 1 / ase.units.GPa)
 
 
 @dataclasses.dataclass

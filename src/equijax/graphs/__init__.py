@@ -25,7 +25,7 @@ from equijax.graphs.build import (
     build_graphs,
 )
 from equijax.graphs.cache import GraphCache
-from equijax.graphs.crystal_graph import CrystalGraph, GraphSizes, edge_vectors
+from equijax.graphs.crystal_graph import CrystalGraph, GraphSizes, edge_vectors, graph_index
 from equijax.graphs.validation import IsolatedAtomError
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "build_graphs",
     "calibrate_cost_model",
     "edge_vectors",
+    "graph_index",
     "fit_cost_model",
     "graph_counts",
     "load_imbalance",

@@ -36,6 +36,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import jraph
 import numpy as np
 
@@ -90,12 +92,21 @@ def edge_vectors(atoms: jraph.GraphsTuple, xnp=np, positions=None, cell=None):
     if xnp is np:
         graph_of_edge = np.repeat(np.arange(n_graph), atoms.n_edge)
     else:
-        graph_of_edge = xnp.repeat(
-            xnp.arange(n_graph), atoms.n_edge, total_repeat_length=n_edge_total
-        )
+        graph_of_edge = graph_index(atoms.n_edge, n_edge_total)
     shift = atoms.edges["shift"].astype(pos.dtype)
     # geometry at full float32 whatever the matmul precision (TF32/bf16 would move atoms by
     # 0.01-0.05 Å in a 10 Å cell)
     exact = {} if xnp is np else {"precision": "highest"}
     return (pos[atoms.senders] - pos[atoms.receivers]
             + xnp.einsum("ei,eij->ej", shift, cell[graph_of_edge], **exact))
+
+
+def graph_index(counts: jax.Array, total: int) -> jax.Array:
+    """Index of the graph each item belongs to, shape (total,) int32, for items (atoms, edges,
+    angles) stored graph after graph: ``counts`` (G,) is each graph's number of items (a
+    ``GraphsTuple``'s ``n_node`` or ``n_edge``), ``total`` the static length of the item axis.
+
+    Items past ``sum(counts)`` (none in a padded batch, whose padding graph takes the rest) get
+    the last graph's index. Works under jit: ``total`` fixes the output shape.
+    """
+    return jnp.repeat(jnp.arange(counts.shape[0]), counts, total_repeat_length=total)

@@ -40,8 +40,8 @@ import jax
 import jax.numpy as jnp
 
 from equijax.nn.mlp import MLP
+from equijax.units import EV_PER_A3_TO_GPA
 
-EV_PER_A3_TO_GPA = 160.21766208
 # model configs' ``direct_stress`` and `DirectHeads.stress`: how the stress uses the force weights
 DIRECT_STRESS = ("independent", "virial", "virial_detached", "virial_only")
 

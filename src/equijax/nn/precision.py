@@ -82,15 +82,14 @@ def check_precision(name: str) -> None:
         raise ValueError(f"matmul precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
 
 
-def check_emulation_covers(module, name: str) -> None:
+def check_emulation_covers(dense_only: bool, name: str, model: str = "this model") -> None:
     """Raise `ValueError` if ``name`` would be emulated for a model whose matmuls are not all
-    ``nn.Dense`` (an e3nn model), rather than report a half-rounded model's accuracy."""
-    from equijax.models.chgnet import CHGNet
-
-    if emulated(name) and not isinstance(module, CHGNet):
+    ``nn.Dense`` (``dense_only`` False: an e3nn model), rather than report a half-rounded
+    model's accuracy. ``model`` names the model in the message."""
+    if emulated(name) and not dense_only:
         raise ValueError(f"matmul precision {name!r} is emulated on {jax.default_backend()} by "
-                         f"rounding flax Dense layers, which covers CHGNet only, not "
-                         f"{type(module).__name__}; use a GPU or 'default'/'float32'")
+                         f"rounding flax Dense layers, which does not cover {model} (it has "
+                         f"other matmuls); use a GPU or 'default'/'float32'")
 
 
 @contextlib.contextmanager

@@ -4,26 +4,22 @@ equijax params, and cache them with orbax so later loads need no torch."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
-import shutil
 from pathlib import Path
 
+import jax
 import numpy as np
 
-from equijax.models.chgnet import PRESETS, CHGNet, CHGNetConfig
+from equijax.models.chgnet.config import PRESETS, CHGNetConfig
+from equijax.models.chgnet.model import CHGNet
+from equijax.models.param_cache import default_cache_dir, restore_params, save_params
 
 CHECKPOINTS = {
     "0.3.0": "0.3.0/chgnet_0.3.0_e29f68s314m37.pth.tar",
     "0.2.0": "0.2.0/chgnet_0.2.0_e30f77s348m32.pth.tar",
 }
 CACHE_FORMAT = 1
-
-
-def default_cache_dir() -> Path:
-    """``$EQUIJAX_CACHE`` or ``~/.cache/equijax``."""
-    return Path(os.environ.get("EQUIJAX_CACHE", Path.home() / ".cache" / "equijax"))
 
 
 def _dense(sd: dict, prefix: str) -> dict:
@@ -106,7 +102,7 @@ def _count_leaves(tree) -> int:
 
 
 def _chgnet_checkpoint(version: str) -> tuple[dict, dict]:
-    try:
+    try:  # the PyTorch reference: only to convert, once (later loads use the orbax cache)
         import chgnet
         import torch
     except ImportError as err:
@@ -131,42 +127,14 @@ def from_pretrained(version: str = "0.3.0", *, cache_dir: str | os.PathLike | No
         raise ValueError(f"unknown CHGNet version {version!r}; available: {sorted(CHECKPOINTS)}")
     config = PRESETS[version]
     folder = Path(cache_dir or default_cache_dir()) / f"chgnet-{version}"
-    params = _restore(folder, config)
+    meta = {"format": CACHE_FORMAT, "config": dataclasses.asdict(config)}
+    params = restore_params(folder, meta)
     if params is None:
         state_dict, model_args = _chgnet_checkpoint(version)
         converted = CHGNetConfig.from_chgnet_args(model_args, mlp_out_bias=config.mlp_out_bias)
         if converted != config:
             raise ValueError(f"chgnet {version} model_args do not match the preset: {converted}")
         params = convert_state_dict(state_dict, config)
-        _save(folder, params, config)
-    import jax
-
+        save_params(folder, params, meta)
     params = jax.tree_util.tree_map(lambda x: np.asarray(x, dtype=dtype), params)
     return CHGNet(config), params
-
-
-def _save(folder: Path, params: dict, config: CHGNetConfig) -> None:
-    import orbax.checkpoint as ocp
-
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    ocp.PyTreeCheckpointer().save((tmp / "params").absolute(), params)
-    meta = {"format": CACHE_FORMAT, "config": dataclasses.asdict(config)}
-    (tmp / "config.json").write_text(json.dumps(meta, indent=1))
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
-
-
-def _restore(folder: Path, config: CHGNetConfig) -> dict | None:
-    """Cached params, or None if absent, stale or unreadable (then they are rebuilt)."""
-    import orbax.checkpoint as ocp
-
-    try:
-        meta = json.loads((folder / "config.json").read_text())
-        if meta.get("format") != CACHE_FORMAT or meta.get("config") != json.loads(
-                json.dumps(dataclasses.asdict(config))):
-            return None
-        return ocp.PyTreeCheckpointer().restore((folder / "params").absolute())
-    except Exception:  # noqa: BLE001 - any unreadable cache is rebuilt from the source checkpoint
-        return None

@@ -24,62 +24,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from equijax.graphs.crystal_graph import edge_vectors
-from equijax.nn.direct_heads import DIRECT_STRESS, DirectHeads, check_direct_norm
+from equijax.graphs.crystal_graph import edge_vectors, graph_index
+from equijax.models.equivariant.config import EquivariantConfig
+from equijax.nn.direct_heads import DirectHeads
 from equijax.nn.mlp import MLP
 from equijax.nn.radial import bessel_basis, polynomial_cutoff
 from equijax.nn.readout import MAX_ELEMENTS, AtomRef
 from equijax.nn.s2 import S2MLP
 from equijax.nn.spline_radial import SplineRadial, bspline_basis
-from equijax.nn.tp import KINDS, TensorProduct
-from equijax.nn.tp.module import BASELINE_KIND
-
-CHOICES = {"tp": (*KINDS, BASELINE_KIND), "radial": ("spline", "bessel-mlp"),
-           "self_interaction": ("linear", "s2-mlp"), "parity": ("natural", "both"),
-           "forces": ("conservative", "direct"), "direct_stress": DIRECT_STRESS}
-
-
-@dataclasses.dataclass(frozen=True)
-class EquivariantConfig:
-    """Hyper-parameters of `EquivariantPotential` (lengths in Å)."""
-
-    channels: int = 16
-    lmax: int = 2
-    num_layers: int = 2
-    cutoff: float = 5.0
-    num_radial: int = 8
-    radial_hidden: int = 32
-    tp: str = "gaunt_grid"
-    radial: str = "spline"
-    self_interaction: str = "linear"
-    parity: str = "natural"
-    avg_num_neighbors: float = 20.0
-    composition_model: bool = False  # per-element reference energies (AtomRef), fitted in training
-    forces: str = "conservative"  # or "direct": `DirectHeads` on the final invariants (no grad)
-    direct_stress: str = "independent"  # see `DirectHeads.stress`
-    direct_norm: float = 1.0  # the direct pair weights are divided by this (`DirectHeads.norm`)
-
-    def __post_init__(self):
-        for key, allowed in CHOICES.items():
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"EquivariantConfig.{key}={getattr(self, key)!r}: expected one of "
-                                 f"{', '.join(allowed)}")
-        if self.channels < 1 or self.lmax < 0 or self.num_layers < 1 or not self.cutoff > 0:
-            raise ValueError(f"channels, num_layers >= 1, lmax >= 0 and cutoff > 0 required: {self}")
-        check_direct_norm(self.direct_norm)
-
-    @property
-    def atom_graph_cutoff(self) -> float:
-        """Neighbour cutoff for graph construction (read by `Potential`)."""
-        return self.cutoff
-
-    def hidden_irreps(self) -> e3nn.Irreps:
-        """C x [0e + 1o + ... + L] (natural) or with both parities of every l."""
-        parities = (1, -1) if self.parity == "both" else (None,)
-        irreps = [(self.channels, (l, p if p is not None else (-1) ** l))
-                  for l in range(self.lmax + 1) for p in parities]
-        return e3nn.Irreps(irreps).regroup()
-
+from equijax.nn.tp import TensorProduct
 
 def radial_basis(config: EquivariantConfig, lengths: jnp.ndarray) -> jnp.ndarray:
     """(E, num_radial) basis of the edge lengths, computed once per graph for every layer:
@@ -139,10 +92,20 @@ class Interaction(nn.Module):
         return skip + gated.regroup()
 
 
-def vector_readout(h: e3nn.IrrepsArray, graph_of_atom, n_graphs: int) -> jnp.ndarray:
-    """(N, 3) per-atom vectors from the 1o features of ``h`` (a learned e3nn linear map, created in
-    the calling module), minus their mean per structure: equivariant, with zero net force."""
-    vectors = e3nn.flax.Linear("1x1o", name="force_readout")(h.filter(keep="1o")).array
+class VectorReadout(nn.Module):
+    """(N, 3) per-atom vectors from the 1o features of ``h`` (a learned e3nn linear map), minus
+    their mean per structure: equivariant, with zero net force.
+
+    Call with ``h`` (N, irreps), ``graph_of_atom`` (N,) and the number of graphs."""
+
+    @nn.compact
+    def __call__(self, h: e3nn.IrrepsArray, graph_of_atom, n_graphs: int) -> jnp.ndarray:
+        # the caller shares its scope with this module: the map's params are its "force_readout"
+        vectors = e3nn.flax.Linear("1x1o", name="force_readout")(h.filter(keep="1o")).array
+        return _minus_structure_mean(vectors, graph_of_atom, n_graphs)
+
+
+def _minus_structure_mean(vectors, graph_of_atom, n_graphs: int) -> jnp.ndarray:
     count = jax.ops.segment_sum(jnp.ones_like(vectors[:, :1]), graph_of_atom, n_graphs)
     mean = jax.ops.segment_sum(vectors, graph_of_atom, n_graphs) / jnp.maximum(count, 1.0)
     return vectors - mean[graph_of_atom]
@@ -155,7 +118,7 @@ class EquivariantPotential(nn.Module):
     ``energy`` (G,) eV without the reference, ``site_energies`` (N,), ``atomref`` (N,) per-atom
     reference energies (zeros without a composition model), ``magmoms`` (N,) zeros; with
     ``config.forces == "direct"`` also ``forces`` (N, 3) eV/Å (`DirectHeads` pair forces plus a
-    linear readout of the 1o features, `vector_readout`) and ``stress`` (G, 3, 3) GPa.
+    linear readout of the 1o features, `VectorReadout`) and ``stress`` (G, 3, 3) GPa.
     """
 
     config: EquivariantConfig = EquivariantConfig()
@@ -182,7 +145,7 @@ class EquivariantPotential(nn.Module):
                                                                atoms.receivers)
         invariants = h.filter(keep="0e").array
         site = MLP(1, hidden=(cfg.channels,), zero_init_last=True, name="readout")(invariants)[:, 0]
-        graph_of_atom = jnp.repeat(jnp.arange(n_graphs), atoms.n_node, total_repeat_length=n_atoms)
+        graph_of_atom = graph_index(atoms.n_node, n_atoms)
         energy = jax.ops.segment_sum(site, graph_of_atom, n_graphs, indices_are_sorted=True)
         zeros = jnp.zeros((n_atoms,), site.dtype)
         atomref = (AtomRef(name="atomref")(atoms.nodes["numbers"]) if cfg.composition_model
@@ -192,13 +155,14 @@ class EquivariantPotential(nn.Module):
             pair, n_edges = atoms.edges["pair"], vectors.shape[0]
             n_pairs = (n_edges + 1) // 2
             pair_basis = jax.ops.segment_sum(basis, pair, n_pairs) / 2.0  # both directions agree
-            graph_of_edge = jnp.repeat(jnp.arange(n_graphs), atoms.n_edge,
-                                       total_repeat_length=n_edges)
+            graph_of_edge = graph_index(atoms.n_edge, n_edges)
             unit = vectors / jnp.where(lengths > 0, lengths, 1.0)[:, None]
             pair_forces, out["stress"] = DirectHeads(
                 (cfg.channels,), stress=cfg.direct_stress, norm=cfg.direct_norm,
                 name="direct_heads")(
                 pair_basis, invariants, atoms.senders, atoms.receivers, pair, unit, graph_of_edge,
                 jnp.asarray(atoms.globals["volume"]).astype(unit.dtype), lengths)
-            out["forces"] = pair_forces + vector_readout(h, graph_of_atom, n_graphs)
+            readout = VectorReadout()
+            nn.share_scope(self, readout)
+            out["forces"] = pair_forces + readout(h, graph_of_atom, n_graphs)
         return out

@@ -13,10 +13,12 @@ included), and they read the trunk's features unscaled by ``direct_trunk_grad``.
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from equijax.graphs.crystal_graph import CrystalGraph
+from equijax.graphs.crystal_graph import CrystalGraph, graph_index
+from equijax.models.chgnet.config import CHGNetConfig
 from equijax.nn.angle_energy import angle_energy
 from equijax.nn.direct_heads import (DirectHeads, angle_edge_gradient, angle_gradients_on_edges,
                                      angle_stress, edge_gradient_forces, edge_gradient_stress,
@@ -42,13 +44,28 @@ def _mlp(cfg, features, name: str, outputs: int):
                zero_init_last=True, name=name)(features)
 
 
-def learned_energies(cfg, graph: CrystalGraph, atom_feas, bond_feas, angle_feas,
-                     vectors: jnp.ndarray, pair_lengths: jnp.ndarray):
-    """The learned pair and three-body energies ``cfg`` selects (``direct_pair_energy``,
-    ``direct_angle_energy``): per-site energies (N,) eV, and each directed edge's gradient
-    ∂E/∂r_e (E, 3) eV/Å at fixed features (what `add_direct_heads` turns into forces and stress;
-    unused, and removed by XLA, in a conservative model, whose forces differentiate everything).
-    Call inside CHGNet's compact ``__call__``, with the final (unscaled) features."""
+class LearnedEnergies(nn.Module):
+    """The learned pair and three-body energies ``config`` selects (``direct_pair_energy``,
+    ``direct_angle_energy``).
+
+    Call with the graph, the final (unscaled) features ``atom_feas`` (N, F), ``bond_feas``
+    (P, Fb), ``angle_feas`` (A, Fa), the edge ``vectors`` (E, 3) Å and the undirected
+    ``pair_lengths`` (P,) Å. Returns per-site energies (N,) eV and each directed edge's gradient
+    ∂E/∂r_e (E, 3) eV/Å at fixed features (what `CHGNetDirectHeads` turns into forces and
+    stress; unused, and removed by XLA, in a conservative model, whose forces differentiate
+    everything). CHGNet shares its scope with this module, so the params keep CHGNet's names.
+    """
+
+    config: CHGNetConfig
+
+    @nn.compact
+    def __call__(self, graph: CrystalGraph, atom_feas, bond_feas, angle_feas,
+                 vectors: jnp.ndarray, pair_lengths: jnp.ndarray):
+        return _learned_energies(self.config, graph, atom_feas, bond_feas, angle_feas, vectors,
+                                 pair_lengths)
+
+
+def _learned_energies(cfg, graph, atom_feas, bond_feas, angle_feas, vectors, pair_lengths):
     atoms = graph.atoms
     n_atoms, n_edges = atoms.nodes["numbers"].shape[0], vectors.shape[0]
     pair = atoms.edges["pair"]
@@ -76,21 +93,34 @@ def learned_energies(cfg, graph: CrystalGraph, atom_feas, bond_feas, angle_feas,
     return sites, edge_gradient
 
 
-def add_direct_heads(cfg, out: dict, graph: CrystalGraph, atom_feas, bond_feas, angle_feas,
-                     vectors: jnp.ndarray, energy_gradient: jnp.ndarray | None = None) -> dict:
-    """``out`` (CHGNet's outputs) with ``forces`` (N, 3) eV/Å and ``stress`` (G, 3, 3) GPa from
-    the direct heads ``cfg`` (a `CHGNetConfig`) selects. Call inside CHGNet's compact
-    ``__call__`` (the heads' params live there). ``atom_feas`` (N, F), ``bond_feas`` (P, Fb),
-    ``angle_feas`` (A, Fa): final features; ``vectors`` (E, 3) Å centre-to-neighbour;
-    ``energy_gradient`` (E, 3) eV/Å: the learned energies' edge gradients (`learned_energies`),
-    whose forces (and, with a virial ``direct_stress``, virial) join the heads'."""
+class CHGNetDirectHeads(nn.Module):
+    """CHGNet's direct heads, as ``config`` selects them: forces (N, 3) eV/Å and stress
+    (G, 3, 3) GPa, returned as a pair.
+
+    Call with the graph, the final features ``atom_feas`` (N, F), ``bond_feas`` (P, Fb),
+    ``angle_feas`` (A, Fa), the centre-to-neighbour ``vectors`` (E, 3) Å and
+    ``energy_gradient`` (E, 3) eV/Å: the learned energies' edge gradients (`LearnedEnergies`),
+    whose forces (and, with a virial ``direct_stress``, virial) join the heads'. CHGNet shares
+    its scope with this module, so the params keep CHGNet's names.
+    """
+
+    config: CHGNetConfig
+
+    @nn.compact
+    def __call__(self, graph: CrystalGraph, atom_feas, bond_feas, angle_feas,
+                 vectors: jnp.ndarray, energy_gradient: jnp.ndarray | None = None):
+        return _direct_heads(self.config, graph, atom_feas, bond_feas, angle_feas, vectors,
+                             energy_gradient)
+
+
+def _direct_heads(cfg, graph, atom_feas, bond_feas, angle_feas, vectors, energy_gradient):
     atoms = graph.atoms
     n_atoms, n_edges, n_graphs = (atoms.nodes["numbers"].shape[0], vectors.shape[0],
                                   atoms.n_node.shape[0])
     lengths = jnp.linalg.norm(vectors, axis=-1)
     unit = vectors / lengths[:, None]
     pair = atoms.edges["pair"]
-    graph_of_edge = jnp.repeat(jnp.arange(n_graphs), atoms.n_edge, total_repeat_length=n_edges)
+    graph_of_edge = graph_index(atoms.n_edge, n_edges)
     volume = jnp.asarray(atoms.globals["volume"]).astype(unit.dtype)
     if cfg.direct_trunk_grad != 1.0:
         bond_feas = scale_gradient(bond_feas, cfg.direct_trunk_grad)
@@ -107,8 +137,7 @@ def add_direct_heads(cfg, out: dict, graph: CrystalGraph, atom_feas, bond_feas, 
                                                              angle_feas)
         unit_ij, unit_ik = unit[edge_ij], unit[edge_ik]
         if cfg.direct_angle_stress:
-            graph_of_angle = jnp.repeat(jnp.arange(n_graphs), graph.bonds.n_edge,
-                                        total_repeat_length=center.shape[0])
+            graph_of_angle = graph_index(graph.bonds.n_edge, center.shape[0])
             weights = _mlp(cfg, features, "angle_stress_mlp", 1)[:, 0] / cfg.direct_norm
             stress = stress + angle_stress(weights, unit_ij, unit_ik, graph_of_angle, volume,
                                            n_graphs)
@@ -126,4 +155,4 @@ def add_direct_heads(cfg, out: dict, graph: CrystalGraph, atom_feas, bond_feas, 
                 edge_gradient = jax.lax.stop_gradient(edge_gradient)
             stress = stress + edge_gradient_stress(edge_gradient, vectors, graph_of_edge, volume,
                                                    n_graphs)
-    return {**out, "forces": forces, "stress": stress}
+    return forces, stress

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from equijax.data import read_ase, split_by_group
-from equijax.data.teacher import (
+from equijax.training.teacher import (
     MAX_ATOMS,
     MIN_ATOMS,
     SNAPSHOTS_PER_GROUP,
@@ -62,7 +62,7 @@ def test_bad_count_raises_and_zero_is_empty(tmp_path):
 
 def test_a_cache_with_other_structures_is_refused(tmp_path):
     from equijax.data import LabeledStructure, write_extxyz
-    from equijax.data.teacher import GENERATOR_VERSION
+    from equijax.training.teacher import GENERATOR_VERSION
 
     atoms, group = teacher_structures(1, seed=0)[0]
     stranger = LabeledStructure(id="other/0", atoms=atoms, energy=-1.0, group=group)
@@ -104,7 +104,7 @@ def test_labels_equal_pytorch_chgnet_and_cache_round_trips(tmp_path, chgnet_pote
 
 
 def test_non_finite_teacher_label_is_refused():
-    from equijax.data.teacher import _labelled
+    from equijax.training.teacher import _labelled
 
     atoms, group = teacher_structures(1, seed=0)[0]
     good = {"energy": -1.0, "forces": np.zeros((len(atoms), 3)), "stress": np.zeros((3, 3)),

@@ -22,6 +22,9 @@ from tqdm import tqdm
 
 from equijax.data.readers import read_ase, write_extxyz
 from equijax.data.structures import LabeledStructure
+from equijax.graphs import BucketPolicy
+from equijax.models.param_cache import default_cache_dir
+from equijax.potential import Potential
 
 __all__ = ["PROTOTYPES", "generate_teacher_dataset", "teacher_structures"]
 
@@ -94,14 +97,12 @@ def generate_teacher_dataset(n_structures: int, seed: int = 0, version: str = "0
     first included, returns what that file holds, so a resumed run sees the same data. Processes
     that ask at the same time (a sweep's points) wait on a file lock and label once. ids are
     ``f"{group}/{k}"``; groups keep a base structure's snapshots in one split. ``potential``: an
-    `equijax.potential.Potential` of that pretrained CHGNet to label with (default: built here).
+    `Potential` of that pretrained CHGNet to label with (default: built here).
     """
     if n_structures < 0:
         raise ValueError(f"n_structures must be >= 0, got {n_structures}")
     if n_structures == 0:
         return []
-    from equijax.models.chgnet_pretrained import default_cache_dir
-
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "teacher"
     name = f"teacher-v{GENERATOR_VERSION}-chgnet{version}-seed{seed}-n{n_structures}.extxyz"
     path = folder / name
@@ -136,9 +137,6 @@ def _label_all(unlabelled: list[tuple[Atoms, str]], ids: list[str], version: str
     """Label ``(atoms, group)`` pairs (ids ``ids``) with the pretrained CHGNet, ``batch_size`` at
     a time."""
     if potential is None:
-        from equijax.graphs import BucketPolicy
-        from equijax.potential import Potential
-
         # coarse buckets and a fixed graph count: a few compiled shapes for the whole set
         potential = Potential.from_pretrained(
             version, policy=BucketPolicy(growth=1.6, fixed_graphs=batch_size))
