@@ -341,7 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="energy, forces, stress, magmoms for structure files")
     p.add_argument("files", nargs="+", help="structure files in any ase.io format (all frames)")
-    p.add_argument("--model", default="0.3.0", help="pretrained CHGNet version (0.3.0 or 0.2.0)")
+    p.add_argument("--model", default="chgnet-0.3.0",
+                   help=f"pretrained model ({', '.join(registry.available_pretrained())}; the "
+                        "CHGNet versions 0.3.0 and 0.2.0 alone work too)")
     p.add_argument("--format", choices=["table", "json"], default="table", help="output format")
     p.add_argument("--out", default=None, help="write to this file instead of stdout")
     p.add_argument("--batch-size", type=int, default=40, help="structures per batch")

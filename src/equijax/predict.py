@@ -27,9 +27,10 @@ def read_structures(files: list[str]) -> list[tuple[str, int, object]]:
     return out
 
 
-def predict_files(files: list[str], model: str = "0.3.0", output_format: str = "table",
+def predict_files(files: list[str], model: str = "chgnet-0.3.0", output_format: str = "table",
                   out: str | None = None, batch_size: int = 40) -> list[dict]:
-    """Predict every structure in ``files`` with the pretrained CHGNet ``model`` and write a
+    """Predict every structure in ``files`` with the pretrained model ``model`` (a name of
+    `equijax.models.registry.available_pretrained`; ``"0.3.0"`` works too) and write a
     table or JSON (energies eV and eV/atom, forces eV/Å, stress GPa, magmoms μB)."""
     from equijax.potential import Potential
 
@@ -48,7 +49,7 @@ def predict_files(files: list[str], model: str = "0.3.0", output_format: str = "
     if output_format == "json":
         text = json.dumps(records, indent=1)
     else:
-        table = Table(f"CHGNet {model} predictions", ["file:frame", "formula", "atoms", "E (eV/atom)",
+        table = Table(f"{model} predictions", ["file:frame", "formula", "atoms", "E (eV/atom)",
                                                     "E (eV)", "max|F| (eV/Å)", "P (GPa)", "mean|m| (μB)"])
         for r in records:
             forces = np.asarray(r["forces_eV_per_A"])

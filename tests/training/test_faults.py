@@ -78,7 +78,7 @@ def test_diverging_loss_stops_with_step_and_ids(uniform_structures, tmp_path, mo
     params = jax.eval_shape(module.init, jax.random.key(0), example)
     abstract = jax.eval_shape(lambda p: init_state(p, optimizer, config.train.seed), params)
     checkpoints = Checkpoints(tmp_path)
-    state, meta = checkpoints.restore_latest(abstract, to_dict(config)["model"])
+    state, meta = checkpoints.restore_latest(abstract, lambda section: section == to_dict(config)["model"])
     checkpoints.close()
     assert int(state.step) == 1
     assert (meta["epoch"], meta["next_step"]) == (0, 1)

@@ -56,8 +56,7 @@ def _model(forces: str, example, remat: bool = False, factorized: bool = True,
     each convolution block rematerialised in the backward pass (same values, less memory);
     ``factorized``: ``factorized_messages`` (same values; False is the plain concatenation);
     ``fused``: ``fused_gates`` (same values; False runs core and gate first layers apart)."""
-    from equijax.models.chgnet import CHGNet
-    from equijax.models.chgnet_pretrained import from_pretrained
+    from equijax.models.chgnet import CHGNet, from_pretrained
 
     module, params = from_pretrained("0.3.0")
     config = dataclasses.replace(module.config, remat=remat, factorized_messages=factorized,

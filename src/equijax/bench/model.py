@@ -32,7 +32,7 @@ def _measure(config, tp: str, loader, batches, repeats: int, params=None) -> dic
     """Compile and time inference and one train step of the model of ``config`` with ``tp``."""
     from equijax.graphs import padding_masks
     from equijax.potential import predict_padded
-    from equijax.training.loop import build_model, count_params
+    from equijax.training.model_setup import build_model, count_params
     from equijax.training.step import (
         init_state,
         make_mesh,
@@ -42,7 +42,8 @@ def _measure(config, tp: str, loader, batches, repeats: int, params=None) -> dic
         shard_batch,
     )
 
-    model = dataclasses.replace(config.model, tp=tp)
+    model = dataclasses.replace(config.model,
+                                config=dataclasses.replace(config.model.config, tp=tp))
     module = build_model(model)
     graphs = [jax.tree_util.tree_map(lambda x: x[0], g) for g, _, _ in batches]
     params = params if params is not None else module.init(jax.random.key(0), graphs[0])
@@ -84,7 +85,7 @@ def run(config_name: str, overrides: list[str] = (), batch_size: int | None = No
     from equijax.graphs import atoms_to_graph
     from equijax.training.config import load_config
     from equijax.training.loader import Loader
-    from equijax.training.loop import graph_cutoffs, load_structures
+    from equijax.training.data_source import graph_cutoffs, load_structures
 
     config = load_config(config_name, list(overrides))
     if config.model.name != "equivariant":
@@ -98,16 +99,16 @@ def run(config_name: str, overrides: list[str] = (), batch_size: int | None = No
     graphs = [atoms_to_graph(s.atoms, cutoff, bond_cutoff) for s in structures]
     loader = Loader(graphs, structures, batch, 1, seed=0, shuffle=False, prefetch=0)
     batches = [loader.batch(0, k) for k in range(loader.steps_per_epoch)]
-    print(f"bench model: {config.name}, tp={config.model.tp}, {len(structures)} structures, "
+    print(f"bench model: {config.name}, tp={config.model.config.tp}, {len(structures)} structures, "
           f"batch {batch}, {len(batches)} batches, {repeats} repeats", flush=True)
-    ours = _measure(config, config.model.tp, loader, batches, repeats)
-    print(f"  equijax ({config.model.tp}) done", flush=True)
-    same_function = config.model.tp == "cg"
+    ours = _measure(config, config.model.config.tp, loader, batches, repeats)
+    print(f"  equijax ({config.model.config.tp}) done", flush=True)
+    same_function = config.model.config.tp == "cg"
     base = _measure(config, "e3nn", loader, batches, repeats,
                     params=ours["params"] if same_function else None)
     print("  e3nn-jax baseline done", flush=True)
     result = {"benchmark": "model", "machine": machine_info(), "config": config.name,
-              "model": dataclasses.asdict(config.model), "batch_size": batch,
+              "model": config.model.to_dict(), "batch_size": batch,
               "n_structures": len(structures), "repeats": repeats}
     for key, r in (("equijax", ours), ("e3nn_baseline", base)):
         result[key] = {k: v for k, v in r.items() if k not in ("params", "energies")}
@@ -117,7 +118,7 @@ def run(config_name: str, overrides: list[str] = (), batch_size: int | None = No
     table = Table(f"equijax bench model ({config.name}, {result['machine']['summary']})",
                   ["model", "params", "infer compile s", "atom-steps/s", "train compile s",
                    "train ms/step", "structures/s", "speedup (infer / train)"])
-    for name, r in ((f"equijax tp={config.model.tp}", ours), ("e3nn-jax tensor_product", base)):
+    for name, r in ((f"equijax tp={config.model.config.tp}", ours), ("e3nn-jax tensor_product", base)):
         table.add(name, r["num_params"], f"{r['infer_compile_s']:.1f}",
                   f"{r['infer_atom_steps_per_s']:.0f}", f"{r['train_compile_s']:.1f}",
                   f"{r['train_ms_per_step']:.1f}", f"{r['train_structures_per_s']:.1f}",

@@ -3,6 +3,7 @@ data-loader position, metrics), the last N kept, and separately the best by vali
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,11 @@ class Checkpoints:
     def latest_step(self) -> int | None:
         return self.last.latest_step()
 
-    def restore_latest(self, abstract_state, expected_model: dict) -> tuple[Any, dict] | None:
+    def restore_latest(self, abstract_state,
+                       same_model: Callable[[dict], bool]) -> tuple[Any, dict] | None:
         """The latest checkpoint as ``(state, meta)``, or None if there is none.
 
+        ``same_model`` tells whether the model section saved with it describes this run's model.
         Raises `CheckpointError` (and loads nothing) if it cannot be read or was written for a
         different model configuration.
         """
@@ -58,10 +61,10 @@ class Checkpoints:
             meta = self.last.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
         except Exception as err:
             raise CheckpointError(f"checkpoint {path} is corrupted (metadata unreadable: {err})") from err
-        if meta.get("config", {}).get("model") != expected_model:
+        if not same_model(meta.get("config", {}).get("model", {})):
             raise CheckpointError(
                 f"checkpoint {path} was written for model {meta.get('config', {}).get('model')}, "
-                f"not {expected_model}: refusing to load it")
+                "not this run's: refusing to load it")
         try:
             target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, abstract_state)
             restored = self.last.restore(step, args=ocp.args.Composite(

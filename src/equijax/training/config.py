@@ -14,82 +14,14 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from equijax.configs import resolve_config
+from equijax.configs.compose import compose_file, group_options, packaged_dir, split_overrides
+from equijax.models.config import ConfigError
+from equijax.nn.precision import PRECISIONS
+from equijax.training.model_spec import ModelSpec, model_spec
 
-class ConfigError(ValueError):
-    """A configuration key is unknown or has a value of the wrong type."""
-
-
-@dataclasses.dataclass
-class ModelConfig:
-    """The model: ``name`` picks it ("chgnet" or "equivariant").
-
-    CHGNet fields follow `equijax.models.CHGNetConfig`; ``atom_graph_cutoff`` and
-    ``composition_model`` serve both; the ``equivariant`` fields follow
-    `equijax.models.equivariant.EquivariantConfig` (``channels``, ``lmax``, ``num_layers``, ``tp``,
-    ``radial``, ``self_interaction``, ``parity``; its ``num_radial`` is ``spline_basis``).
-    """
-
-    name: str = "chgnet"
-    atom_fea_dim: int = 64
-    bond_fea_dim: int = 64
-    angle_fea_dim: int = 64
-    num_radial: int = 31
-    num_angular: int = 31
-    n_conv: int = 4
-    hidden_dim: int = 64
-    mlp_hidden_dims: list[int] = dataclasses.field(default_factory=lambda: [64, 64, 64])
-    atom_graph_cutoff: float = 6.0
-    bond_graph_cutoff: float = 3.0
-    composition_model: bool = True
-    # equivariant model (name="equivariant")
-    channels: int = 16
-    lmax: int = 2
-    num_layers: int = 2
-    spline_basis: int = 8
-    tp: str = "gaunt_grid"
-    radial: str = "spline"
-    self_interaction: str = "linear"
-    parity: str = "natural"
-    # "conservative" (forces/stress = -dE/dr, dE/dε/V) or "direct" (readout heads, no derivatives)
-    forces: str = "conservative"
-    # direct stress head: "independent" (its own weights), or plus the virial of the direct pair
-    # forces, "virial" (stress labels also train the force weights) or "virial_detached" (not),
-    # or "virial_only" (the virial alone)
-    direct_stress: str = "independent"
-    # the direct heads' pair weights (and CHGNet's angle-stress weights) are the MLP's outputs
-    # divided by this (``DirectHeads.norm``), as MACE divides by the mean neighbour count;
-    # 1 = plain sums (runs made before this option)
-    direct_norm: float = 1.0
-    # CHGNet direct stress: add a three-body term over the bond graph's angles
-    direct_angle_stress: bool = False
-    # CHGNet direct forces: add three-body (non-central) terms over the bond graph's angles; with
-    # a virial direct_stress their virial joins the stress ("virial_only": the stress is the
-    # virial of the force terms alone, exact for CHGNet-like energies)
-    direct_angle_forces: bool = False
-    # CHGNet: a learned pair energy with this many radial functions (0: none) joins the energy;
-    # with direct heads its exact forces (and, with a virial direct_stress, virial) join the
-    # heads' (equijax.nn.pair_energy); a conservative model differentiates it like the rest
-    direct_pair_energy: int = 0
-    # CHGNet: a learned three-body energy over the bond graph's angles with this many Chebyshev
-    # terms (0: none), joined the same way (equijax.nn.angle_energy)
-    direct_angle_energy: int = 0
-    # CHGNet: the gradient the direct heads send into the trunk is multiplied by this
-    direct_trunk_grad: float = 1.0
-    # hidden widths of the direct heads' pair MLP (CHGNet; the equivariant model's use (channels,))
-    direct_hidden_dims: list[int] = dataclasses.field(default_factory=lambda: [64])
-    # CHGNet: rematerialise each convolution block in the backward pass (less memory; with
-    # direct forces about a third of the step memory, see CHGNetConfig.remat)
-    remat: bool = False
-    # fine-tuning: start from the pretrained CHGNet of this version ("0.3.0" or "0.2.0"); its
-    # architecture and graph cutoffs replace the CHGNet fields above
-    pretrained: str | None = None
-    # when fine-tuning: refit the AtomRef (per-element energies) on the training set, for labels
-    # whose energy reference differs from the Materials Project's (fresh models always fit it)
-    refit_atomref: bool = False
-    # start from another run's best EMA params (a run directory of `equijax train`): leaves with
-    # the same path and shape are copied, leaves only this model has (new heads) are fresh, and
-    # leaves only the old model had are dropped; e.g. a direct -> conservative fine-tuning stage
-    init_from: str | None = None
+__all__ = ["ConfigError", "DataConfig", "ExperimentConfig", "LossConfig", "ModelSpec",
+           "OptimConfig", "StageTwoConfig", "TrainConfig", "load_config", "to_dict"]
 
 
 @dataclasses.dataclass
@@ -193,7 +125,9 @@ class ExperimentConfig:
     """One training experiment."""
 
     name: str = "default"
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    # the ``model:`` section: ``name`` plus that model's own keys (a dict while OmegaConf merges
+    # it; `load_config` turns it into a checked `ModelSpec`)
+    model: Any = dataclasses.field(default_factory=lambda: {"name": "chgnet"})
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
@@ -208,8 +142,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     A ``sweep:`` block in the file is ignored here (`equijax.sweep` reads it). Raises `ConfigError`
     naming the key for an unknown key, a wrong type or an unknown group option.
     """
-    from equijax.configs.compose import split_overrides
-
     groups, overrides = split_overrides(list(overrides or []))
     try:
         merged = OmegaConf.structured(ExperimentConfig)
@@ -221,6 +153,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         key = getattr(err, "full_key", None) or _key_of(overrides or [], err)
         message = getattr(err, "msg", None) or str(err).splitlines()[0]
         raise ConfigError(f"config key {key!r}: {message}") from None
+    if not isinstance(config.model, dict):
+        raise ConfigError(f"config key 'model': must be a mapping with a 'name', got "
+                          f"{config.model!r}")
+    config.model = model_spec(config.model)
     _check(config)
     return config
 
@@ -228,9 +164,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def compose_experiment(path: str | Path | None, groups: list[str] = ()):
     """The composed YAML of ``path`` (or of the groups alone) as a DictConfig, without its
     ``sweep`` block; raises `ConfigError`."""
-    from equijax.configs import resolve_config
-    from equijax.configs.compose import compose_file
-
     if path is None and not groups:
         return OmegaConf.create({})
     try:
@@ -247,8 +180,6 @@ def compose_experiment(path: str | Path | None, groups: list[str] = ()):
 
 def _group_yaml(selection: str):
     """The YAML of ``group=option`` from the packaged groups."""
-    from equijax.configs.compose import group_options, packaged_dir
-
     group, _, option = selection.lstrip("+").partition("=")
     if option not in group_options(group):
         raise ValueError(f"config key {group!r}: no option {option!r} in group {group} "
@@ -262,16 +193,6 @@ def _key_of(overrides: list[str], err: Exception) -> str | None:
     keys = [o.split("=", 1)[0] for o in overrides]
     text = str(err)
     return next((k for k in keys if k in text), keys[0] if keys else None)
-
-
-def _equivariant_checks(model: ModelConfig) -> list:
-    """Choice checks of the equivariant model's fields (only when model.name is "equivariant")."""
-    if model.name != "equivariant":
-        return []
-    from equijax.models.equivariant import CHOICES
-
-    return [(getattr(model, key) in allowed, f"model.{key}", f"must be one of {', '.join(allowed)}")
-            for key, allowed in CHOICES.items()]
 
 
 def _stage_two_checks(stage: StageTwoConfig, forces: str) -> list:
@@ -338,57 +259,16 @@ def _count(x) -> bool:
 
 
 def _check(config: ExperimentConfig) -> None:
-    from equijax.nn.direct_heads import DIRECT_STRESS, valid_direct_norm, valid_trunk_grad
-    from equijax.nn.precision import PRECISIONS
-
+    model = config.model
     checks = [
-        (config.model.name in ("chgnet", "equivariant"), "model.name",
-         "must be 'chgnet' or 'equivariant'"),
-        (config.model.forces in ("conservative", "direct"), "model.forces",
-         "must be 'conservative' or 'direct'"),
-        (config.model.direct_stress in DIRECT_STRESS, "model.direct_stress",
-         f"must be one of {', '.join(DIRECT_STRESS)}"),
-        (config.model.direct_stress == "independent" or config.model.forces == "direct",
-         "model.direct_stress", "needs model.forces=direct (conservative stress has no head)"),
-        (valid_direct_norm(config.model.direct_norm), "model.direct_norm",
-         "must be a finite number > 0"),
-        (config.model.direct_norm == 1.0 or config.model.forces == "direct", "model.direct_norm",
-         "needs model.forces=direct (a conservative model has no heads)"),
-        (not config.model.direct_angle_stress or (config.model.forces == "direct"
-                                                   and config.model.name == "chgnet"),
-         "model.direct_angle_stress", "needs model.name=chgnet and model.forces=direct"),
-        (not config.model.direct_angle_forces or (config.model.forces == "direct"
-                                                   and config.model.name == "chgnet"),
-         "model.direct_angle_forces", "needs model.name=chgnet and model.forces=direct"),
-        *[check for key in ("direct_pair_energy", "direct_angle_energy") for check in (
-            (_count(getattr(config.model, key)), f"model.{key}", "must be an integer >= 0"),
-            (not getattr(config.model, key) or config.model.name == "chgnet",
-             f"model.{key}", "needs model.name=chgnet"))],
-        (config.model.direct_stress != "virial_only" or config.model.name == "chgnet",
-         "model.direct_stress", "virial_only needs model.name=chgnet (the equivariant model's "
-         "vector readout is not a pair or angle term)"),
-        (valid_trunk_grad(config.model.direct_trunk_grad), "model.direct_trunk_grad",
-         "must be a finite number >= 0"),
-        (config.model.direct_trunk_grad == 1.0 or (config.model.forces == "direct"
-                                                  and config.model.name == "chgnet"),
-         "model.direct_trunk_grad", "needs model.name=chgnet and model.forces=direct"),
-        (all(w >= 1 for w in config.model.direct_hidden_dims), "model.direct_hidden_dims",
-         "widths must be >= 1"),
         (config.train.conservative_every >= 0, "train.conservative_every", "must be >= 0"),
-        (config.train.conservative_every == 0 or config.model.forces == "direct",
+        (config.train.conservative_every == 0 or model.is_direct,
          "train.conservative_every", "needs model.forces=direct (a conservative model fits "
          "the energy's gradients at every step)"),
         (config.train.matmul_precision in PRECISIONS, "train.matmul_precision",
          f"must be one of {', '.join(PRECISIONS)}"),
-        (config.model.pretrained in (None, "0.3.0", "0.2.0"), "model.pretrained",
-         "must be null, '0.3.0' or '0.2.0'"),
-        (config.model.pretrained is None or config.model.name == "chgnet", "model.pretrained",
-         "needs model.name=chgnet"),
-        (not (config.model.pretrained and config.model.init_from), "model.init_from",
-         "cannot be combined with model.pretrained"),
-        *_equivariant_checks(config.model),
         (config.loss.kind in ("huber", "mse"), "loss.kind", "must be 'huber' or 'mse'"),
-        *_stage_two_checks(config.loss.stage_two, config.model.forces),
+        *_stage_two_checks(config.loss.stage_two, model.config.forces),
         *_gradient_weight_checks(config),
         (config.optim.optimizer in ("adam", "adamw"), "optim.optimizer", "must be 'adam' or 'adamw'"),
         (config.data.batch_size >= 1, "data.batch_size", "must be >= 1"),
@@ -402,7 +282,7 @@ def _check(config: ExperimentConfig) -> None:
         if not ok:
             raise ConfigError(f"config key {key!r}: {why}")
     every_key = _conservative_every_key(config)
-    if config.model.remat and config.model.name == "chgnet" and every_key:
+    if getattr(model.config, "remat", False) and every_key:
         warnings.warn(f"model.remat with {every_key}: the conservative steps recompute "
                       "the direct model's blocks inside a second derivative, which needs more "
                       "memory than without remat (docs/chgnet.md, 'Memory'); consider "
@@ -411,4 +291,6 @@ def _check(config: ExperimentConfig) -> None:
 
 def to_dict(config: ExperimentConfig) -> dict[str, Any]:
     """Plain-dict form (for checkpoints and run directories)."""
-    return dataclasses.asdict(config)
+    out = dataclasses.asdict(dataclasses.replace(config, model=None))
+    out["model"] = model_spec(config.model).to_dict()
+    return out

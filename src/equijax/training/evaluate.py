@@ -18,6 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from equijax.data import split_by_group
+from equijax.nn.precision import matmul_precision
+from equijax.potential import Potential
+from equijax.training.data_source import graph_cutoffs, load_structures
+from equijax.training.run_dir import run_config
+from equijax.training.trained import load_trained
+
 SPLITS = ("train", "val", "test")
 # (key, label, unit) of each reported error, in the order of `evaluate_run`'s result
 ERRORS = (("mae_energy", "energy", "eV/atom"), ("mae_forces", "forces", "eV/Å"),
@@ -27,10 +34,6 @@ ERRORS = (("mae_energy", "energy", "eV/atom"), ("mae_forces", "forces", "eV/Å")
 def run_split(run_dir: str | Path, split: str = "val") -> list:
     """The labelled structures of ``split`` ("train", "val" or "test") of a training run, as its
     training loop made them (same data config, fractions and seed)."""
-    from equijax.data import split_by_group
-    from equijax.training.loop import load_structures
-    from equijax.training.trained import run_config
-
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     config = run_config(run_dir)
@@ -63,11 +66,6 @@ def evaluate_run(run_dir: str | Path, split: str = "val", which: str = "best",
     """MAEs of a training run's ``which`` checkpoint ("best" or "latest", EMA params) on its
     ``split``: ``mae_energy`` eV/atom, ``mae_forces`` eV/Å, ``mae_stress`` GPa, ``mae_magmoms``
     μB, and ``n_structures``. ``forces``: None (as trained) or "conservative" (see module doc)."""
-    from equijax.nn.precision import matmul_precision
-    from equijax.potential import Potential
-    from equijax.training.loop import graph_cutoffs
-    from equijax.training.trained import load_trained, run_config
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     module, params = load_trained(run_dir, which=which, forces=forces)

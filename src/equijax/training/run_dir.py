@@ -1,0 +1,50 @@
+"""Read a training run directory: its config and its checkpointed params (no model built)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orbax.checkpoint as ocp
+
+from equijax.training.config import ExperimentConfig, load_config
+
+WHICH = ("best", "latest")
+
+
+def run_config(run_dir: str | Path) -> ExperimentConfig:
+    """The `ExperimentConfig` a training run was made with (its ``config.json``); raises
+    `FileNotFoundError` when the directory is not an equijax training run."""
+    config_path = Path(run_dir) / "config.json"
+    if not config_path.exists():
+        raise FileNotFoundError(f"{Path(run_dir).absolute()}: no config.json (not an equijax "
+                                "training run)")
+    return load_config(None, _dotlist(json.loads(config_path.read_text())))
+
+
+def restore_params(run_dir: str | Path, which: str = "best") -> dict:
+    """The EMA params (the ``"params"`` collection's contents) of a run's ``which`` checkpoint,
+    ``"best"`` (lowest validation loss) or ``"latest"``; `FileNotFoundError` when it has none."""
+    run_dir = Path(run_dir).absolute()
+    if which not in WHICH:
+        raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
+    folder = run_dir / ("best" if which == "best" else "checkpoints")
+    manager = (ocp.CheckpointManager(folder, options=ocp.CheckpointManagerOptions(create=False))
+               if folder.exists() else None)
+    step = manager.latest_step() if manager else None
+    if step is None:
+        raise FileNotFoundError(f"{run_dir}: no {which} checkpoint in {folder}")
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    manager.close()
+    return restored["state"]["ema_params"]["params"]
+
+
+def _dotlist(tree: dict, prefix: str = "") -> list[str]:
+    """``{"model": {"n_conv": 2}}`` -> ``["model.n_conv=2"]`` (JSON values)."""
+    out = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out += _dotlist(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}={json.dumps(value)}")
+    return out
