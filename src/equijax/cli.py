@@ -9,7 +9,17 @@ import os
 import sys
 from pathlib import Path
 
-from equijax.bench.common import Table
+from equijax.bench import chgnet_infer, chgnet_train, graphs, model, tp, tp_methods
+from equijax.models import registry
+from equijax.nn.precision import PRECISIONS
+from equijax.predict import predict_files
+from equijax.sweep import collect, expand, load_spec, run_sweep
+from equijax.sweep.runner import resolved_config
+from equijax.sweep.spec import SweepError
+from equijax.table import Table
+from equijax.training.config import ConfigError, load_config
+from equijax.training.evaluate import evaluate_run, format_errors
+from equijax.training.loop import train
 
 
 def _single_thread() -> None:
@@ -19,8 +29,6 @@ def _single_thread() -> None:
 
 
 def _bench_graphs(args) -> int:
-    from equijax.bench import graphs
-
     graphs.run(out=args.out, rounds=args.rounds, reference=not args.no_reference,
                do_calibrate=args.calibrate, batch_size=args.batch_size, n_devices=args.devices,
                global_batch=args.global_batch, limit=args.limit)
@@ -28,21 +36,15 @@ def _bench_graphs(args) -> int:
 
 
 def _bench_chgnet_infer(args) -> int:
-    from equijax.bench import chgnet_infer
-
     chgnet_infer.run(out=args.out, batch_size=args.batch_size, steps=args.steps, limit=args.limit,
                      reference=not args.no_reference)
     return 0
 
 
 def _bench_chgnet_train(args) -> int:
-    from equijax.bench import chgnet_train
-
     forces = tuple(args.forces.split(","))
     if any(f not in chgnet_train.FORCES for f in forces):
         raise SystemExit(f"--forces takes a subset of {','.join(chgnet_train.FORCES)}, got {args.forces}")
-    from equijax.nn.precision import PRECISIONS
-
     precisions = tuple(args.precision.split(","))
     if any(p not in PRECISIONS for p in precisions):
         raise SystemExit(f"--precision takes a subset of {','.join(PRECISIONS)}, got {args.precision}")
@@ -57,8 +59,6 @@ def _bench_chgnet_train(args) -> int:
 
 
 def _bench_model(args) -> int:
-    from equijax.bench import model
-
     try:
         model.run(args.config, args.overrides, batch_size=args.batch_size, limit=args.limit,
                   repeats=args.repeats, out=args.out)
@@ -79,8 +79,6 @@ def _int_list(text: str) -> list[int]:
 
 
 def _bench_tp(args) -> int:
-    from equijax.bench import tp, tp_methods
-
     methods = None
     if args.methods:
         methods = args.methods.split(",")
@@ -98,16 +96,12 @@ def _bench_tp(args) -> int:
 
 
 def _predict(args) -> int:
-    from equijax.predict import predict_files
-
     predict_files(args.files, model=args.model, output_format=args.format, out=args.out,
                   batch_size=args.batch_size)
     return 0
 
 
 def _evaluate(args) -> int:
-    from equijax.training.evaluate import evaluate_run, format_errors
-
     if args.batch_size < 1:
         raise SystemExit(f"--batch-size must be >= 1, got {args.batch_size}")
     rows = {}
@@ -126,9 +120,6 @@ def _evaluate(args) -> int:
 
 
 def _train(args) -> int:
-    from equijax.training.config import load_config
-    from equijax.training.loop import train
-
     config = load_config(args.config, args.overrides)
     result = train(config, resume=args.resume)
     print(json.dumps({k: result[k] for k in ("steps", "val", "test", "baseline_val",
@@ -138,8 +129,6 @@ def _train(args) -> int:
 
 
 def _sweep(args) -> int:
-    from equijax.sweep import collect, expand, load_spec, run_sweep
-
     if args.collect_only:
         result = collect(args.collect_only)
         print(result["paths"]["markdown"].read_text())
@@ -149,8 +138,6 @@ def _sweep(args) -> int:
     points = expand(spec)
     print(f"sweep: {len(points)} point(s) in {spec.dir} ({spec.launcher}, {spec.jobs} at a time)")
     if args.dry_run:  # resolve every point's config too: a bad key fails here, naming it
-        from equijax.sweep.runner import resolved_config
-
         for p in points:
             resolved_config(spec, p, Path(spec.dir) / p.name)
             print(f"  {p.name}: {' '.join(p.overrides)}")
@@ -168,10 +155,6 @@ def _sweep(args) -> int:
 
 
 def _demo(args) -> int:
-    from equijax.bench import chgnet_infer, graphs, tp
-    from equijax.training.config import load_config
-    from equijax.training.loop import train
-
     out = Path(args.out)
     print("equijax demo 1/4: crystal graphs for the 256 packaged MPtrj-like structures\n")
     graphs.run(out=str(out / "graphs.json"), rounds=2, reference=True)
@@ -356,9 +339,6 @@ def main(argv: list[str] | None = None) -> int:
     _single_thread()
     parser = build_parser()
     args = parser.parse_args(argv)
-    from equijax.sweep.spec import SweepError
-    from equijax.training.config import ConfigError
-
     try:
         return args.func(args)
     except (ConfigError, SweepError, FileNotFoundError) as err:  # user errors: no traceback

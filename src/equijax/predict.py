@@ -9,7 +9,8 @@ from pathlib import Path
 import ase.io
 import numpy as np
 
-from equijax.bench.common import Table
+from equijax.potential import Potential
+from equijax.table import Table
 
 
 def read_structures(files: list[str]) -> list[tuple[str, int, object]]:
@@ -32,8 +33,6 @@ def predict_files(files: list[str], model: str = "chgnet-0.3.0", output_format: 
     """Predict every structure in ``files`` with the pretrained model ``model`` (a name of
     `equijax.models.registry.available_pretrained`; ``"0.3.0"`` works too) and write a
     table or JSON (energies eV and eV/atom, forces eV/Å, stress GPa, magmoms μB)."""
-    from equijax.potential import Potential
-
     entries = read_structures(files)
     potential = Potential.from_pretrained(model)
     predictions = potential.predict([atoms for _, _, atoms in entries], batch_size=batch_size)

@@ -14,7 +14,7 @@ from flax import linen as nn
 from equijax.graphs import BucketPolicy, atoms_to_graph, pad_batch, padding_masks
 from equijax.graphs.crystal_graph import edge_vectors
 from equijax.models.chgnet import PRESETS, CHGNet, pair_lengths
-from equijax.models.chgnet_pretrained import from_pretrained
+from equijax.models.chgnet.pretrained import from_pretrained
 from equijax.nn.radial import RadialBessel
 from equijax.potential import predict_padded
 

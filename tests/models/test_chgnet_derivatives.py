@@ -30,7 +30,7 @@ jax.config.update("jax_enable_x64", True)
 import pickle, sys
 import numpy as np
 from equijax.graphs import BucketPolicy
-from equijax.models.chgnet_pretrained import from_pretrained
+from equijax.models.chgnet.pretrained import from_pretrained
 from equijax.potential import Potential
 
 with open(sys.argv[1], "rb") as f:

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from equijax.graphs import BucketPolicy
-from equijax.models import chgnet_pretrained
-from equijax.models.chgnet_pretrained import convert_state_dict, from_pretrained
+from equijax.models.chgnet import pretrained as chgnet_pretrained
+from equijax.models.chgnet.pretrained import convert_state_dict, from_pretrained
 from equijax.potential import Potential
 
 # float32 tolerances against the PyTorch model
@@ -133,7 +133,7 @@ SUBPROCESS = textwrap.dedent("""
     import ase.build
     import numpy as np
     from equijax.graphs import BucketPolicy
-    from equijax.models.chgnet_pretrained import from_pretrained
+    from equijax.models.chgnet.pretrained import from_pretrained
     from equijax.potential import Potential
 
     module, params = from_pretrained("0.3.0")

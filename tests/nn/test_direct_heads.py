@@ -16,7 +16,6 @@ from equijax.units import EV_PER_A3_TO_GPA
 from equijax.nn.direct_heads import (angle_edge_gradient, angle_stress,
                                      direct_forces, direct_stress, edge_gradient_forces)
 from equijax.potential import predict_padded
-from equijax.training.trained import DIRECT_HEAD_PARAMS
 
 pytestmark = pytest.mark.usefixtures("fast_compiles")
 
@@ -252,7 +251,7 @@ def test_direct_model_energy_equals_the_conservative_trunk(name):
                          BucketPolicy(fixed_graphs=2, multiple=64))
     params = _randomized(direct.init(jax.random.key(1), batch), seed=1)
     trunk = {"params": {k: v for k, v in params["params"].items()
-                        if k not in DIRECT_HEAD_PARAMS}}
+                        if k not in direct.config.DIRECT_HEAD_PARAMS}}
     out_d = jax.jit(lambda p, g: predict_padded(direct, p, g))(params, batch)
     out_c = jax.jit(lambda p, g: predict_padded(conservative, p, g))(trunk, batch)
     np.testing.assert_allclose(out_d["energy"], out_c["energy"], rtol=1e-6, atol=1e-6)
@@ -320,7 +319,7 @@ def test_direct_trunk_grad_scales_only_the_heads_gradient_into_the_trunk(gradien
     np.testing.assert_allclose(jax.jit(scaled.apply)(params, batch)["stress"], out["stress"],
                                rtol=1e-6, atol=1e-6)
     for name, grad in heads_plain["params"].items():
-        factor = 1.0 if name in DIRECT_HEAD_PARAMS else 0.25
+        factor = 1.0 if name in CHGNetConfig.DIRECT_HEAD_PARAMS else 0.25
         for a, b in zip(jax.tree_util.tree_leaves(heads_scaled["params"][name]),
                         jax.tree_util.tree_leaves(grad)):
             np.testing.assert_allclose(a, factor * np.asarray(b), rtol=2e-4, atol=1e-6)

@@ -198,7 +198,7 @@ AtomRef._assemble_graphs = _composition_float64
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from equijax.graphs import BucketPolicy
-from equijax.models.chgnet_pretrained import from_pretrained
+from equijax.models.chgnet.pretrained import from_pretrained
 from equijax.potential import Potential
 
 structures = ase.io.read(sys.argv[1], ":")

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import yaml
 
+from equijax.models import registry
+from equijax.models.chgnet import CHGNetConfig
 from equijax.training.config import (
     ConfigError,
     DataConfig,
     ExperimentConfig,
     LossConfig,
-    ModelConfig,
+    ModelSpec,
     OptimConfig,
     TrainConfig,
     load_config,
@@ -26,7 +29,9 @@ def test_defaults_equal_the_dataclass_defaults():
     config = load_config()
     assert isinstance(config, ExperimentConfig)
     assert config == ExperimentConfig()
-    for section, cls in (("model", ModelConfig), ("data", DataConfig), ("loss", LossConfig),
+    assert config.model.name == "chgnet" and config.model.config == CHGNetConfig()
+    assert type(config.model) is ModelSpec
+    for section, cls in (("data", DataConfig), ("loss", LossConfig),
                          ("optim", OptimConfig), ("train", TrainConfig)):
         assert type(getattr(config, section)) is cls
         assert getattr(config, section) == cls()
@@ -42,8 +47,7 @@ def test_yaml_then_overrides(tmp_path):
                                 "train.max_steps=5", "loss.kind=mse", "train.progress=false"])
     want = ExperimentConfig()
     want.name = "mine"
-    want.model.hidden_dim = 12
-    want.model.mlp_hidden_dims = [8]
+    want.model = ModelSpec("chgnet", CHGNetConfig(hidden_dim=12, mlp_hidden_dims=(8,)))
     want.data.batch_size = 9
     want.data.fractions = [0.5, 0.25, 0.25]
     want.optim.learning_rate = 0.003
@@ -53,7 +57,19 @@ def test_yaml_then_overrides(tmp_path):
     assert config == want
     assert isinstance(config.data.batch_size, int) and isinstance(config.optim.learning_rate, float)
     assert load_config(path, ["train.max_steps=null"]).train.max_steps is None
-    assert to_dict(config) == dataclasses.asdict(want)
+    assert to_dict(config) == {
+        "name": "mine", "model": want.model.to_dict(),
+        **{k: dataclasses.asdict(getattr(want, k)) for k in ("data", "loss", "optim", "train")}}
+    assert load_config(None, [f"{k}={v}" for k, v in _dotted(to_dict(config))]) == config
+
+
+def _dotted(tree: dict, prefix: str = ""):
+    """(dotted key, YAML value) of every leaf of a nested dict."""
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _dotted(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", json.dumps(value)
 
 
 def _compose_by_hand(experiment: str, selections: dict | None = None) -> dict:
@@ -87,11 +103,17 @@ def test_packaged_experiment_config_matches_its_groups(experiment, overrides, se
     raw = _compose_by_hand(experiment, selections)
     got = to_dict(load_config(experiment, overrides))
     defaults = to_dict(ExperimentConfig())
+    # the model section: the model's own defaults, under its fields' names
+    model_cls = registry.config_class(raw["model"]["name"])
+    raw["model"] = {model_cls.KEY_ALIASES.get(k, k): v for k, v in raw["model"].items()}
+    defaults["model"] = ExperimentConfig(model={"name": raw["model"]["name"]}).model.to_dict()
     for section, values in raw.items():
         if isinstance(values, dict):
             for key, value in values.items():
                 assert got[section][key] == value, f"{section}.{key}"
             untouched = set(defaults[section]) - set(values)
+            if "hidden_dim" in values:  # CHGNet's shorthand sets both convolutions' widths
+                untouched -= {"atom_conv_hidden_dim", "bond_conv_hidden_dim"}
             assert {k: got[section][k] for k in untouched} == {k: defaults[section][k] for k in untouched}
         else:
             assert got[section] == values
@@ -106,7 +128,8 @@ def test_user_file_composes_local_and_packaged_groups(tmp_path):
     path.write_text("defaults:\n  - model: mine\n  - data: emt_tiny\n  - _self_\n"
                     "optim:\n  learning_rate: 0.01\nsweep:\n  grid:\n    model.n_conv: [1, 2]\n")
     config = load_config(path, ["model.hidden_dim=6"])
-    assert (config.model.n_conv, config.model.hidden_dim) == (1, 6)
+    assert (config.model.config.n_conv, config.model.config.hidden_dim) == (1, 6)
+    assert config.model.config.atom_conv_hidden_dim == (6,)
     assert config.data.n_structures == yaml.safe_load(_packaged("data", "emt_tiny"))["n_structures"]
     assert config.optim.learning_rate == 0.01
 
@@ -276,7 +299,7 @@ def test_pretrained_needs_chgnet():
 
 
 def test_unknown_frozen_collection_lists_the_valid_ones():
-    from equijax.training.loop import frozen_collections
+    from equijax.training.model_setup import frozen_collections
 
     config = load_config(None, ["optim.freeze=[atom_embeding]"])
     params = {"params": {"atom_embedding": 0, "atomref": 0}}
@@ -294,7 +317,7 @@ def test_emulated_precision_for_an_equivariant_model_fails_before_the_data(tmp_p
     config = load_config(None, ["model.name=equivariant", "train.matmul_precision=bf16",
                                 "data.source=/nonexistent/never-read.extxyz",
                                 f"train.run_dir={tmp_path / 'run'}"])
-    with pytest.raises(ValueError, match="covers CHGNet only"):
+    with pytest.raises(ValueError, match="does not cover"):
         train(config)
     assert not (tmp_path / "run").exists()
 
@@ -302,7 +325,7 @@ def test_emulated_precision_for_an_equivariant_model_fails_before_the_data(tmp_p
 def test_direct_hidden_dims_reach_the_chgnet_config():
     """``model.direct_hidden_dims`` becomes the CHGNet's ``direct_hidden_dims`` (the widths of
     `DirectHeads`' pair MLP)."""
-    from equijax.training.loop import build_model
+    from equijax.training.model_setup import build_model
 
     config = load_config(None, ["model.forces=direct", "model.direct_hidden_dims=[12,7]"])
     assert build_model(config.model).config.direct_hidden_dims == (12, 7)
@@ -340,7 +363,7 @@ def test_direct_head_options_reach_the_models(pretrained):
     ``direct_hidden_dims``, ``direct_angle_forces``, ``direct_stress``, ``direct_pair_energy``
     and ``direct_angle_energy`` become the CHGNet's config fields, for a fresh and a pretrained
     CHGNet; ``direct_norm`` also the equivariant model's. Without them the heads are plain."""
-    from equijax.training.loop import build_model
+    from equijax.training.model_setup import build_model
 
     base = [f"model.pretrained={pretrained}"] if pretrained else []
     config = load_config(None, [*base, "model.forces=direct", "model.direct_norm=32",

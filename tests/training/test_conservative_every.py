@@ -23,7 +23,7 @@ from equijax.models.chgnet import CHGNet
 from equijax.potential import predict_padded
 from equijax.training.batches import device_batch
 from equijax.training.config import LossConfig, StageTwoConfig, load_config, to_dict
-from equijax.training.loop import build_model
+from equijax.training.model_setup import build_model
 from equijax.training.loss import loss_sums, total_loss
 from equijax.training.step import init_state, make_mesh, make_train_step
 

@@ -22,7 +22,9 @@ from equijax.training.batches import device_batch
 from equijax.training.checkpoint import Checkpoints
 from equijax.training.config import LossConfig, load_config, to_dict
 from equijax.training.loader import Loader
-from equijax.training.loop import TrainingDiverged, chgnet_config, train
+from equijax.training.data_source import graph_cutoffs
+from equijax.training.loop import TrainingDiverged, train
+from equijax.training.model_setup import build_model
 from equijax.training.step import (
     init_state,
     make_eval_step,
@@ -70,7 +72,7 @@ def test_diverging_loss_stops_with_step_and_ids(uniform_structures, tmp_path, mo
     ckpts = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
     assert ckpts == [1]
     # load it the way `train --resume` does: abstract TrainState, model config check
-    module = CHGNet(chgnet_config(config.model))
+    module = build_model(config.model)
     example = jax.tree_util.tree_map(
         lambda x: x[0], device_batch([atoms_to_graph(structures[0].atoms, 4.0, 3.0)],
                                      structures[:1], np.arange(1), 1, BucketPolicy())[0])
@@ -108,12 +110,12 @@ def test_missing_labels_are_masked(uniform_structures):
         _with(base[4], forces=None, stress=None),
         _with(base[5], magmoms=rng.normal(size=len(base[5].atoms))),
     ]
-    graphs = [atoms_to_graph(s.atoms, config.model.atom_graph_cutoff, config.model.bond_graph_cutoff)
+    graphs = [atoms_to_graph(s.atoms, *graph_cutoffs(config.model))
               for s in structures]
     mesh = make_mesh(1)
     graph, targets, groups = device_batch(graphs, structures, np.arange(6), 1, BucketPolicy())
     single = jax.tree_util.tree_map(lambda x: x[0], graph)
-    module = CHGNet(chgnet_config(config.model))
+    module = build_model(config.model)
     params = jax.jit(module.init)(jax.random.key(0), single)
     # move every param off its init (the energy readout starts at exactly zero)
     leaves, tree = jax.tree_util.tree_flatten(params)

@@ -195,7 +195,8 @@ def test_init_from_copies_the_trunk_and_starts_new_heads_fresh(runs, uniform_str
     parameter equals A's best EMA parameter as orbax reads it; the direct heads equal a fresh
     init's; a conservative model with other layer sizes is refused naming the parameter."""
     from equijax.training.config import load_config
-    from equijax.training.loop import _graphs, build_model, initial_params
+    from equijax.training.data_source import structure_graphs as _graphs
+    from equijax.training.model_setup import build_model, initial_params
 
     a = runs["A"]
     (best,) = _steps(a, "best")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from equijax.training.config import ConfigError, load_config
-from equijax.training.trained import check_init_from, transfer_params
+from equijax.training.config import ConfigError, load_config, to_dict
+from equijax.training.model_setup import check_init_from, transfer_params
 
 
 def test_transfer_copies_shared_leaves_keeps_new_and_drops_old():
@@ -51,7 +51,7 @@ def test_check_init_from_needs_a_run_with_the_same_model(tmp_path):
     config = load_config(None, [f"model.init_from={tmp_path}", "model.forces=direct"])
     with pytest.raises(FileNotFoundError, match="no config.json"):
         check_init_from(config.model)
-    source = dataclasses.asdict(load_config(None, []))
+    source = to_dict(load_config(None, []))
     (tmp_path / "config.json").write_text(json.dumps(source))
     check_init_from(config.model)  # only forces and init_from differ
     source["model"]["atom_graph_cutoff"] = 5.0
@@ -69,7 +69,7 @@ def test_init_from_a_run_with_direct_head_options(tmp_path):
     import dataclasses
     import json
 
-    source = dataclasses.asdict(load_config(None, [
+    source = to_dict(load_config(None, [
         "model.forces=direct", "model.direct_norm=20", "model.direct_angle_stress=true",
         "model.direct_trunk_grad=0.1", "model.direct_angle_forces=true",
         "model.direct_stress=virial_only", "model.direct_pair_energy=8"]))

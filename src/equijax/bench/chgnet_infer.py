@@ -66,7 +66,7 @@ def _equijax_rate(structures, batch_size: int, steps: int) -> dict:
 
 
 def _chgnet_rate(structures, batch_size: int, steps: int) -> dict:
-    try:
+    try:  # optional reference (torch, chgnet): imported only when the reference runs
         import torch
         from chgnet.model import CHGNet
         from pymatgen.io.ase import AseAtomsAdaptor

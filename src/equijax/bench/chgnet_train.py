@@ -13,6 +13,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
+from equijax.bench.breakdown import stage_breakdown
 from equijax.bench.common import (
     Table,
     format_mb,
@@ -22,14 +23,31 @@ from equijax.bench.common import (
     share_gpu_with_torch,
     write_json,
 )
+from equijax.bench.hlo import hlo_summary
 from equijax.bench.memory import PeakRSS, xla_memory
 from equijax.data import LabeledStructure
+from equijax.graphs import atoms_to_graph
+from equijax.models.chgnet import CHGNet, from_pretrained
+from equijax.nn.precision import (
+    check_precision,
+    emulated,
+    matmul_precision,
+    with_matmul_precision,
+)
+from equijax.potential import Potential
 from equijax.training.config import LossConfig, OptimConfig
+from equijax.training.loader import Loader
+from equijax.training.step import (
+    init_state,
+    make_mesh,
+    make_optimizer,
+    make_train_step,
+    replicate,
+    shard_batch,
+)
 
 
 def _teacher_labels(structures, batch_size: int) -> list[LabeledStructure]:
-    from equijax.potential import Potential
-
     predictions = Potential.from_pretrained("0.3.0").predict(structures, batch_size=batch_size)
     return [LabeledStructure(id=str(i), atoms=a, energy=p["energy"], forces=p["forces"],
                              stress=p["stress"], magmoms=p["magmoms"])
@@ -56,8 +74,6 @@ def _model(forces: str, example, remat: bool = False, factorized: bool = True,
     each convolution block rematerialised in the backward pass (same values, less memory);
     ``factorized``: ``factorized_messages`` (same values; False is the plain concatenation);
     ``fused``: ``fused_gates`` (same values; False runs core and gate first layers apart)."""
-    from equijax.models.chgnet import CHGNet, from_pretrained
-
     module, params = from_pretrained("0.3.0")
     config = dataclasses.replace(module.config, remat=remat, factorized_messages=factorized,
                                  fused_gates=fused)
@@ -79,18 +95,6 @@ def _equijax_rate(labeled, batch_size: int, steps: int, run: Run, breakdown: boo
     resident-memory growth of one more step, or of one more cycle of ``conservative_every``
     steps (``step_rss_growth_MB``, `PeakRSS`)."""
     forces, precision, conservative_every = run.forces, run.precision, run.conservative_every
-    from equijax.graphs import atoms_to_graph
-    from equijax.nn.precision import matmul_precision, with_matmul_precision
-    from equijax.training.loader import Loader
-    from equijax.training.step import (
-        init_state,
-        make_mesh,
-        make_optimizer,
-        make_train_step,
-        replicate,
-        shard_batch,
-    )
-
     graphs = [atoms_to_graph(s.atoms) for s in labeled]
     module, params = _model(forces, graphs[0], run.remat, run.factorized, run.fused)
     mesh = make_mesh(1)
@@ -141,9 +145,6 @@ def _equijax_rate(labeled, batch_size: int, steps: int, run: Run, breakdown: boo
            "peak_memory_MB": stats.get("peak_bytes_in_use", 0) / 2**20 or None}
     # after the memory peak was read: these compile and run more functions
     if breakdown:
-        from equijax.bench.breakdown import stage_breakdown
-        from equijax.bench.hlo import hlo_summary
-
         local = jax.tree_util.tree_map(lambda x: x[0], placed[0][0])
         with matmul_precision(precision):
             out["stages"] = stage_breakdown(module, state.params, local, ms, repeats=max(steps, 3))
@@ -155,15 +156,15 @@ def _chgnet_rate(labeled, batch_size: int, steps: int, memory: bool = False) -> 
     """Time ``steps`` training steps of the PyTorch chgnet (median, after one warm-up step).
     ``memory`` on a CPU: also the resident-memory growth of one more step (`PeakRSS`), measured
     as equijax's is."""
-    try:
+    try:  # optional reference (torch, chgnet): imported only when the reference runs
         import torch
-        from chgnet.model import CHGNet
+        from chgnet.model import CHGNet as TorchCHGNet
         from chgnet.trainer.trainer import CombinedLoss
         from pymatgen.io.ase import AseAtomsAdaptor
     except ImportError as err:
         return {"available": False, "reason": f"reference extra not installed ({err})"}
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    model = CHGNet.load(model_name="0.3.0", use_device=dev, verbose=False)
+    model = TorchCHGNet.load(model_name="0.3.0", use_device=dev, verbose=False)
     graphs = [model.graph_converter(AseAtomsAdaptor.get_structure(s.atoms)) for s in labeled]
     labels = [{"e": torch.tensor(s.energy / len(s.atoms), dtype=torch.float32),
                "f": torch.tensor(s.forces, dtype=torch.float32),
@@ -212,7 +213,7 @@ def _timed_reference(labeled, batch_size: int, steps: int, memory: bool) -> dict
     print("timing chgnet (torch), conservative ...", flush=True)
     ref = _chgnet_rate(labeled, batch_size, steps, memory)
     if ref.get("device") == "cuda":
-        import torch
+        import torch  # optional reference (torch): imported only when the reference ran on a GPU
 
         torch.cuda.empty_cache()
     if ref.get("available"):
@@ -229,8 +230,6 @@ PHYSICAL_HEADS = dict(direct_angle_forces=True, direct_pair_energy=8, direct_str
 
 def _label(run: Run) -> str:
     """Table row name of ``run``."""
-    from equijax.nn.precision import emulated
-
     p, k = run.precision, run.conservative_every
     return (f"equijax, {run.forces} forces" + (f" + conservative every {k} (mean)" if k else "")
             + (", remat" if run.remat else "")
@@ -321,8 +320,6 @@ def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | N
     that the PyTorch step fits beside it. Each finished run is printed at once and the JSON is
     rewritten after it with ``"complete": false``, so a run stopped by a time limit keeps what it
     measured; on a GPU the reference is timed first for the same reason."""
-    from equijax.nn.precision import check_precision, emulated
-
     bad = [f for f in forces if f not in FORCES]
     if bad or not forces:
         raise ValueError(f"forces must be a non-empty subset of {FORCES}, got {forces}")

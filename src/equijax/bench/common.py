@@ -1,10 +1,18 @@
-"""Shared benchmark helpers: the packaged benchmark structures, machine description, tables."""
+"""Shared benchmark helpers: the packaged benchmark structures, machine description, table
+cells (`Table` itself lives in `equijax.table` and is re-exported here)."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from importlib import metadata, resources
+from pathlib import Path
+
+import ase.io
+import jax
+
+from equijax.table import Table  # noqa: F401 - re-exported: bench modules import it from here
 
 BENCHMARK_FILE = "mptrj_like_256.extxyz"
 
@@ -16,8 +24,6 @@ def benchmark_structures_path() -> str:
 
 def load_benchmark_structures(n: int | None = None):
     """The benchmark structures as a list of `ase.Atoms` (the first ``n`` if given)."""
-    import ase.io
-
     structures = ase.io.read(benchmark_structures_path(), index=":")
     return structures if n is None else structures[:n]
 
@@ -41,8 +47,6 @@ def _version(package: str) -> str | None:
 
 def machine_info() -> dict:
     """Processor, core count, accelerator and library versions, for benchmark reports."""
-    import jax
-
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -64,26 +68,6 @@ def machine_info() -> dict:
     return info
 
 
-class Table:
-    """A plain-text table printed with aligned columns."""
-
-    def __init__(self, title: str, columns: list[str]):
-        self.title, self.columns, self.rows = title, columns, []
-
-    def add(self, *cells) -> None:
-        self.rows.append([str(c) for c in cells])
-
-    def render(self) -> str:
-        widths = [max(len(str(c)) for c in col) for col in zip(self.columns, *self.rows)]
-        line = "  ".join("-" * w for w in widths)
-        fmt = lambda cells: "  ".join(  # noqa: E731
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-        return "\n".join([self.title, line, fmt(self.columns), line, *map(fmt, self.rows), line])
-
-    def print(self) -> None:
-        print(self.render())
-
-
 def format_mb(megabytes: float | None) -> str:
     """Peak memory for tables: whole MB, or "n/a" where the backend reports none (CPU)."""
     return f"{megabytes:.0f}" if megabytes else "n/a"
@@ -97,9 +81,6 @@ def ratio(rate: float, reference_rate: float | None) -> str:
 def write_json(results: dict, out: str | None, say: bool = True) -> None:
     """Write benchmark results to ``out`` (folders created) and, if ``say``, say where."""
     if out:
-        import json
-        from pathlib import Path
-
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(results, indent=1))
         if say:

@@ -10,14 +10,19 @@ from pathlib import Path
 import numpy as np
 
 from equijax.bench.common import Table, load_benchmark_structures, machine_info
+from equijax.bench.proxy import init_proxy_params, proxy_train_step
 from equijax.graphs import (
     BucketPolicy,
     CostModel,
+    GraphSizes,
     atoms_to_graph,
+    batch_graphs,
+    calibrate_cost_model,
     graph_counts,
     load_imbalance,
     max_sizes,
     pad_batch,
+    pad_graph,
     padding_fraction,
     split_balanced,
 )
@@ -36,7 +41,7 @@ def _time_rounds(fn, rounds: int) -> float:
 
 def _chgnet_converter_rate(structures, rounds: int) -> dict:
     """CHGNet 0.4.2's converter (its fast Cython path) on pymatgen structures, 1 thread."""
-    try:
+    try:  # optional reference (torch, chgnet): imported only when the reference runs
         import torch
         from chgnet.graph import CrystalGraphConverter
         from pymatgen.io.ase import AseAtomsAdaptor
@@ -110,9 +115,6 @@ def calibrate(graphs, seed: int = 0) -> dict:
     Under static shapes the time depends on the padded sizes, so one batch is padded to a grid
     of sizes that varies atoms, edges and angles independently (a well-conditioned fit).
     """
-    from equijax.bench.proxy import init_proxy_params, proxy_train_step
-    from equijax.graphs import GraphSizes, batch_graphs, calibrate_cost_model, pad_graph
-
     params = init_proxy_params(seed)
     rng = np.random.default_rng(seed)
     batched = batch_graphs([graphs[i] for i in rng.choice(len(graphs), 8, replace=False)])

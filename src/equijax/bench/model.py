@@ -17,6 +17,20 @@ import jax
 import numpy as np
 
 from equijax.bench.common import Table, machine_info, ratio, write_json
+from equijax.graphs import atoms_to_graph, padding_masks
+from equijax.potential import predict_padded
+from equijax.training.config import load_config
+from equijax.training.data_source import graph_cutoffs, load_structures
+from equijax.training.loader import Loader
+from equijax.training.model_setup import build_model, count_params
+from equijax.training.step import (
+    init_state,
+    make_mesh,
+    make_optimizer,
+    make_train_step,
+    replicate,
+    shard_batch,
+)
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -30,18 +44,6 @@ def _median_seconds(fn, repeats: int) -> float:
 
 def _measure(config, tp: str, loader, batches, repeats: int, params=None) -> dict:
     """Compile and time inference and one train step of the model of ``config`` with ``tp``."""
-    from equijax.graphs import padding_masks
-    from equijax.potential import predict_padded
-    from equijax.training.model_setup import build_model, count_params
-    from equijax.training.step import (
-        init_state,
-        make_mesh,
-        make_optimizer,
-        make_train_step,
-        replicate,
-        shard_batch,
-    )
-
     model = dataclasses.replace(config.model,
                                 config=dataclasses.replace(config.model.config, tp=tp))
     module = build_model(model)
@@ -82,11 +84,6 @@ def run(config_name: str, overrides: list[str] = (), batch_size: int | None = No
         limit: int = 32, repeats: int = 5, out: str | None = "results/bench_model.json") -> dict:
     """Benchmark the equivariant model of ``config_name`` (+ ``overrides``) against its e3nn-jax
     CG twin; prints a table, writes JSON, returns the results."""
-    from equijax.graphs import atoms_to_graph
-    from equijax.training.config import load_config
-    from equijax.training.loader import Loader
-    from equijax.training.data_source import graph_cutoffs, load_structures
-
     config = load_config(config_name, list(overrides))
     if config.model.name != "equivariant":
         raise ValueError(f"bench model times model.name=equivariant configs, got "

@@ -13,6 +13,8 @@ import time
 
 import jax
 import jax.numpy as jnp
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 
 from equijax.bench import tp_methods
@@ -152,10 +154,7 @@ def _fmt(value, digits=3) -> str:
 
 def plot(rows: list, path: str) -> None:
     """Log-scale time against L per method: forward and forward+backward side by side."""
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     names = list(dict.fromkeys(r["method"] for r in rows))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)

@@ -86,6 +86,7 @@ def _e3nn_s2grid(lmax: int, channels: int) -> Method:
 
 def _cue(lmax: int, channels: int, batch: int) -> Method:
     """cuequivariance-jax's channelwise product (weighted per path and channel, like cue's MACE)."""
+    # optional extra (cue): imported only when the cue method is built
     import cuequivariance as cue
     import cuequivariance_jax as cuex
 
@@ -125,7 +126,7 @@ def build(name: str, lmax: int, channels: int, batch: int) -> Method:
 
 def cue_available() -> bool:
     """Whether cuequivariance-jax imports here (optional comparator)."""
-    try:
+    try:  # optional extra (cue): probed here, so that a missing one is no import error
         import cuequivariance  # noqa: F401
         import cuequivariance_jax  # noqa: F401
     except Exception:  # noqa: BLE001 - any import failure means "not available"

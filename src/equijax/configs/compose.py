@@ -20,6 +20,9 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 GROUPS = ("model", "data", "train", "loss", "optim")
@@ -58,10 +61,6 @@ def compose_file(path: str | Path, group_overrides: list[str] = ()) -> DictConfi
     """The YAML at ``path`` with its ``defaults`` list resolved, and ``group=option`` selections
     applied (a group the file does not list is added). Raises `ValueError` naming the group for an
     unknown option."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-
     path = Path(path).resolve()
     if path.suffix != ".yaml":
         raise ValueError(f"config {str(path)!r}: config files must end in .yaml")

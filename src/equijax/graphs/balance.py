@@ -11,7 +11,9 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 
+import jax
 import numpy as np
+from scipy.optimize import nnls  # scipy comes with ase
 
 from equijax.graphs.crystal_graph import CrystalGraph
 
@@ -70,8 +72,6 @@ def fit_cost_model(counts: np.ndarray, seconds: np.ndarray) -> CostModel:
         raise ValueError(f"need counts (M, 3) and seconds (M,), got {counts.shape} {seconds.shape}")
     if counts.shape[0] < 4:
         raise ValueError(f"need at least 4 measurements to fit 4 coefficients, got {counts.shape[0]}")
-    from scipy.optimize import nnls  # scipy comes with ase
-
     design = np.concatenate([np.ones((counts.shape[0], 1)), counts], axis=1)
     # Columns differ by orders of magnitude (1 vs 1e4 angles): solve on unit-norm columns.
     norms = np.linalg.norm(design, axis=0)
@@ -94,8 +94,6 @@ def calibrate_cost_model(
             on (for static shapes: the padded sizes).
         repeats: timed calls per batch after one warm-up (compilation) call; the median is used.
     """
-    import jax
-
     counts, seconds = [], []
     for batch, count in batches:
         jax.block_until_ready(step(batch))

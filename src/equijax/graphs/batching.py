@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
 import jraph
 import numpy as np
 
@@ -116,8 +117,6 @@ def unbatch_graphs(graph: CrystalGraph) -> list[CrystalGraph]:
 
 
 def _to_numpy(graph: jraph.GraphsTuple) -> jraph.GraphsTuple:
-    import jax
-
     return jax.tree_util.tree_map(np.asarray, graph)
 
 

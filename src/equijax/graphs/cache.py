@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Sequence
@@ -232,8 +233,6 @@ class GraphCache(Sequence):
         shutil.rmtree(path, ignore_errors=True)
         os.replace(tmp, path)
         if dropped:
-            import logging
-
             logging.getLogger(__name__).warning(
                 "graph cache %s: dropped %d structure(s) with isolated atoms: indices %s",
                 path, len(dropped), [i for i, _ in dropped][:20],

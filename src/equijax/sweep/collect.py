@@ -7,6 +7,9 @@ import itertools
 import json
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
+
 TRAIN_COLUMNS = ("num_params", "steps", "structures_per_s", "val_mae_energy", "val_mae_forces",
                  "val_mae_stress", "val_mae_magmoms", "test_mae_energy", "test_mae_forces",
                  "test_mae_stress", "test_mae_magmoms", "wall_s")
@@ -86,10 +89,7 @@ def _panels(records: list[dict], columns: list[str]) -> list[tuple[str, list[str
 def plot_results(records: list[dict], columns: list[str], rows: list[dict], path: str | Path) -> None:
     """Comparison plots: one panel per main metric. With a numeric axis, lines against it (one
     per combination of the other axes and metric); otherwise bars, one per point."""
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     done = [row for row in rows if row["status"] == "done"]
     panels = _panels(records, columns)

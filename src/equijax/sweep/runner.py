@@ -21,9 +21,14 @@ import sys
 import time
 from pathlib import Path
 
+import submitit
+import yaml
 from tqdm.auto import tqdm
 
 from equijax.sweep.spec import Point, SweepError, SweepSpec, expand
+from equijax.sweep.tasks import bench_tp_config, run_bench_tp
+from equijax.training.config import load_config, to_dict
+from equijax.training.loop import train
 
 SLURM_KEYS = ("partition", "account", "qos", "constraint", "time", "gres", "mem")
 
@@ -63,11 +68,7 @@ def is_finished(point_dir: str | Path) -> bool:
 def resolved_config(spec: SweepSpec, point: Point, point_dir: Path) -> dict:
     """The point's full config as a plain dict (validated now, before anything runs)."""
     if spec.task == "bench-tp":
-        from equijax.sweep.tasks import bench_tp_config
-
         return bench_tp_config(spec.config, point.overrides)
-    from equijax.training.config import load_config, to_dict
-
     config = load_config(spec.config, [*point.overrides, f"train.run_dir={point_dir}",
                                        "train.progress=false"])
     return to_dict(config)
@@ -111,8 +112,6 @@ def _same_run(old: dict, new: dict, point: Point) -> bool:
 def orphaned_snapshots(sweep_dir: str | Path, names: list[str]) -> dict[str, dict]:
     """Config snapshots of the finished point directories in ``sweep_dir`` whose names are not
     among ``names`` (the current points), by directory name."""
-    import yaml
-
     out = {}
     for snapshot in sorted(Path(sweep_dir).glob("*/config.yaml")):
         if snapshot.parent.name not in names and is_finished(snapshot.parent):
@@ -123,8 +122,6 @@ def orphaned_snapshots(sweep_dir: str | Path, names: list[str]) -> dict[str, dic
 def _adopt(old_dir: Path, point_dir: Path, point: Point, config: dict) -> None:
     """Rename a finished point's directory to ``point``'s, with its snapshot and record updated
     to the new name (the run's results are untouched)."""
-    import yaml
-
     old_dir.rename(point_dir)
     snapshot = yaml.safe_load((point_dir / "config.yaml").read_text())
     if "train" in snapshot and "train" in config:
@@ -142,8 +139,6 @@ def prepare(spec: SweepSpec, point: Point, git: dict,
     directory yet and one of them ran the same config, that directory is renamed to the point's
     and taken off ``orphans``; the point counts as finished. Raises `SweepError` if a finished
     point was run with a different config."""
-    import yaml
-
     point_dir = Path(spec.dir) / point.name
     config = resolved_config(spec, point, point_dir)
     snapshot = point_dir / "config.yaml"
@@ -180,8 +175,6 @@ def run_point(point_dir: str | Path) -> dict:
     """Run one prepared point in this process and write its ``metrics.json``; returns it.
 
     Training resumes from the point's latest checkpoint if there is one."""
-    import yaml
-
     point_dir = Path(point_dir)
     config = yaml.safe_load((point_dir / "config.yaml").read_text())
     info = json.loads((point_dir / "point.json").read_text())
@@ -190,8 +183,6 @@ def run_point(point_dir: str | Path) -> dict:
                   slurm_job_id=os.environ.get("SLURM_JOB_ID"))
     try:
         if info.get("task", "train") == "bench-tp":
-            from equijax.sweep.tasks import run_bench_tp
-
             metrics = run_bench_tp(config, point_dir)
         else:
             metrics = _run_train(point_dir)
@@ -206,9 +197,6 @@ def run_point(point_dir: str | Path) -> dict:
 
 
 def _run_train(point_dir: Path) -> dict:
-    from equijax.training.config import load_config
-    from equijax.training.loop import train
-
     result = train(load_config(point_dir / "config.yaml"), resume=True)
     flat = {k: result[k] for k in ("steps", "num_params", "structures_per_s", "devices")}
     for split in ("val", "test"):
@@ -232,8 +220,6 @@ def _run_local(point_dir: Path) -> int:
 
 
 def _submitit_executor(spec: SweepSpec):
-    import submitit
-
     cluster = "local" if spec.launcher == "submitit-local" else "slurm"
     executor = submitit.AutoExecutor(folder=Path(spec.dir) / ".submitit" / "%j", cluster=cluster)
     params = {(f"slurm_{k}" if k in SLURM_KEYS else k): v for k, v in spec.slurm.items()}

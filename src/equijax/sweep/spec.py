@@ -17,6 +17,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+
+from equijax.configs import resolve_config
+
 LAUNCHERS = ("local", "slurm", "submitit-local")
 TASKS = ("train", "bench-tp")
 
@@ -82,9 +88,6 @@ def format_value(value: Any) -> str:
 
 def parse_axis(text: str) -> tuple[str, list[str]]:
     """``"key=a,b,c"`` (Hydra's sweep syntax: ``range()``, quoted commas, lists) -> (key, values)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
     try:
         (override,) = OverridesParser.create().parse_overrides([text])
     except HydraException as err:
@@ -150,10 +153,6 @@ def load_spec(config: str | None, grid: list[str] = (), zip_axes: list[str] = ()
     launcher, task: ``None`` keeps the block's value)."""
     block = None
     if config is not None:
-        from omegaconf import OmegaConf
-
-        from equijax.configs import resolve_config
-
         path = resolve_config(config)
         raw = OmegaConf.to_container(OmegaConf.load(path))
         block = raw.get("sweep") if isinstance(raw, dict) else None

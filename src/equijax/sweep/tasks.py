@@ -12,6 +12,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from equijax.bench import tp
 from equijax.sweep.spec import SweepError
 
 
@@ -50,8 +51,6 @@ def run_bench_tp(config: dict, point_dir: Path) -> dict:
     """Run the benchmark, keep its JSON and plot in ``point_dir``; returns flat metrics:
     ``<method>_<mode>_ms`` and ``<method>_<mode>_speedup`` (over the reference it is compared
     with in the same run)."""
-    from equijax.bench import tp
-
     result = tp.run(lmaxes=[config["lmax"]], batch=config["batch"], channels=config["channels"],
                     methods=config["methods"].split(",") if config["methods"] else None,
                     repeats=config["repeats"], modes=tuple(config["modes"].split(",")),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -125,13 +126,20 @@ class ExperimentConfig:
     """One training experiment."""
 
     name: str = "default"
-    # the ``model:`` section: ``name`` plus that model's own keys (a dict while OmegaConf merges
-    # it; `load_config` turns it into a checked `ModelSpec`)
+    # the ``model:`` section: ``name`` plus that model's own keys; a dict while OmegaConf merges
+    # it, a checked `ModelSpec` once the config is built
     model: Any = dataclasses.field(default_factory=lambda: {"name": "chgnet"})
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        if isinstance(self.model, Mapping):
+            self.model = model_spec(self.model)
+        elif not isinstance(self.model, ModelSpec):
+            raise ConfigError(f"config key 'model': must be a mapping with a 'name', got "
+                              f"{self.model!r}")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -153,10 +161,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         key = getattr(err, "full_key", None) or _key_of(overrides or [], err)
         message = getattr(err, "msg", None) or str(err).splitlines()[0]
         raise ConfigError(f"config key {key!r}: {message}") from None
-    if not isinstance(config.model, dict):
-        raise ConfigError(f"config key 'model': must be a mapping with a 'name', got "
-                          f"{config.model!r}")
-    config.model = model_spec(config.model)
     _check(config)
     return config
 
@@ -291,6 +295,6 @@ def _check(config: ExperimentConfig) -> None:
 
 def to_dict(config: ExperimentConfig) -> dict[str, Any]:
     """Plain-dict form (for checkpoints and run directories)."""
-    out = dataclasses.asdict(dataclasses.replace(config, model=None))
-    out["model"] = model_spec(config.model).to_dict()
-    return out
+    return {f.name: (model_spec(config.model).to_dict() if f.name == "model"
+                     else dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value)
+            for f in dataclasses.fields(config) for value in [getattr(config, f.name)]}

@@ -121,7 +121,7 @@ def _same_model(config: ExperimentConfig):
     ``config``'s model."""
     def same(section: dict) -> bool:
         try:
-            return model_spec(section) == config.model
+            return model_spec(section, saved=True) == config.model
         except (ValueError, TypeError):
             return False
     return same

@@ -6,6 +6,9 @@ import csv
 import json
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
+
 
 class MetricsLog:
     """Append-only metrics log of a run (``train``, ``val`` and ``test`` records)."""
@@ -48,10 +51,7 @@ class MetricsLog:
 
     def plot(self, baseline: dict | None = None) -> Path:
         """Training loss and validation MAEs against the step, as ``learning_curves.png``."""
-        import matplotlib
-
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
 
         records = self.records()
         train = [r for r in records if r["split"] == "train"]

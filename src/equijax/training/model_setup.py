@@ -130,7 +130,7 @@ def check_init_from(model: ModelSpec) -> None:
                                 "an equijax training run; relative paths start at the working "
                                 "directory)")
     section = json.loads(config_path.read_text()).get("model", {})
-    source = model_spec({**section, "init_from": None})
+    source = model_spec({**section, "init_from": None}, saved=True)
     if source.name != model.name:
         raise ValueError(f"model.init_from {model.init_from!r}: the run trained model "
                          f"{source.name!r}, not {model.name!r}")

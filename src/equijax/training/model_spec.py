@@ -53,9 +53,12 @@ class ModelSpec:
                 "init_from": self.init_from, "refit_atomref": self.refit_atomref}
 
 
-def model_spec(section: Mapping[str, Any] | ModelSpec) -> ModelSpec:
+def model_spec(section: Mapping[str, Any] | ModelSpec, saved: bool = False) -> ModelSpec:
     """The `ModelSpec` of a ``model:`` section (a dict). Raises `ConfigError` naming the key for
-    an unknown model, a key the model does not have (listing its keys) or a bad value."""
+    an unknown model, a key the model does not have (listing its keys) or a bad value.
+
+    ``saved``: the section comes from a run directory or checkpoint, which may hold the flat
+    section of equijax before models had their own configs (`upgrade_legacy_section`)."""
     if isinstance(section, ModelSpec):
         return section
     section = dict(section)
@@ -75,7 +78,7 @@ def model_spec(section: Mapping[str, Any] | ModelSpec) -> ModelSpec:
                               f"{value!r}")
     own = {f.name for f in dataclasses.fields(cls)} | set(cls.KEY_ALIASES)
     unknown = [k for k in section if k not in own]
-    legacy = bool(unknown) and all(k in LEGACY_FLAT_KEYS for k in unknown)
+    legacy = saved and bool(unknown) and all(k in LEGACY_FLAT_KEYS for k in unknown)
     if legacy:
         section = upgrade_legacy_section(section, cls)
         if pretrained is not None:  # the flat section held defaults, not the preset's values

@@ -8,6 +8,7 @@ from pathlib import Path
 import orbax.checkpoint as ocp
 
 from equijax.training.config import ExperimentConfig, load_config
+from equijax.training.model_spec import model_spec
 
 WHICH = ("best", "latest")
 
@@ -19,7 +20,10 @@ def run_config(run_dir: str | Path) -> ExperimentConfig:
     if not config_path.exists():
         raise FileNotFoundError(f"{Path(run_dir).absolute()}: no config.json (not an equijax "
                                 "training run)")
-    return load_config(None, _dotlist(json.loads(config_path.read_text())))
+    saved = json.loads(config_path.read_text())
+    if "model" in saved:  # older run directories hold a flat section of every model's fields
+        saved["model"] = model_spec(saved["model"], saved=True).to_dict()
+    return load_config(None, _dotlist(saved))
 
 
 def restore_params(run_dir: str | Path, which: str = "best") -> dict:

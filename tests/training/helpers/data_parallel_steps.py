@@ -29,10 +29,9 @@ import numpy as np  # noqa: E402
 
 from equijax.data import generate_emt_dataset  # noqa: E402
 from equijax.graphs import BucketPolicy, atoms_to_graph  # noqa: E402
-from equijax.models.chgnet import CHGNet  # noqa: E402
 from equijax.training.batches import device_batch  # noqa: E402
 from equijax.training.config import OptimConfig, load_config  # noqa: E402
-from equijax.training.loop import chgnet_config, fit_atomref  # noqa: E402
+from equijax.training.model_setup import atomref_weights, build_model  # noqa: E402
 from equijax.training.step import (  # noqa: E402
     init_state,
     make_eval_step,
@@ -61,11 +60,12 @@ def main():
     out, n_steps, sizes = sys.argv[1], int(sys.argv[2]), [int(a) for a in sys.argv[3:sep]]
     config = load_config(None, sys.argv[sep + 1:])
     structures = generate_emt_dataset(40, seed=0, progress=False)
-    graphs = [atoms_to_graph(s.atoms, config.model.atom_graph_cutoff, config.model.bond_graph_cutoff)
+    graphs = [atoms_to_graph(s.atoms, config.model.config.atom_graph_cutoff,
+                              config.model.config.bond_graph_cutoff)
               for s in structures]
     index = np.random.default_rng(1).permutation(len(structures))[:16]
     policy = BucketPolicy(growth=1.25, multiple=16)
-    module = CHGNet(chgnet_config(config.model))
+    module = build_model(config.model)
     optimizer = make_optimizer(OptimConfig(learning_rate=5e-3, warmup_steps=1), total_steps=20)
 
     results = {"process_count": jax.process_count(), "process_index": jax.process_index(),
@@ -78,7 +78,7 @@ def main():
             example = jax.tree_util.tree_map(lambda x: x[0], graph)
             params0 = jax.jit(module.init)(jax.random.key(0), example)
             params0 = jax.tree_util.tree_map(np.asarray, params0)
-            params0["params"]["atomref"]["weights"] = fit_atomref(structures)
+            params0["params"]["atomref"]["weights"] = atomref_weights(structures)
             results["init"] = 1
             results.update(flat("init", params0))
         key = f"d{mesh.size}"

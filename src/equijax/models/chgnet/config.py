@@ -7,7 +7,7 @@ import dataclasses
 from typing import Any, ClassVar, Literal
 
 from equijax.models.config import BaseModelConfig, ConfigError, Forces
-from equijax.nn.direct_heads import check_direct_norm, valid_trunk_grad
+from equijax.nn.direct_heads import valid_direct_norm, valid_trunk_grad
 from equijax.nn.mlp import hidden_layers
 
 Activation = Literal["silu", "relu", "tanh", "gelu", "softplus", "sigmoid"]
@@ -117,6 +117,8 @@ class CHGNetConfig(BaseModelConfig):
             (all(w >= 1 for w in self.direct_hidden_dims), "direct_hidden_dims",
              "widths must be >= 1"),
             (self.num_angular % 2 == 1, "num_angular", f"must be odd, got {self.num_angular}"),
+            (valid_direct_norm(self.direct_norm), "direct_norm",
+             f"must be a finite number > 0, got {self.direct_norm!r}"),
             (valid_trunk_grad(self.direct_trunk_grad), "direct_trunk_grad",
              f"must be a finite number >= 0, got {self.direct_trunk_grad!r}"),
             *[(isinstance(getattr(self, name), int) and not isinstance(getattr(self, name), bool)
@@ -133,7 +135,6 @@ class CHGNetConfig(BaseModelConfig):
         for ok, key, why in checks:
             if not ok:
                 raise ConfigError(f"config key 'model.{key}': {why}")
-        check_direct_norm(self.direct_norm)
 
     @classmethod
     def from_chgnet_args(cls, model_args: dict[str, Any], **overrides) -> CHGNetConfig:

@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 import e3nn_jax as e3nn
 
 from equijax.models.config import BaseModelConfig, ConfigError, Forces
-from equijax.nn.direct_heads import check_direct_norm
+from equijax.nn.direct_heads import valid_direct_norm
 
 TensorProductKind = Literal["cg", "gaunt_grid", "gaunt_fourier", "vector_gaunt", "e3nn"]
 
@@ -51,6 +51,8 @@ class EquivariantConfig(BaseModelConfig):
                   (self.num_layers >= 1, "num_layers", "must be >= 1"),
                   (self.cutoff > 0, "cutoff", "must be > 0"),
                   (self.num_radial >= 1, "num_radial", "must be >= 1"),
+                  (valid_direct_norm(self.direct_norm), "direct_norm",
+                   "must be a finite number > 0"),
                   *[(self.forces == "direct" or getattr(self, k) == f.default, k,
                      "needs model.forces=direct (a conservative model has no heads)")
                     for f in dataclasses.fields(self) for k in (f.name,)
@@ -58,7 +60,6 @@ class EquivariantConfig(BaseModelConfig):
         for ok, key, why in checks:
             if not ok:
                 raise ConfigError(f"config key 'model.{key}': {why}, got {getattr(self, key)!r}")
-        check_direct_norm(self.direct_norm)
 
     @property
     def atom_graph_cutoff(self) -> float:

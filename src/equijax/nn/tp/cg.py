@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from equijax.nn.tp.inputs import leading_shape
-from equijax.nn.tp.paths import irrep_filter
+from equijax.nn.tp.paths import Path, irrep_filter
 
 
 @functools.cache
@@ -77,8 +77,6 @@ def clebsch_gordan_paths(x1, x2, *, filter_ir_out=None,
 
     ``x2`` must have multiplicity 1 for every irrep. Used by `TensorProduct` for per-path weights.
     """
-    from equijax.nn.tp.paths import Path
-
     keep = irrep_filter(filter_ir_out)
     norm = irrep_normalization or e3nn.config("irrep_normalization")
     lead = leading_shape(x1, x2)
