@@ -25,7 +25,7 @@ def expected_paths(kind, irreps1, irreps2, irreps_out=None) -> list:
         for _, ir2 in e3nn.Irreps(irreps2).regroup():
             for ir3 in triangle_paths(ir1, ir2, odd_allowed=kind in ("cg", "vector_gaunt")):
                 if keep is None or ir3 in keep:
-                    out.append(tp.Path(ir1, ir2, ir3))
+                    out.append(tp.CouplingPath(ir1, ir2, ir3))
     return out
 
 

@@ -14,10 +14,10 @@ from equijax.nn.tp.cg import clebsch_gordan
 from equijax.nn.tp.gaunt_fourier import gaunt_fourier
 from equijax.nn.tp.gaunt_grid import gaunt_s2grid
 from equijax.nn.tp.module import TensorProduct, tensor_product
-from equijax.nn.tp.paths import KINDS, Path, num_weights, paths
+from equijax.nn.tp.paths import KINDS, CouplingPath, num_weights, paths
 from equijax.nn.tp.s2grid import grid_resolution, resolution_for_degree
 from equijax.nn.tp.vector_gaunt import vector_gaunt
 
-__all__ = ["KINDS", "Path", "TensorProduct", "clebsch_gordan", "gaunt_fourier", "gaunt_s2grid",
+__all__ = ["KINDS", "CouplingPath", "TensorProduct", "clebsch_gordan", "gaunt_fourier", "gaunt_s2grid",
            "grid_resolution", "num_weights", "paths", "resolution_for_degree", "tensor_product",
            "vector_gaunt"]

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from equijax.nn.tp.inputs import leading_shape
-from equijax.nn.tp.paths import Path, irrep_filter
+from equijax.nn.tp.paths import CouplingPath, irrep_filter
 
 
 @functools.cache
@@ -73,7 +73,7 @@ def clebsch_gordan(x1, x2, *, filter_ir_out=None, irrep_normalization: str | Non
 
 def clebsch_gordan_paths(x1, x2, *, filter_ir_out=None,
                          irrep_normalization: str | None = None) -> list:
-    """Per-path outputs of the channelwise product: [(Path, array (..., mul1, d3) or None)].
+    """Per-path outputs of the channelwise product: [(CouplingPath, array (..., mul1, d3) or None)].
 
     ``x2`` must have multiplicity 1 for every irrep. Used by `TensorProduct` for per-path weights.
     """
@@ -86,7 +86,7 @@ def clebsch_gordan_paths(x1, x2, *, filter_ir_out=None,
     dtype = jnp.result_type(x1.dtype, x2.dtype)
     labels, chunks = [], []
     _channelwise(x1, x2, keep, norm, dtype, lead, labels, chunks)
-    return [(Path(ir1, ir2, ir3), c) for (_, (ir1, ir2, ir3)), c in zip(labels, chunks)]
+    return [(CouplingPath(ir1, ir2, ir3), c) for (_, (ir1, ir2, ir3)), c in zip(labels, chunks)]
 
 
 def _split(block, dims, lead, mul, irs, irreps_out, chunks):

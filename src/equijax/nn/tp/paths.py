@@ -19,7 +19,7 @@ KINDS = ("cg", "gaunt_grid", "gaunt_fourier", "vector_gaunt")
 WEIGHTINGS = ("per_path", "per_channel")  # plus "none": the plain product
 
 
-class Path(NamedTuple):
+class CouplingPath(NamedTuple):
     """One coupling ir1 ⊗ ir2 → ir_out realized by a tensor product."""
 
     ir1: e3nn.Irrep
@@ -58,7 +58,7 @@ def _unique_irreps(irreps) -> list:
     return [ir for _, ir in irreps]
 
 
-def paths(kind: str, irreps_in1, irreps_in2, irreps_out=None) -> list[Path]:
+def paths(kind: str, irreps_in1, irreps_in2, irreps_out=None) -> list[CouplingPath]:
     """The couplings ``kind`` realizes between two inputs, restricted to ``irreps_out`` if given.
 
     Args:
@@ -78,7 +78,7 @@ def paths(kind: str, irreps_in1, irreps_in2, irreps_out=None) -> list[Path]:
             for ir3 in ir1 * ir2:
                 if keep is not None and ir3 not in keep:
                     continue
-                path = Path(ir1, ir2, ir3)
+                path = CouplingPath(ir1, ir2, ir3)
                 if path.odd and kind in ("gaunt_grid", "gaunt_fourier"):
                     continue
                 out.append(path)
