@@ -1,6 +1,7 @@
 # Two entry points, each self-contained on a fresh machine:
 #   make demo   -> create .venv, install equijax (+ reference CHGNet), run the main job
-#   make test   -> create .venv, install equijax with test + reference + cue + docs extras, run the whole suite
+#   make test   -> create .venv, install equijax with test + reference + cue + docs extras, check style
+#                  (ruff) and the import layers (import-linter), run the whole suite
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -22,6 +23,9 @@ demo: install
 	$(VENV)/bin/equijax demo
 
 test: install
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 clean:

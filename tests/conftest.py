@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 BENCH_FILE = (
-    Path(__file__).resolve().parents[1] / "src" / "equijax" / "bench" / "data" / "mptrj_like_256.extxyz"
+    Path(__file__).resolve().parents[1]
+    / "src"
+    / "equijax"
+    / "bench"
+    / "data"
+    / "mptrj_like_256.extxyz"
 )
 
 
@@ -89,8 +94,10 @@ def _strained_silicon():
     from equijax.graphs import atoms_to_graph
 
     atoms = ase.build.bulk("Si", "diamond", 5.43, cubic=True)
-    atoms.set_cell(atoms.cell.array @ np.array([[1.02, 0.03, 0.0], [0.0, 0.97, 0.02],
-                                                [0.0, 0.0, 1.01]]), scale_atoms=True)
+    atoms.set_cell(
+        atoms.cell.array @ np.array([[1.02, 0.03, 0.0], [0.0, 0.97, 0.02], [0.0, 0.0, 1.01]]),
+        scale_atoms=True,
+    )
     atoms.rattle(0.15, seed=4)
     return atoms, atoms_to_graph(atoms, cutoff=4.5)
 
@@ -114,13 +121,16 @@ def autodiff_forces_and_stress(atom_graph, energy_of_vectors, volume: float):
         deform = jnp.eye(3) + strain
         strained = atom_graph._replace(
             nodes={**atom_graph.nodes, "positions": positions @ deform.T},
-            globals={**atom_graph.globals, "cell": atom_graph.globals["cell"] @ deform.T})
+            globals={**atom_graph.globals, "cell": atom_graph.globals["cell"] @ deform.T},
+        )
         return energy_of_vectors(edge_vectors(strained, jnp))
 
     positions = jnp.asarray(atom_graph.nodes["positions"], jnp.float32)
     zero = jnp.zeros((3, 3))
-    return (-jax.grad(energy)(positions, zero),
-            jax.grad(energy, 1)(positions, zero) / volume * EV_PER_A3_TO_GPA)
+    return (
+        -jax.grad(energy)(positions, zero),
+        jax.grad(energy, 1)(positions, zero) / volume * EV_PER_A3_TO_GPA,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -13,12 +13,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_mkdocs_build_strict(tmp_path):
     assert importlib.util.find_spec("mkdocs") is not None, (
-        "mkdocs is not installed: install the docs extra (pip install -e '.[docs]'; `make test` does)")
+        "mkdocs is not installed: install the docs extra (pip install -e '.[docs]'; `make test` does)"
+    )
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}  # mkdocs-material's end-of-life banner
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, (
-        f"mkdocs build --strict failed (exit {proc.returncode}):\n{proc.stderr}\n{proc.stdout}")
+        f"mkdocs build --strict failed (exit {proc.returncode}):\n{proc.stderr}\n{proc.stdout}"
+    )
     assert (tmp_path / "site" / "index.html").exists()
     assert (tmp_path / "site" / "api" / "graphs" / "index.html").exists()

@@ -32,7 +32,9 @@ def test_code_blocks_run(page):
         try:
             exec(compile(code, f"{_name(page)}[block {i}]", "exec"), namespace)  # noqa: S102
         except Exception as err:
-            raise AssertionError(f"{_name(page)} block {i} failed: {type(err).__name__}: {err}") from err
+            raise AssertionError(
+                f"{_name(page)} block {i} failed: {type(err).__name__}: {err}"
+            ) from err
 
 
 @pytest.mark.parametrize("page", [p for p in PAGES if SCRIPT.search(p.read_text())], ids=_name)
@@ -82,7 +84,13 @@ def test_shell_blocks_parse_and_resolve(page, monkeypatch):
             if args.command == "train":
                 load_config(args.config, args.overrides)
             elif args.command == "sweep" and not args.collect_only:
-                spec = load_spec(args.config, grid=args.grid, zip_axes=args.zip,
-                                 overrides=args.overrides, dir=args.dir, task=args.task)
+                spec = load_spec(
+                    args.config,
+                    grid=args.grid,
+                    zip_axes=args.zip,
+                    overrides=args.overrides,
+                    dir=args.dir,
+                    task=args.task,
+                )
                 for point in expand(spec):
                     resolved_config(spec, point, ROOT / "runs" / "never-written" / point.name)

@@ -16,7 +16,6 @@ from equijax.predict import read_structures
 pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
-
 def test_predict_json_matches_torch_chgnet(tmp_path, torch_chgnet):
     """JSON output of `equijax predict` on a two-frame file agrees with the reference model."""
     frames = [ase.build.bulk("Cu", "fcc", 3.6, cubic=True), ase.build.bulk("NaCl", "rocksalt", 5.6)]
@@ -26,7 +25,9 @@ def test_predict_json_matches_torch_chgnet(tmp_path, torch_chgnet):
     out = tmp_path / "out.json"
     assert main(["predict", str(path), "--format", "json", "--out", str(out)]) == 0
     records = json.loads(out.read_text())
-    ref = torch_chgnet.predict_structure([AseAtomsAdaptor.get_structure(a) for a in frames], task="efsm")
+    ref = torch_chgnet.predict_structure(
+        [AseAtomsAdaptor.get_structure(a) for a in frames], task="efsm"
+    )
     assert [r["frame"] for r in records] == [0, 1]
     for record, r, atoms in zip(records, ref, frames):
         assert record["n_atoms"] == len(atoms)

@@ -15,7 +15,27 @@ from equijax.training import load_config, load_trained, train
 
 __version__ = "0.1.0"
 
-__all__ = ["BucketPolicy", "CHGNet", "CHGNetConfig", "CrystalGraph", "EquijaxCalculator",
-           "EquivariantConfig", "EquivariantPotential", "Potential", "__version__",
-           "atoms_to_graph", "data", "graphs", "load_config", "load_trained", "models", "nn",
-           "pad_batch", "padding_masks", "predict_padded", "registry", "train", "training"]
+__all__ = [
+    "BucketPolicy",
+    "CHGNet",
+    "CHGNetConfig",
+    "CrystalGraph",
+    "EquijaxCalculator",
+    "EquivariantConfig",
+    "EquivariantPotential",
+    "Potential",
+    "__version__",
+    "atoms_to_graph",
+    "data",
+    "graphs",
+    "load_config",
+    "load_trained",
+    "models",
+    "nn",
+    "pad_batch",
+    "padding_masks",
+    "predict_padded",
+    "registry",
+    "train",
+    "training",
+]

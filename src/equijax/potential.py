@@ -30,14 +30,18 @@ from equijax.models.protocol import Model, check_model
 from equijax.units import EV_PER_A3_TO_GPA
 
 
-
 def is_direct(module: Model) -> bool:
     """True if ``module`` reads out forces and stress directly (``config.forces == "direct"``)."""
     return check_model(module).config.is_direct
 
 
-def predict_padded(module: Model, params, graph: CrystalGraph, compute_stress: bool = True,
-                   gradient_forces: bool = False) -> dict:
+def predict_padded(
+    module: Model,
+    params,
+    graph: CrystalGraph,
+    compute_stress: bool = True,
+    gradient_forces: bool = False,
+) -> dict:
     """Predictions for every graph of a padded batch (pure; jit it, see `make_predictor`).
 
     Returns a dict of arrays (padding entries included, mask them with `padding_masks`):
@@ -51,7 +55,9 @@ def predict_padded(module: Model, params, graph: CrystalGraph, compute_stress: b
     ``loss.stage_two.conservative_every``).
     """
     if gradient_forces and not is_direct(module):
-        raise ValueError("gradient_forces is for a model with direct heads (config.forces='direct')")
+        raise ValueError(
+            "gradient_forces is for a model with direct heads (config.forces='direct')"
+        )
     atoms = graph.atoms
     n_graphs, n_atoms = atoms.n_node.shape[0], atoms.nodes["positions"].shape[0]
     graph_of_atom = graph_index(atoms.n_node, n_atoms)
@@ -63,11 +69,13 @@ def predict_padded(module: Model, params, graph: CrystalGraph, compute_stress: b
         out = module.apply(params, graph)
         forces, stress = out["forces"], out["stress"]
     else:
+
         def total_energy(positions, strain):
             deform = jnp.eye(3, dtype=positions.dtype) + strain
             # geometry at full float32 whatever the matmul precision (equijax.nn.precision)
-            strained_positions = jnp.einsum("ni,nij->nj", positions, deform[graph_of_atom],
-                                            precision="highest")
+            strained_positions = jnp.einsum(
+                "ni,nij->nj", positions, deform[graph_of_atom], precision="highest"
+            )
             strained_cell = jnp.einsum("gij,gjk->gik", cell, deform, precision="highest")
             out = module.apply(params, graph, strained_positions, strained_cell)
             return jnp.sum(jnp.where(masks["graph"], out["energy"], 0.0)), out
@@ -86,8 +94,12 @@ def predict_padded(module: Model, params, graph: CrystalGraph, compute_stress: b
     n_node = jnp.maximum(atoms.n_node, 1).astype(positions.dtype)
     atomref = jax.ops.segment_sum(out["atomref"], graph_of_atom, n_graphs, indices_are_sorted=True)
     energy = out["energy"] + atomref
-    result = {"energy": energy, "energy_per_atom": energy / n_node, "forces": forces,
-              "magmoms": out["magmoms"]}
+    result = {
+        "energy": energy,
+        "energy_per_atom": energy / n_node,
+        "forces": forces,
+        "magmoms": out["magmoms"],
+    }
     if compute_stress:
         result["stress"] = stress
     if gradient_forces:
@@ -106,8 +118,15 @@ class Potential:
     ``bond_cutoff`` (bond graph), in Å, override them.
     """
 
-    def __init__(self, module: Model, params, *, cutoff: float | None = None,
-                 bond_cutoff: float | None = None, policy: BucketPolicy | None = None):
+    def __init__(
+        self,
+        module: Model,
+        params,
+        *,
+        cutoff: float | None = None,
+        bond_cutoff: float | None = None,
+        policy: BucketPolicy | None = None,
+    ):
         config = check_model(module).config
         self.module, self.params = module, params
         self.cutoff = cutoff or config.atom_graph_cutoff
@@ -125,11 +144,14 @@ class Potential:
 
     def graphs(self, structures: Sequence[ase.Atoms]) -> list[CrystalGraph]:
         """Graphs of the structures at the model's cutoffs (bad input raises `ValueError`)."""
-        return [atoms_to_graph(a, self.cutoff, self.bond_cutoff, label=StructureLabel(a, i))
-                for i, a in enumerate(structures)]
+        return [
+            atoms_to_graph(a, self.cutoff, self.bond_cutoff, label=StructureLabel(a, i))
+            for i, a in enumerate(structures)
+        ]
 
-    def predict_graphs(self, graphs: Sequence[CrystalGraph], batch_size: int = 40,
-                       compute_stress: bool = True) -> list[dict[str, Any]]:
+    def predict_graphs(
+        self, graphs: Sequence[CrystalGraph], batch_size: int = 40, compute_stress: bool = True
+    ) -> list[dict[str, Any]]:
         """Per-structure numpy predictions (see `predict_padded` for keys and units)."""
         results = []
         for start in range(0, len(graphs), batch_size):
@@ -140,19 +162,26 @@ class Potential:
             atom_start = np.concatenate([[0], np.cumsum(padded.atoms.n_node[: len(chunk)])])
             for k in range(len(chunk)):
                 atoms = slice(atom_start[k], atom_start[k + 1])
-                item = {"energy": float(out["energy"][k]),
-                        "energy_per_atom": float(out["energy_per_atom"][k]),
-                        "forces": np.asarray(out["forces"][atoms]),
-                        "magmoms": np.asarray(out["magmoms"][atoms])}
+                item = {
+                    "energy": float(out["energy"][k]),
+                    "energy_per_atom": float(out["energy_per_atom"][k]),
+                    "forces": np.asarray(out["forces"][atoms]),
+                    "magmoms": np.asarray(out["magmoms"][atoms]),
+                }
                 if compute_stress:
                     item["stress"] = np.asarray(out["stress"][k])
                 results.append(item)
         return results
 
-    def predict(self, structures: ase.Atoms | Sequence[ase.Atoms], batch_size: int = 40,
-                compute_stress: bool = True):
+    def predict(
+        self,
+        structures: ase.Atoms | Sequence[ase.Atoms],
+        batch_size: int = 40,
+        compute_stress: bool = True,
+    ):
         """Predict one structure (returns a dict) or a list of them (returns a list of dicts)."""
         single = isinstance(structures, ase.Atoms)
-        out = self.predict_graphs(self.graphs([structures] if single else structures), batch_size,
-                                  compute_stress)
+        out = self.predict_graphs(
+            self.graphs([structures] if single else structures), batch_size, compute_stress
+        )
         return out[0] if single else out

@@ -21,7 +21,8 @@ class Table:
         widths = [max(len(str(c)) for c in col) for col in zip(self.columns, *self.rows)]
         line = "  ".join("-" * w for w in widths)
         fmt = lambda cells: "  ".join(  # noqa: E731
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        )
         return "\n".join([self.title, line, fmt(self.columns), line, *map(fmt, self.rows), line])
 
     def print(self) -> None:

@@ -15,5 +15,12 @@ EdgeIndex = Int[Array, "E"]  # per-edge atom or pair indices
 GraphScalars = Float[Array, "G"]  # per-structure scalars: energies eV, volumes Å³
 GraphTensors = Float[Array, "G 3 3"]  # per-structure 3x3: cells Å, stresses GPa
 
-__all__ = ["Array", "AtomScalars", "AtomVectors", "EdgeIndex", "EdgeVectors", "GraphScalars",
-           "GraphTensors"]
+__all__ = [
+    "Array",
+    "AtomScalars",
+    "AtomVectors",
+    "EdgeIndex",
+    "EdgeVectors",
+    "GraphScalars",
+    "GraphTensors",
+]

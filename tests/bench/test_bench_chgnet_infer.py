@@ -11,12 +11,26 @@ from equijax.cli import main
 pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
-
 def test_chgnet_infer_reports_throughput_and_agreement(tmp_path):
     """Both models run on the same batches; their predictions agree within parity tolerances."""
     out = tmp_path / "infer.json"
-    assert main(["bench", "chgnet-infer", "--limit", "8", "--batch-size", "4", "--steps", "1",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "chgnet-infer",
+                "--limit",
+                "8",
+                "--batch-size",
+                "4",
+                "--steps",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert result["chgnet"]["available"], "the reference extra must be installed for the tests"
     assert result["equijax"]["structures_per_s"] > 0 and result["chgnet"]["structures_per_s"] > 0

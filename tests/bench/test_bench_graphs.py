@@ -14,8 +14,27 @@ LIMIT = 24
 def test_bench_graphs_cli_reports_reference_and_counts(tmp_path):
     """The CLI runs chgnet side by side, and its edge counts equal ase's neighbour lists."""
     out = tmp_path / "bench.json"
-    assert main(["bench", "graphs", "--rounds", "1", "--limit", str(LIMIT), "--batch-size", "4",
-                 "--global-batch", "24", "--devices", "2", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "graphs",
+                "--rounds",
+                "1",
+                "--limit",
+                str(LIMIT),
+                "--batch-size",
+                "4",
+                "--global-batch",
+                "24",
+                "--devices",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     structures = load_benchmark_structures(LIMIT)
     ase_edges = [len(neighbor_list("i", a, 6.0)) for a in structures]

@@ -22,10 +22,32 @@ def test_bench_model_cg_equals_e3nn_baseline(tmp_path, capsys):
     data = tmp_path / "uniform.extxyz"
     write_extxyz(uniform_emt_structures(8), data)
     out = tmp_path / "model.json"
-    assert main(["bench", "model", "--config", "equivariant_emt_small", "--limit", "8",
-                 "--batch-size", "4", "--repeats", "1", "--out", str(out), f"data.source={data}",
-                 "model.tp=cg", "model.channels=4", "model.lmax=1", "model.num_layers=1",
-                 "model.atom_graph_cutoff=4.0", "model.forces=direct"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "model",
+                "--config",
+                "equivariant_emt_small",
+                "--limit",
+                "8",
+                "--batch-size",
+                "4",
+                "--repeats",
+                "1",
+                "--out",
+                str(out),
+                f"data.source={data}",
+                "model.tp=cg",
+                "model.channels=4",
+                "model.lmax=1",
+                "model.num_layers=1",
+                "model.atom_graph_cutoff=4.0",
+                "model.forces=direct",
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     ours, base = result["equijax"], result["e3nn_baseline"]
     assert ours["num_params"] == base["num_params"] > 0

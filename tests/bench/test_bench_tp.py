@@ -13,8 +13,31 @@ from equijax.nn import tp
 
 def test_bench_tp_reports_every_method_and_agreement(tmp_path):
     out, png = tmp_path / "tp.json", tmp_path / "tp.png"
-    assert main(["bench", "tp", "--lmax", "1", "--batch", "8", "--channels", "2", "--repeats", "1",
-                 "--cue-lmax", "1", "--modes", "fwd", "--out", str(out), "--plot", str(png)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "tp",
+                "--lmax",
+                "1",
+                "--batch",
+                "8",
+                "--channels",
+                "2",
+                "--repeats",
+                "1",
+                "--cue-lmax",
+                "1",
+                "--modes",
+                "fwd",
+                "--out",
+                str(out),
+                "--plot",
+                str(png),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     rows = {r["method"]: r for r in result["rows"]}
     expected = set(tp_methods.EQUIJAX_METHODS) | {"e3nn_cg", "e3nn_s2grid", "cue_naive"}
@@ -31,9 +54,14 @@ def test_bench_tp_reports_every_method_and_agreement(tmp_path):
     assert rows["gaunt_grid"]["paths"] == len(tp.paths("gaunt_grid", ir1, ir2, keep))
     assert rows["vector_gaunt"]["odd_paths"] > 0 and rows["gaunt_grid"]["odd_paths"] == 0
     # in-run agreement with e3nn-jax (float32)
-    agree = {(a["method"], a["reference"]): a["max_relative_difference"] for a in result["agreement"]}
-    assert set(agree) >= {("gaunt_grid", "e3nn_s2grid"), ("gaunt_fourier", "e3nn_s2grid"),
-                          ("cg", "e3nn_cg")}
+    agree = {
+        (a["method"], a["reference"]): a["max_relative_difference"] for a in result["agreement"]
+    }
+    assert set(agree) >= {
+        ("gaunt_grid", "e3nn_s2grid"),
+        ("gaunt_fourier", "e3nn_s2grid"),
+        ("cg", "e3nn_cg"),
+    }
     assert max(agree.values()) < 1e-5
     assert {e["reference"] for e in result["ratios"]} >= {"e3nn_s2grid", "e3nn_cg"}
     assert png.stat().st_size > 0
@@ -43,9 +71,31 @@ def test_bench_tp_reports_every_method_and_agreement(tmp_path):
 def test_bench_tp_backward_modes(tmp_path):
     """Forward+backward and backward-of-backward are timed and compared with the reference."""
     out = tmp_path / "tp.json"
-    assert main(["bench", "tp", "--lmax", "1", "--batch", "8", "--channels", "2", "--repeats", "1",
-                 "--methods", "gaunt_grid,e3nn_s2grid", "--modes", "fwdbwd,bwdbwd",
-                 "--out", str(out), "--plot", ""]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "tp",
+                "--lmax",
+                "1",
+                "--batch",
+                "8",
+                "--channels",
+                "2",
+                "--repeats",
+                "1",
+                "--methods",
+                "gaunt_grid,e3nn_s2grid",
+                "--modes",
+                "fwdbwd,bwdbwd",
+                "--out",
+                str(out),
+                "--plot",
+                "",
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     for row in result["rows"]:
         assert row["fwdbwd_ms"] > 0 and row["bwdbwd_ms"] > 0 and row["bwdbwd_peak_mb"] > 0

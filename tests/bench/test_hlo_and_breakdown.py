@@ -71,8 +71,9 @@ def test_compiled_summary_of_a_real_function():
     import jax
     import jax.numpy as jnp
 
-    summary = compiled_summary(jax.jit(lambda x: jnp.tanh(jnp.sin(x) * 2 + 1) - jnp.exp(x) / 3),
-                               jnp.ones((64, 64)))
+    summary = compiled_summary(
+        jax.jit(lambda x: jnp.tanh(jnp.sin(x) * 2 + 1) - jnp.exp(x) / 3), jnp.ones((64, 64))
+    )
     assert 1 <= summary["kernels"] <= 2
 
 
@@ -98,9 +99,19 @@ def test_stage_breakdown_attributes_the_whole_step():
     from equijax.graphs import atoms_to_graph
     from equijax.models.chgnet import CHGNet, CHGNetConfig
 
-    module = CHGNet(CHGNetConfig(atom_fea_dim=8, bond_fea_dim=8, angle_fea_dim=8, num_radial=5,
-                                 num_angular=5, n_conv=2, atom_conv_hidden_dim=(8,),
-                                 bond_conv_hidden_dim=(8,), mlp_hidden_dims=(8,)))
+    module = CHGNet(
+        CHGNetConfig(
+            atom_fea_dim=8,
+            bond_fea_dim=8,
+            angle_fea_dim=8,
+            num_radial=5,
+            num_angular=5,
+            n_conv=2,
+            atom_conv_hidden_dim=(8,),
+            bond_conv_hidden_dim=(8,),
+            mlp_hidden_dims=(8,),
+        )
+    )
     graph = atoms_to_graph(ase.build.bulk("Cu", "fcc", 3.6, cubic=True))
     params = module.init(jax.random.key(0), graph)
     out = stage_breakdown(module, params, graph, step_ms=100.0, repeats=3)

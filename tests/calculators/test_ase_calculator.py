@@ -50,7 +50,9 @@ def _thermalize(atoms: ase.Atoms, temperature_k: float, seed: int) -> None:
     if hasattr(velocitydistribution, "thermalize_momenta"):
         velocitydistribution.thermalize_momenta(atoms, temperature_k, rng=rng)
     else:
-        velocitydistribution.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_k, rng=rng)
+        velocitydistribution.MaxwellBoltzmannDistribution(
+            atoms, temperature_K=temperature_k, rng=rng
+        )
     velocitydistribution.Stationary(atoms)
 
 
@@ -250,4 +252,10 @@ def test_from_pretrained_builds_the_same_calculator(chgnet_potential):
     assert (fresh.potential.cutoff, fresh.potential.bond_cutoff) == (6.0, 3.0)
     same = jax.tree_util.tree_map(np.array_equal, fresh.potential.params, chgnet_potential.params)
     assert all(jax.tree_util.tree_leaves(same))
-    assert set(fresh.implemented_properties) >= {"energy", "free_energy", "forces", "stress", "magmoms"}
+    assert set(fresh.implemented_properties) >= {
+        "energy",
+        "free_energy",
+        "forces",
+        "stress",
+        "magmoms",
+    }

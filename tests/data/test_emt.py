@@ -24,7 +24,9 @@ def test_stress_is_ase_stress_in_gpa_and_an_energy_derivative(emt_structures):
     s = _first(emt_structures, lambda s: s.atoms.info["kind"] == "alloy" and s.stress is not None)
     atoms = s.atoms.copy()
     atoms.calc = EMT()
-    np.testing.assert_allclose(s.stress, atoms.get_stress(voigt=False) * 160.21766208, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        s.stress, atoms.get_stress(voigt=False) * 160.21766208, rtol=1e-12, atol=1e-12
+    )
     h, volume = 1e-5, atoms.get_volume()
     finite_difference = np.zeros((3, 3))
     for i in range(3):
@@ -54,7 +56,9 @@ def test_forces_are_minus_energy_gradient(emt_structures):
                 displaced = s.atoms.copy()
                 displaced.positions[atom, axis] += sign * h
                 energies.append(_emt_energy(displaced))
-            assert s.forces[atom, axis] == pytest.approx(-(energies[0] - energies[1]) / (2 * h), abs=1e-6)
+            assert s.forces[atom, axis] == pytest.approx(
+                -(energies[0] - energies[1]) / (2 * h), abs=1e-6
+            )
 
 
 def test_compressed_cells_have_negative_stress(emt_structures):
@@ -110,7 +114,9 @@ def test_variety(emt_structures):
     assert all(s.magmoms is None for s in structures)
     # snapshots of one trajectory share the group and differ in positions
     first, second = structures[0], structures[1]
-    assert first.group == second.group and not np.allclose(first.atoms.positions, second.atoms.positions)
+    assert first.group == second.group and not np.allclose(
+        first.atoms.positions, second.atoms.positions
+    )
 
 
 def test_linear_baseline(emt_structures):

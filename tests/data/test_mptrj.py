@@ -26,8 +26,9 @@ def test_round_trip(mixed_structures, tmp_path):
     got, malformed = read_mptrj_json(path)
     assert malformed == {}
     # ids "{group}/{frame}" round-trip; any other id is read back as "{group}/{id}"
-    want = {s.id if s.id.startswith(f"{s.group}/") else f"{s.group}/{s.id}": s
-            for s in mixed_structures}
+    want = {
+        s.id if s.id.startswith(f"{s.group}/") else f"{s.group}/{s.id}": s for s in mixed_structures
+    }
     assert "unlabelled/unlabelled" in want
     assert sorted(s.id for s in got) == sorted(want)
     for g in got:
@@ -42,7 +43,9 @@ def test_round_trip(mixed_structures, tmp_path):
             gv, wv = getattr(g, name), getattr(w, name)
             assert (gv is None) == (wv is None), f"{g.id}: {name}"
             if wv is not None:
-                np.testing.assert_allclose(gv, wv, rtol=1e-15, atol=1e-15, err_msg=f"{g.id}: {name}")
+                np.testing.assert_allclose(
+                    gv, wv, rtol=1e-15, atol=1e-15, err_msg=f"{g.id}: {name}"
+                )
 
 
 def test_structure_dict_matches_pymatgen():
@@ -67,9 +70,13 @@ def test_pymatgen_frame_labels_and_ids():
     from pymatgen.core import Lattice, Structure
 
     structure = Structure(Lattice.cubic(3.0), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    frame = {"structure": structure.as_dict(), "energy_per_atom": -3.25,
-             "force": [[0.1, 0.0, 0.0], [-0.1, 0.0, 0.0]],
-             "stress": [[10.0, 1.0, 0.0], [1.0, -20.0, 0.0], [0.0, 0.0, 5.0]], "magmom": [0.0, 0.5]}
+    frame = {
+        "structure": structure.as_dict(),
+        "energy_per_atom": -3.25,
+        "force": [[0.1, 0.0, 0.0], [-0.1, 0.0, 0.0]],
+        "stress": [[10.0, 1.0, 0.0], [1.0, -20.0, 0.0], [0.0, 0.0, 5.0]],
+        "magmom": [0.0, 0.5],
+    }
     (s,), malformed = parse_mptrj({"mp-22865": {"mp-22865-0-3": frame}})
     assert s.id == "mp-22865/mp-22865-0-3" and s.group == "mp-22865" and malformed == {}
     assert s.energy == -6.5
@@ -104,15 +111,22 @@ def test_stress_convention_matches_chgnet(tmp_path):
 
 def _good_frame(symbol="Cu"):
     atoms = bulk(symbol, "fcc", a=3.6)
-    return {"structure": structure_dict_from_atoms(atoms), "energy_per_atom": -1.0,
-            "force": [[0.0, 0.0, 0.0]], "stress": [[0.0] * 3] * 3, "magmom": None}
+    return {
+        "structure": structure_dict_from_atoms(atoms),
+        "energy_per_atom": -1.0,
+        "force": [[0.0, 0.0, 0.0]],
+        "stress": [[0.0] * 3] * 3,
+        "magmom": None,
+    }
 
 
 def test_malformed_entries_are_reported_by_id(tmp_path):
     """Bad frames raise one ValueError listing every bad id, or are skipped and returned."""
     partial = _good_frame()
-    partial["structure"]["sites"][0]["species"] = [{"element": "Cu", "occu": 0.5},
-                                                   {"element": "Ni", "occu": 0.5}]
+    partial["structure"]["sites"][0]["species"] = [
+        {"element": "Cu", "occu": 0.5},
+        {"element": "Ni", "occu": 0.5},
+    ]
     unknown = _good_frame()
     unknown["structure"]["sites"][0]["species"][0]["element"] = "Xx"
     bad_force = _good_frame()
@@ -121,12 +135,22 @@ def test_malformed_entries_are_reported_by_id(tmp_path):
     nan_energy["energy_per_atom"] = float("nan")
     no_structure = _good_frame()
     del no_structure["structure"]
-    data = {"mp-1": {"ok": _good_frame(), "partial": partial, "unknown": unknown},
-            "mp-2": {"bad_force": bad_force, "nan": nan_energy, "none": no_structure,
-                     "ok": _good_frame("Ni")}}
-    bad = {"mp-1/partial": "occupancy", "mp-1/unknown": "unknown element 'Xx'",
-           "mp-2/bad_force": "forces has shape (1, 2)", "mp-2/nan": "energy is nan",
-           "mp-2/none": "missing 'structure'"}
+    data = {
+        "mp-1": {"ok": _good_frame(), "partial": partial, "unknown": unknown},
+        "mp-2": {
+            "bad_force": bad_force,
+            "nan": nan_energy,
+            "none": no_structure,
+            "ok": _good_frame("Ni"),
+        },
+    }
+    bad = {
+        "mp-1/partial": "occupancy",
+        "mp-1/unknown": "unknown element 'Xx'",
+        "mp-2/bad_force": "forces has shape (1, 2)",
+        "mp-2/nan": "energy is nan",
+        "mp-2/none": "missing 'structure'",
+    }
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="5 malformed") as err:

@@ -21,12 +21,18 @@ def assert_same_structures(got, want, *, atol=0.0, rtol=0.0):
         np.testing.assert_array_equal(g.atoms.numbers, w.atoms.numbers, err_msg=w.id)
         np.testing.assert_array_equal(g.atoms.pbc, w.atoms.pbc, err_msg=w.id)
         np.testing.assert_array_equal(g.atoms.cell.array, w.atoms.cell.array, err_msg=w.id)
-        np.testing.assert_allclose(g.atoms.positions, w.atoms.positions, atol=atol, rtol=0, err_msg=w.id)
+        np.testing.assert_allclose(
+            g.atoms.positions, w.atoms.positions, atol=atol, rtol=0, err_msg=w.id
+        )
         for name in ("energy", "forces", "stress", "magmoms"):
             gv, wv = getattr(g, name), getattr(w, name)
             assert (gv is None) == (wv is None), f"{w.id}: {name}"
             if wv is not None:
-                tol = dict(atol=atol, rtol=rtol) if name in ("forces", "magmoms") else dict(atol=0, rtol=rtol)
+                tol = (
+                    dict(atol=atol, rtol=rtol)
+                    if name in ("forces", "magmoms")
+                    else dict(atol=0, rtol=rtol)
+                )
                 np.testing.assert_allclose(gv, wv, **tol, err_msg=f"{w.id}: {name}")
 
 
@@ -68,8 +74,9 @@ def test_read_ase_uses_calculator_results_in_equijax_units(tmp_path):
     for s, atoms in zip(got, frames, strict=True):
         assert s.energy == pytest.approx(atoms.get_potential_energy(), abs=1e-12)
         np.testing.assert_allclose(s.forces, atoms.get_forces(), atol=5e-9)
-        np.testing.assert_allclose(s.stress, atoms.get_stress(voigt=False) * 160.21766208,
-                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            s.stress, atoms.get_stress(voigt=False) * 160.21766208, rtol=1e-12, atol=1e-12
+        )
     # compressed (a=3.5) is negative, stretched (a=3.7) positive: ASE's = CHGNet's sign convention
     assert np.trace(got[0].stress) < 0 < np.trace(got[2].stress)
     assert [s.id for s in read_ase(path, index="1:")] == ["cu:1", "cu:2"]

@@ -11,8 +11,11 @@ from equijax.data import LabeledStructure, split_by_group
 
 def _structures(group_sizes):
     atoms = bulk("Cu")
-    return [LabeledStructure(id=f"g{g}/{k}", atoms=atoms, group=f"g{g}")
-            for g, size in enumerate(group_sizes) for k in range(size)]
+    return [
+        LabeledStructure(id=f"g{g}/{k}", atoms=atoms, group=f"g{g}")
+        for g, size in enumerate(group_sizes)
+        for k in range(size)
+    ]
 
 
 def test_no_leakage_and_full_coverage():
@@ -23,7 +26,7 @@ def test_no_leakage_and_full_coverage():
     ids = [s.id for split in splits for s in split]
     assert sorted(ids) == sorted(s.id for s in structures)
     groups = [{s.group for s in split} for split in splits]
-    assert all(not (a & b) for i, a in enumerate(groups) for b in groups[i + 1:])
+    assert all(not (a & b) for i, a in enumerate(groups) for b in groups[i + 1 :])
     assert [len(g) for g in groups] == [32, 4, 4]
     for split in splits:  # input order is kept within a split
         positions = [structures.index(s) for s in split]
@@ -48,11 +51,14 @@ def test_small_sets_fill_every_nonzero_split():
     assert empty == [] and len(train) == 2 and len(test) == 2
 
 
-@pytest.mark.parametrize("fractions, message", [
-    ((0.8, 0.1), "sum to 1"),
-    ((1.2, -0.2), "non-negative"),
-    ((), "non-empty"),
-])
+@pytest.mark.parametrize(
+    "fractions, message",
+    [
+        ((0.8, 0.1), "sum to 1"),
+        ((1.2, -0.2), "non-negative"),
+        ((), "non-empty"),
+    ],
+)
 def test_bad_fractions_raise(fractions, message):
     """Fractions that are negative, empty or do not sum to 1 raise ValueError."""
     with pytest.raises(ValueError, match=message):

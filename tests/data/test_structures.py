@@ -21,16 +21,19 @@ def test_group_defaults_to_id_and_arrays_are_float64():
     assert s.stress is None and s.magmoms is None
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("forces", np.zeros((3, 3)), "forces has shape (3, 3), expected (4, 3)"),
-    ("forces", np.full((4, 3), np.nan), "forces contains NaN"),
-    ("stress", np.zeros(6), "stress has shape (6,), expected (3, 3)"),
-    ("stress", np.diag([1.0, np.inf, 0.0]), "stress contains NaN or inf"),
-    ("magmoms", np.zeros((4, 1)), "magmoms has shape (4, 1), expected (4,)"),
-    ("energy", float("nan"), "energy is nan"),
-    ("energy", [1.0, 2.0], "energy must be a scalar"),
-    ("forces", [[1, 2, 3], [1, 2]], "forces is not a numeric array"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("forces", np.zeros((3, 3)), "forces has shape (3, 3), expected (4, 3)"),
+        ("forces", np.full((4, 3), np.nan), "forces contains NaN"),
+        ("stress", np.zeros(6), "stress has shape (6,), expected (3, 3)"),
+        ("stress", np.diag([1.0, np.inf, 0.0]), "stress contains NaN or inf"),
+        ("magmoms", np.zeros((4, 1)), "magmoms has shape (4, 1), expected (4,)"),
+        ("energy", float("nan"), "energy is nan"),
+        ("energy", [1.0, 2.0], "energy must be a scalar"),
+        ("forces", [[1, 2, 3], [1, 2]], "forces is not a numeric array"),
+    ],
+)
 def test_bad_labels_raise_naming_the_id(field, value, message):
     """Wrong shapes, NaN/inf and non-numeric labels raise ValueError with the id and the problem."""
     with pytest.raises(ValueError, match="'bad-1'") as err:

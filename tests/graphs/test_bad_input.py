@@ -17,8 +17,13 @@ CUTOFF = 6.0
 
 def _isolated_pair():
     """Two atoms 10 Å apart in a big box without periodicity: both isolated at a 6 Å cutoff."""
-    return ase.Atoms("Cu2", positions=[[1, 1, 1], [11, 1, 1]], cell=[30, 30, 30], pbc=False,
-                     info={"id": "lonely-pair"})
+    return ase.Atoms(
+        "Cu2",
+        positions=[[1, 1, 1], [11, 1, 1]],
+        cell=[30, 30, 30],
+        pbc=False,
+        info={"id": "lonely-pair"},
+    )
 
 
 def _good(ident):
@@ -36,12 +41,16 @@ def _bad_cases():
     cases = []
     same = ase.Atoms("Cu2", positions=[[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], pbc=False)
     cases.append(("same_position", _with(same, "twins"), r"same position"))
-    image = ase.Atoms("Cu2", positions=[[0.0, 0.0, 0.0], [3.0, 0.0, 0.0]], cell=[3.0, 3.0, 3.0], pbc=True)
+    image = ase.Atoms(
+        "Cu2", positions=[[0.0, 0.0, 0.0], [3.0, 0.0, 0.0]], cell=[3.0, 3.0, 3.0], pbc=True
+    )
     cases.append(("same_as_image", _with(image, "on-image"), r"same position"))
     skew_cell = np.array([[2.9, 0.0, 0.0], [-0.4, 2.8, 0.0], [0.3, 0.2, 3.1]])
     p0 = np.array([0.2, 0.1, 0.3])
     # atom 1 sits exactly on the image of atom 0 shifted by a - b
-    skew_image = ase.Atoms("Fe2", positions=[p0, p0 + skew_cell[0] - skew_cell[1]], cell=skew_cell, pbc=True)
+    skew_image = ase.Atoms(
+        "Fe2", positions=[p0, p0 + skew_cell[0] - skew_cell[1]], cell=skew_cell, pbc=True
+    )
     cases.append(("same_as_skewed_image", _with(skew_image, "on-skew-image"), r"same position"))
     cases.append(("empty", _with(ase.Atoms(), "nothing"), r"no atoms"))
     z0 = ase.Atoms(numbers=[0, 1], positions=[[0, 0, 0], [0.9, 0, 0]])
@@ -52,16 +61,27 @@ def _bad_cases():
     cases.append(("nan_position", _with(nan, "nan-pos"), r"NaN or inf"))
     inf = ase.Atoms("H2", positions=[[0, 0, 0], [0.7, np.inf, 0]], cell=[5, 5, 5], pbc=True)
     cases.append(("inf_position", _with(inf, "inf-pos"), r"NaN or inf"))
-    nan_cell = ase.Atoms("H2", positions=[[0, 0, 0], [0.7, 0, 0]], cell=[[5, 0, 0], [0, np.nan, 0], [0, 0, 5]], pbc=True)
+    nan_cell = ase.Atoms(
+        "H2",
+        positions=[[0, 0, 0], [0.7, 0, 0]],
+        cell=[[5, 0, 0], [0, np.nan, 0], [0, 0, 5]],
+        pbc=True,
+    )
     cases.append(("nan_cell", _with(nan_cell, "nan-cell"), r"NaN or inf"))
-    twin_vectors = ase.Atoms("H2", positions=[[0, 0, 0], [0.7, 0, 0]],
-                             cell=[[4, 0, 0], [4, 0, 0], [0, 0, 4]], pbc=True)
+    twin_vectors = ase.Atoms(
+        "H2", positions=[[0, 0, 0], [0.7, 0, 0]], cell=[[4, 0, 0], [4, 0, 0], [0, 0, 4]], pbc=True
+    )
     cases.append(("identical_cell_vectors", _with(twin_vectors, "flat-cell"), r"singular"))
-    zero_vector = ase.Atoms("H2", positions=[[0, 0, 0], [0.7, 0, 0]],
-                            cell=[[4, 0, 0], [0, 0, 0], [0, 0, 4]], pbc=True)
+    zero_vector = ase.Atoms(
+        "H2", positions=[[0, 0, 0], [0.7, 0, 0]], cell=[[4, 0, 0], [0, 0, 0], [0, 0, 4]], pbc=True
+    )
     cases.append(("zero_cell_vector", _with(zero_vector, "zero-vector"), r"zero"))
-    slab = ase.Atoms("H2", positions=[[0, 0, 0], [0.7, 0, 0]],
-                     cell=[[4, 0, 0], [8, 0, 0], [0, 0, 0]], pbc=[True, True, False])
+    slab = ase.Atoms(
+        "H2",
+        positions=[[0, 0, 0], [0.7, 0, 0]],
+        cell=[[4, 0, 0], [8, 0, 0], [0, 0, 0]],
+        pbc=[True, True, False],
+    )
     cases.append(("dependent_slab_vectors", _with(slab, "bad-slab"), r"linearly dependent"))
     isolated = _isolated_pair()
     cases.append(("isolated", isolated, r"isolated"))
@@ -91,8 +111,12 @@ def test_label_without_id_uses_formula():
 
 def test_isolated_atom_error_lists_isolated_atoms():
     """IsolatedAtomError is a ValueError and its .isolated equals the atoms ase finds no neighbour for."""
-    atoms = ase.Atoms("Cu4", positions=[[0, 0, 0], [2.5, 0, 0], [20, 0, 0], [0, 20, 0]], pbc=False,
-                      info={"id": "two-lonely"})
+    atoms = ase.Atoms(
+        "Cu4",
+        positions=[[0, 0, 0], [2.5, 0, 0], [20, 0, 0], [0, 20, 0]],
+        pbc=False,
+        info={"id": "two-lonely"},
+    )
     i = neighbor_list("i", atoms, CUTOFF)
     want = np.setdiff1d(np.arange(len(atoms)), i)
     with pytest.raises(IsolatedAtomError) as info:
@@ -104,8 +128,13 @@ def test_isolated_atom_error_lists_isolated_atoms():
 
 def test_isolated_in_a_periodic_cell():
     """An atom isolated inside a large periodic cell raises IsolatedAtomError too."""
-    atoms = ase.Atoms("Cu3", positions=[[0, 0, 0], [2.5, 0, 0], [10, 10, 10]], cell=[20, 20, 20], pbc=True,
-                      info={"id": "periodic-lonely"})
+    atoms = ase.Atoms(
+        "Cu3",
+        positions=[[0, 0, 0], [2.5, 0, 0], [10, 10, 10]],
+        cell=[20, 20, 20],
+        pbc=True,
+        info={"id": "periodic-lonely"},
+    )
     with pytest.raises(IsolatedAtomError, match="periodic-lonely") as info:
         atoms_to_graph(atoms, CUTOFF)
     np.testing.assert_array_equal(info.value.isolated, [2])

@@ -136,7 +136,12 @@ def test_equal_costs_split_evenly():
 
 @pytest.mark.parametrize(
     "costs,n_devices",
-    [(np.ones(4), 0), (np.ones(3), 4), (np.array([1.0, -1.0, 2.0]), 2), (np.array([1.0, np.nan, 2.0]), 2)],
+    [
+        (np.ones(4), 0),
+        (np.ones(3), 4),
+        (np.array([1.0, -1.0, 2.0]), 2),
+        (np.array([1.0, np.nan, 2.0]), 2),
+    ],
     ids=["zero_devices", "fewer_items", "negative", "nan"],
 )
 def test_split_rejects_bad_input(costs, n_devices):
@@ -241,6 +246,6 @@ def test_size_stage_keeps_cost_within_tolerance_and_lowers_common_shape(bench_gr
 
         def worst(groups):
             """Largest per-device size relative to its ideal share, over devices and dimensions."""
-            return max(float((sizes[g].sum(axis=0) / share).max()) for g in groups)
+            return max(float((sizes[g].sum(axis=0) / share).max()) for g in groups)  # noqa: B023 - called in the loop
 
         assert worst(both) <= worst(cost_only) + 1e-12

@@ -32,7 +32,12 @@ CUTOFF, BOND_CUTOFF = 6.0, 3.0
 @pytest.fixture(scope="module")
 def structures(bench_structures):
     """Small structures of every kind; the last ones have no angles (H2) or no bonds (bcc Li, a=4)."""
-    tiny = ase.Atoms("Cu", positions=[[0.1, 0.2, 0.3]], cell=[[2.5, 0, 0], [0.3, 2.5, 0], [0.2, 0.1, 2.6]], pbc=True)
+    tiny = ase.Atoms(
+        "Cu",
+        positions=[[0.1, 0.2, 0.3]],
+        cell=[[2.5, 0, 0], [0.3, 2.5, 0], [0.2, 0.1, 2.6]],
+        pbc=True,
+    )
     slab = ase.build.fcc111("Al", (2, 2, 2), vacuum=4.0)
     slab.rattle(0.02, seed=2)
     return [
@@ -67,8 +72,15 @@ def reference_sums(structures):
             u = units[centers == c]
             cos_sum += float(np.sum(u.sum(axis=0) ** 2) - len(u))
         n_angles = int(sum(k * (k - 1) for k in np.bincount(centers)))
-        out.append(dict(dist=float(d.sum()), pos=atoms.positions.sum(axis=0), cos=cos_sum,
-                        n_edges=len(i), n_angles=n_angles))
+        out.append(
+            dict(
+                dist=float(d.sum()),
+                pos=atoms.positions.sum(axis=0),
+                cos=cos_sum,
+                n_edges=len(i),
+                n_angles=n_angles,
+            )
+        )
     return out
 
 
@@ -100,11 +112,15 @@ def test_pad_unpad_round_trip(graphs, graphs_identical, extra_graphs):
     """unpad_graph(pad_graph(batch, sizes)) equals the batch, with one or several padding graphs."""
     batch = batch_graphs(graphs)
     r = batch.sizes
-    sizes = GraphSizes(r.n_node + 5, r.n_edge + 7, r.n_bond + 3, r.n_angle + 11, r.n_graph + extra_graphs)
+    sizes = GraphSizes(
+        r.n_node + 5, r.n_edge + 7, r.n_bond + 3, r.n_angle + 11, r.n_graph + extra_graphs
+    )
     padded = pad_graph(batch, sizes)
     assert padded.sizes == sizes
     # padding keeps every field's dtype and trailing shape
-    for (path, p), b in zip(jax.tree_util.tree_leaves_with_path(padded), jax.tree_util.tree_leaves(batch)):
+    for (path, p), b in zip(
+        jax.tree_util.tree_leaves_with_path(padded), jax.tree_util.tree_leaves(batch)
+    ):
         assert p.dtype == b.dtype and p.shape[1:] == b.shape[1:], jax.tree_util.keystr(path)
     graphs_identical(unpad_graph(padded), batch)
 
@@ -148,8 +164,13 @@ def test_pad_batch_sizes_and_masks(graphs, members):
         if field != "n_graph":
             assert size % policy.multiple == 0, field
     masks = padding_masks(jax.tree_util.tree_map(jnp.asarray, padded))
-    for mask_name, field in [("graph", "n_graph"), ("node", "n_node"), ("edge", "n_edge"),
-                             ("bond", "n_bond"), ("angle", "n_angle")]:
+    for mask_name, field in [
+        ("graph", "n_graph"),
+        ("node", "n_node"),
+        ("edge", "n_edge"),
+        ("bond", "n_bond"),
+        ("angle", "n_angle"),
+    ]:
         mask = np.asarray(masks[mask_name])
         assert mask.shape == (getattr(p, field),)
         n = getattr(real, field)
@@ -162,7 +183,9 @@ def _per_graph_sums(padded):
     a, b = padded.atoms, padded.bonds
     n_graph = a.n_node.shape[0]
     masks = padding_masks(padded)
-    node_graph = jnp.repeat(jnp.arange(n_graph), a.n_node, total_repeat_length=a.nodes["positions"].shape[0])
+    node_graph = jnp.repeat(
+        jnp.arange(n_graph), a.n_node, total_repeat_length=a.nodes["positions"].shape[0]
+    )
     edge_graph = jnp.repeat(jnp.arange(n_graph), a.n_edge, total_repeat_length=a.senders.shape[0])
     angle_graph = jnp.repeat(jnp.arange(n_graph), b.n_edge, total_repeat_length=b.senders.shape[0])
     vec = edge_vectors(a, jnp)
@@ -231,10 +254,16 @@ def test_padding_geometry_is_safe(graphs, members):
     assert np.abs(cos[pad_angles]).max() < 0.99
     # every index field points inside its array
     s = padded.sizes
-    for arr, bound in [(padded.atoms.senders, s.n_node), (padded.atoms.receivers, s.n_node),
-                       (b.edges["center"], s.n_node), (b.edges["edge_ij"], s.n_edge),
-                       (b.edges["edge_ik"], s.n_edge), (b.nodes["edge"], s.n_edge),
-                       (b.senders, s.n_bond), (b.receivers, s.n_bond)]:
+    for arr, bound in [
+        (padded.atoms.senders, s.n_node),
+        (padded.atoms.receivers, s.n_node),
+        (b.edges["center"], s.n_node),
+        (b.edges["edge_ij"], s.n_edge),
+        (b.edges["edge_ik"], s.n_edge),
+        (b.nodes["edge"], s.n_edge),
+        (b.senders, s.n_bond),
+        (b.receivers, s.n_bond),
+    ]:
         assert arr.min() >= 0 and arr.max() < bound
 
 
@@ -285,8 +314,12 @@ def _bucket_set(policy: BucketPolicy, limit: int) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "policy",
-    [BucketPolicy(), BucketPolicy(growth=1.1, multiple=8, minimum=8), BucketPolicy(growth=2.0, multiple=2, minimum=1),
-     BucketPolicy(growth=1.5, multiple=32, minimum=100)],
+    [
+        BucketPolicy(),
+        BucketPolicy(growth=1.1, multiple=8, minimum=8),
+        BucketPolicy(growth=2.0, multiple=2, minimum=1),
+        BucketPolicy(growth=1.5, multiple=32, minimum=100),
+    ],
     ids=["default", "g1.1", "g2", "g1.5"],
 )
 def test_bucket_rounding(policy):
@@ -317,7 +350,12 @@ def test_sizes_for_fixed_graphs():
     real = GraphSizes(n_node=100, n_edge=3000, n_bond=200, n_angle=5000, n_graph=5)
     sizes = policy.sizes_for(real)
     assert sizes.n_graph == 9
-    assert sizes.n_node >= 101 and sizes.n_edge >= 3002 and sizes.n_bond >= 201 and sizes.n_angle >= 5001
+    assert (
+        sizes.n_node >= 101
+        and sizes.n_edge >= 3002
+        and sizes.n_bond >= 201
+        and sizes.n_angle >= 5001
+    )
     with pytest.raises(ValueError):
         policy.sizes_for(real._replace(n_graph=9))
 

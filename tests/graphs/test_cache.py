@@ -16,12 +16,23 @@ from equijax.graphs import GraphCache, IsolatedAtomError, atoms_to_graph, graph_
 def _structures(bench_structures):
     slab = ase.build.fcc111("Cu", (2, 2, 2), vacuum=4.0)
     slab.rattle(0.02, seed=4)
-    tiny = ase.Atoms("Li", positions=[[0.1, -0.3, 0.2]], cell=[[2.5, 0, 0], [0.4, 2.4, 0], [0.2, 0.3, 2.6]], pbc=True)
+    tiny = ase.Atoms(
+        "Li",
+        positions=[[0.1, -0.3, 0.2]],
+        cell=[[2.5, 0, 0], [0.4, 2.4, 0], [0.2, 0.3, 2.6]],
+        pbc=True,
+    )
     return [bench_structures[1], bench_structures[29], ase.build.molecule("CH3CH2OH"), slab, tiny]
 
 
 def _isolated():
-    return ase.Atoms("Cu2", positions=[[1, 1, 1], [11, 1, 1]], cell=[30, 30, 30], pbc=False, info={"id": "lonely"})
+    return ase.Atoms(
+        "Cu2",
+        positions=[[1, 1, 1], [11, 1, 1]],
+        cell=[30, 30, 30],
+        pbc=False,
+        info={"id": "lonely"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +48,9 @@ def built(structures, tmp_path_factory):
     return GraphCache.build(structures, path, progress=False), path
 
 
-def _assert_matches_fresh(cache, structures, graphs_identical, cutoff=6.0, bond_cutoff=3.0, indices=None):
+def _assert_matches_fresh(
+    cache, structures, graphs_identical, cutoff=6.0, bond_cutoff=3.0, indices=None
+):
     indices = list(range(len(structures))) if indices is None else indices
     assert len(cache) == len(indices)
     for slot, index in enumerate(indices):
@@ -132,7 +145,9 @@ def test_missing_meta_is_incomplete(structures, tmp_path, graphs_identical):
     (path / "meta.json").unlink()
     with pytest.raises(FileNotFoundError):
         GraphCache(path)
-    _assert_matches_fresh(GraphCache.build(structures, path, progress=False), structures, graphs_identical)
+    _assert_matches_fresh(
+        GraphCache.build(structures, path, progress=False), structures, graphs_identical
+    )
 
 
 def test_drop_isolated_records_dropped(structures, tmp_path, graphs_identical, caplog):
@@ -151,7 +166,9 @@ def test_drop_isolated_records_dropped(structures, tmp_path, graphs_identical, c
 
 def test_all_dropped_gives_empty_cache(tmp_path):
     """A cache whose every structure is dropped opens with length 0."""
-    cache = GraphCache.build([_isolated(), _isolated()], tmp_path / "c", drop_isolated=True, progress=False)
+    cache = GraphCache.build(
+        [_isolated(), _isolated()], tmp_path / "c", drop_isolated=True, progress=False
+    )
     assert len(cache) == 0
     assert [index for index, _ in cache.dropped] == [0, 1]
     assert len(GraphCache(tmp_path / "c")) == 0

@@ -33,7 +33,9 @@ def _cases():
     cases = []
     for k in range(4):  # random skewed periodic cells
         cell = _random_cell(rng)
-        cases.append((f"skewed{k}", _random_structure(rng, int(rng.integers(2, 7)), cell, True), 6.0))
+        cases.append(
+            (f"skewed{k}", _random_structure(rng, int(rng.integers(2, 7)), cell, True), 6.0)
+        )
     # a strongly sheared cell (angles far from 90 degrees)
     sheared = np.array([[4.0, 0.0, 0.0], [3.6, 1.7, 0.0], [-2.9, 1.1, 2.4]])
     cases.append(("sheared", _random_structure(rng, 3, sheared, True), 5.0))
@@ -42,7 +44,13 @@ def _cases():
     cases.append(("tiny1", ase.Atoms("Cu", positions=[[0.3, -0.2, 0.7]], cell=tiny, pbc=True), 6.0))
     cases.append(("tiny2", _random_structure(rng, 2, tiny * 1.2, True), 4.5))
     tiny_sheared = np.array([[2.0, 0.0, 0.0], [1.9, 0.7, 0.0], [0.3, 0.2, 2.0]])
-    cases.append(("tiny_sheared", ase.Atoms("Li", positions=[[0.1, 0.1, 0.1]], cell=tiny_sheared, pbc=True), 5.0))
+    cases.append(
+        (
+            "tiny_sheared",
+            ase.Atoms("Li", positions=[[0.1, 0.1, 0.1]], cell=tiny_sheared, pbc=True),
+            5.0,
+        )
+    )
     # mixed periodicity with a full, non-zero cell
     slab_cell = _random_cell(rng, lengths=(4.0, 6.0), skew=1.0)
     cases.append(("slab_TTF", _random_structure(rng, 5, slab_cell, [True, True, False]), 6.0))
@@ -51,7 +59,13 @@ def _cases():
     # mixed periodicity with zero vectors along the open axes
     wire0 = np.array([[2.6, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
     positions = rng.uniform(0.0, 2.5, size=(4, 3))
-    cases.append(("wire_zero_cell", ase.Atoms("C4", positions=positions, cell=wire0, pbc=[True, False, False]), 6.0))
+    cases.append(
+        (
+            "wire_zero_cell",
+            ase.Atoms("C4", positions=positions, cell=wire0, pbc=[True, False, False]),
+            6.0,
+        )
+    )
     slab = ase.build.fcc111("Cu", (2, 2, 3), vacuum=5.0)  # ase slab, pbc=[T, T, F]
     slab.rattle(0.05, seed=1)
     cases.append(("fcc111_slab", slab, 5.0))
@@ -94,7 +108,9 @@ def case(request):
 
 
 def _keys(receivers, senders, shifts):
-    return [(int(a), int(b), tuple(int(x) for x in s)) for a, b, s in zip(receivers, senders, shifts)]
+    return [
+        (int(a), int(b), tuple(int(x) for x in s)) for a, b, s in zip(receivers, senders, shifts)
+    ]
 
 
 def test_edge_multiset_matches_ase(case):
@@ -174,7 +190,8 @@ def test_invariant_under_atom_permutation():
     keys0 = Counter(_keys(a0.receivers, a0.senders, a0.edges["shift"]))
     # atom k of `permuted` is atom perm[k] of `atoms`
     keys1 = Counter(
-        (int(perm[i]), int(perm[j]), s) for i, j, s in _keys(a1.receivers, a1.senders, a1.edges["shift"])
+        (int(perm[i]), int(perm[j]), s)
+        for i, j, s in _keys(a1.receivers, a1.senders, a1.edges["shift"])
     )
     assert keys0 == keys1
 
@@ -186,15 +203,23 @@ def test_field_dtypes_and_shapes_as_documented(case):
     n, e = len(atoms), a.senders.shape[0]
     n_bond, n_angle = b.nodes["edge"].shape[0], b.senders.shape[0]
     expected = [
-        (a.nodes["numbers"], np.int32, (n,)), (a.nodes["positions"], np.float64, (n, 3)),
-        (a.edges["shift"], np.int32, (e, 3)), (a.edges["pair"], np.int32, (e,)),
-        (a.senders, np.int32, (e,)), (a.receivers, np.int32, (e,)),
-        (a.globals["cell"], np.float64, (1, 3, 3)), (a.globals["volume"], np.float64, (1,)),
-        (a.globals["n_atoms"], np.int32, (1,)), (a.globals["pbc"], np.bool_, (1, 3)),
+        (a.nodes["numbers"], np.int32, (n,)),
+        (a.nodes["positions"], np.float64, (n, 3)),
+        (a.edges["shift"], np.int32, (e, 3)),
+        (a.edges["pair"], np.int32, (e,)),
+        (a.senders, np.int32, (e,)),
+        (a.receivers, np.int32, (e,)),
+        (a.globals["cell"], np.float64, (1, 3, 3)),
+        (a.globals["volume"], np.float64, (1,)),
+        (a.globals["n_atoms"], np.int32, (1,)),
+        (a.globals["pbc"], np.bool_, (1, 3)),
         (a.globals["n_pairs"], np.int32, (1,)),
-        (b.nodes["edge"], np.int32, (n_bond,)), (b.nodes["pair"], np.int32, (n_bond,)),
-        (b.edges["center"], np.int32, (n_angle,)), (b.edges["edge_ij"], np.int32, (n_angle,)),
-        (b.edges["edge_ik"], np.int32, (n_angle,)), (b.receivers, np.int32, (n_angle,)),
+        (b.nodes["edge"], np.int32, (n_bond,)),
+        (b.nodes["pair"], np.int32, (n_bond,)),
+        (b.edges["center"], np.int32, (n_angle,)),
+        (b.edges["edge_ij"], np.int32, (n_angle,)),
+        (b.edges["edge_ik"], np.int32, (n_angle,)),
+        (b.receivers, np.int32, (n_angle,)),
         (b.senders, np.int32, (n_angle,)),
     ]
     for k, (arr, dtype, shape) in enumerate(expected):

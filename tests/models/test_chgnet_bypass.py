@@ -23,7 +23,6 @@ from equijax.potential import predict_padded
 pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
-
 @pytest.fixture(scope="module")
 def pretrained():
     return from_pretrained("0.3.0")
@@ -40,13 +39,19 @@ def test_bond_graph_weights_only_for_bonds_equal_all_pairs(pretrained, bench_str
     undirected = pair_lengths(lengths, atoms.edges["pair"], n_pairs)
     rbf = RadialBessel(cfg.num_radial, cfg.bond_graph_cutoff, cfg.cutoff_coeff, cfg.learnable_rbf)
     dense = nn.Dense(cfg.bond_fea_dim, use_bias=False)
-    p_rbf, p_dense = {"params": params["params"]["rbf_bg"]}, {"params": params["params"]["bond_weights_bg"]}
+    p_rbf, p_dense = (
+        {"params": params["params"]["rbf_bg"]},
+        {"params": params["params"]["bond_weights_bg"]},
+    )
     original = dense.apply(p_dense, rbf.apply(p_rbf, undirected))  # every pair, as the reference
     bond_pair = np.asarray(bonds.nodes["pair"])
     bypass = np.zeros_like(original).copy()
     bypass[bond_pair] = dense.apply(p_dense, rbf.apply(p_rbf, undirected[bond_pair]))
-    read = np.unique(np.concatenate([bond_pair[np.asarray(bonds.receivers)],
-                                     bond_pair[np.asarray(bonds.senders)]]))
+    read = np.unique(
+        np.concatenate(
+            [bond_pair[np.asarray(bonds.receivers)], bond_pair[np.asarray(bonds.senders)]]
+        )
+    )
     np.testing.assert_allclose(bypass[read], np.asarray(original)[read], rtol=1e-6, atol=1e-7)
     skipped = np.setdiff1d(np.arange(n_pairs), bond_pair)
     real_pairs = np.asarray(atoms.edges["pair"])[np.asarray(padding_masks(batch)["edge"])]
@@ -65,27 +70,40 @@ def test_factorized_messages_equal_concatenated_messages(pretrained, bench_struc
     the same parameter gradients of a loss on all four (second derivatives included)."""
     module, params = pretrained
     assert module.config.factorized_messages and module.config.fused_gates
-    concatenated = CHGNet(dataclasses.replace(module.config, factorized_messages=False,
-                                              fused_gates=False))
+    concatenated = CHGNet(
+        dataclasses.replace(module.config, factorized_messages=False, fused_gates=False)
+    )
     batch, _ = pad_batch([atoms_to_graph(a) for a in bench_structures[6:9]], BucketPolicy())
     real = np.asarray(padding_masks(batch)["node"])
 
     def loss(p, g, m):
         out = predict_padded(m, p, g)
-        return (jnp.sum(out["energy"] ** 2) + jnp.sum(out["forces"] ** 2)
-                + jnp.sum(out["stress"] ** 2) + jnp.sum(out["magmoms"] ** 2)), out
+        return (
+            jnp.sum(out["energy"] ** 2)
+            + jnp.sum(out["forces"] ** 2)
+            + jnp.sum(out["stress"] ** 2)
+            + jnp.sum(out["magmoms"] ** 2)
+        ), out
 
-    (_, want), want_grad = jax.jit(jax.value_and_grad(
-        lambda p, g: loss(p, g, concatenated), has_aux=True))(params, batch)
-    (_, got), got_grad = jax.jit(jax.value_and_grad(
-        lambda p, g: loss(p, g, module), has_aux=True))(params, batch)
+    (_, want), want_grad = jax.jit(
+        jax.value_and_grad(lambda p, g: loss(p, g, concatenated), has_aux=True)
+    )(params, batch)
+    (_, got), got_grad = jax.jit(jax.value_and_grad(lambda p, g: loss(p, g, module), has_aux=True))(
+        params, batch
+    )
     np.testing.assert_allclose(got["energy"], want["energy"], rtol=1e-6, atol=1e-5)
     for key in ("forces", "magmoms"):
-        np.testing.assert_allclose(np.asarray(got[key])[real], np.asarray(want[key])[real],
-                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(got[key])[real], np.asarray(want[key])[real], rtol=1e-4, atol=1e-5
+        )
     np.testing.assert_allclose(got["stress"], want["stress"], rtol=1e-4, atol=1e-4)
-    for (path, g), w in zip(jax.tree_util.tree_leaves_with_path(got_grad),
-                            jax.tree_util.tree_leaves(want_grad)):
+    for (path, g), w in zip(
+        jax.tree_util.tree_leaves_with_path(got_grad), jax.tree_util.tree_leaves(want_grad)
+    ):
         scale = float(np.abs(w).max()) + 1e-6  # float32 second derivatives: ~1e-4 of the max
-        np.testing.assert_allclose(np.asarray(g) / scale, np.asarray(w) / scale, atol=2e-3,
-                                   err_msg=jax.tree_util.keystr(path))
+        np.testing.assert_allclose(
+            np.asarray(g) / scale,
+            np.asarray(w) / scale,
+            atol=2e-3,
+            err_msg=jax.tree_util.keystr(path),
+        )

@@ -52,9 +52,10 @@ FAST_COMPILE_ENV = {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
 def _crystal() -> ase.Atoms:
     """A rattled triclinic LiMnO2 cell (4 atoms, every neighbour shell populated by images)."""
     atoms = ase.Atoms(
-        "LiMnO2", scaled_positions=[[0.0, 0.0, 0.0], [0.5, 0.45, 0.55], [0.25, 0.2, 0.3],
-                                    [0.75, 0.8, 0.7]],
-        cell=[[2.9, 0.0, 0.0], [0.8, 2.8, 0.0], [0.5, 0.7, 4.6]], pbc=True,
+        "LiMnO2",
+        scaled_positions=[[0.0, 0.0, 0.0], [0.5, 0.45, 0.55], [0.25, 0.2, 0.3], [0.75, 0.8, 0.7]],
+        cell=[[2.9, 0.0, 0.0], [0.8, 2.8, 0.0], [0.5, 0.7, 4.6]],
+        pbc=True,
     )
     atoms.rattle(0.03, seed=21)
     return atoms
@@ -93,8 +94,11 @@ def _bond_length(atoms: ase.Atoms, i: int, j: int) -> float:
 
 
 # (structure, atom indices whose forces are checked against finite differences)
-FORCE_CASES = {"crystal": (_crystal, [0, 1, 2, 3]), "slab": (_slab, [0, 5]),
-               "molecule": (_molecule, [0, 2, 5])}
+FORCE_CASES = {
+    "crystal": (_crystal, [0, 1, 2, 3]),
+    "slab": (_slab, [0, 5]),
+    "molecule": (_molecule, [0, 2, 5]),
+}
 STRESS_CASES = {"crystal": _crystal, "slab": _slab}
 # A-C length on both sides of the cutoff (±δ, ±2δ, ±3δ), plus one well inside
 CUTOFF_SCAN = {"atom": (_atom_cutoff_geometry, 6.0, 5.7), "bond": (_bond_cutoff_geometry, 3.0, 2.7)}
@@ -151,8 +155,13 @@ def x64(tmp_path_factory):
     job, result = folder / "job.pkl", folder / "result.pkl"
     with open(job, "wb") as f:
         pickle.dump({"batch": structures, "alone": alone}, f)
-    proc = subprocess.run([sys.executable, "-c", X64_SCRIPT, str(job), str(result)],
-                          capture_output=True, text=True, timeout=600, env=FAST_COMPILE_ENV)
+    proc = subprocess.run(
+        [sys.executable, "-c", X64_SCRIPT, str(job), str(result)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=FAST_COMPILE_ENV,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     with open(result, "rb") as f:
         out = pickle.load(f)
@@ -166,9 +175,19 @@ def test_forces_match_finite_differences(x64, name):
     forces = preds[("base", name)]["forces"]
     assert forces.dtype == np.float64
     _, indices = FORCE_CASES[name]
-    numeric = np.array([[-(preds[("disp", name, a, d, 1)]["energy"]
-                           - preds[("disp", name, a, d, -1)]["energy"]) / (2 * H_POS)
-                         for d in range(3)] for a in indices])
+    numeric = np.array(
+        [
+            [
+                -(
+                    preds[("disp", name, a, d, 1)]["energy"]
+                    - preds[("disp", name, a, d, -1)]["energy"]
+                )
+                / (2 * H_POS)
+                for d in range(3)
+            ]
+            for a in indices
+        ]
+    )
     analytic = forces[indices]
     assert np.max(np.abs(analytic)) > 0.05, analytic  # non-trivial forces
     err = np.max(np.abs(numeric - analytic))
@@ -210,6 +229,7 @@ def test_smooth_across_cutoff(x64, kind):
         assert below.n_angle == above.n_angle + 2, (below, above)
     e = {o: preds[("scan", kind, o)]["energy"] for o in SCAN_OFFSETS}
     f = {o: preds[("scan", kind, o)]["forces"] for o in SCAN_OFFSETS}
+
     # Quadratic extrapolation from each side to the cutoff: smooth variation cancels (to O(δ³)),
     # a jump in the value survives whatever δ is.
     def jump(v):
@@ -221,8 +241,10 @@ def test_smooth_across_cutoff(x64, kind):
     e_step, f_step = abs(e[DELTA] - e[-DELTA]), np.max(np.abs(f[DELTA] - f[-DELTA]))
     e_wide = abs(preds[("scan", kind, "inside")]["energy"] - e[DELTA])
     f_wide = np.max(np.abs(preds[("scan", kind, "inside")]["forces"] - f[DELTA]))
-    print(f"{kind} cutoff: jump E {e_jump:.3g} eV, F {f_jump:.3g} eV/Å; raw step ±{DELTA} Å: "
-          f"E {e_step:.3g}, F {f_step:.3g}; {inside} Å vs cutoff: E {e_wide:.3g}, F {f_wide:.3g}")
+    print(
+        f"{kind} cutoff: jump E {e_jump:.3g} eV, F {f_jump:.3g} eV/Å; raw step ±{DELTA} Å: "
+        f"E {e_step:.3g}, F {f_step:.3g}; {inside} Å vs cutoff: E {e_wide:.3g}, F {f_wide:.3g}"
+    )
     assert e_jump < 1e-10 and f_jump < 1e-9, (e_jump, f_jump)
     assert e_step < 1e-6 and f_step < 1e-5, (e_step, f_step)
     assert e_wide > 1e-2 and f_wide > 1e-1, (e_wide, f_wide)  # the energy is not trivially flat
@@ -235,9 +257,12 @@ def test_padding_and_batch_do_not_contribute(x64):
         want = preds[("base", name)]
         keys = ("forces", "stress", "magmoms")
         worst = max(float(np.max(np.abs(got[k] - want[k]))) for k in keys)
-        print(f"{name}: alone vs batch |ΔE| {abs(got['energy'] - want['energy']):.3g}, "
-              f"max |Δ| of F, σ, m {worst:.3g}")
+        print(
+            f"{name}: alone vs batch |ΔE| {abs(got['energy'] - want['energy']):.3g}, "
+            f"max |Δ| of F, σ, m {worst:.3g}"
+        )
         assert abs(got["energy"] - want["energy"]) < 1e-10, name
         for key in ("forces", "stress", "magmoms"):
-            np.testing.assert_allclose(got[key], want[key], rtol=0, atol=1e-10,
-                                       err_msg=f"{name} {key}")
+            np.testing.assert_allclose(
+                got[key], want[key], rtol=0, atol=1e-10, err_msg=f"{name} {key}"
+            )

@@ -14,37 +14,59 @@ from equijax.potential import predict_padded
 pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
-TINY = dict(atom_fea_dim=8, bond_fea_dim=8, angle_fea_dim=8, num_radial=5, num_angular=5,
-            n_conv=2, atom_conv_hidden_dim=(8,), bond_conv_hidden_dim=(8,), mlp_hidden_dims=(8,),
-            direct_hidden_dims=(8,), atom_graph_cutoff=4.5)
+TINY = dict(
+    atom_fea_dim=8,
+    bond_fea_dim=8,
+    angle_fea_dim=8,
+    num_radial=5,
+    num_angular=5,
+    n_conv=2,
+    atom_conv_hidden_dim=(8,),
+    bond_conv_hidden_dim=(8,),
+    mlp_hidden_dims=(8,),
+    direct_hidden_dims=(8,),
+    atom_graph_cutoff=4.5,
+)
 
 
 @pytest.mark.parametrize("direct_stress", ["independent", "virial_only"])
-@pytest.mark.parametrize("option, mlp", [("direct_pair_energy", "pair_energy_mlp"),
-                                         ("direct_angle_energy", "angle_energy_mlp")])
+@pytest.mark.parametrize(
+    "option, mlp",
+    [("direct_pair_energy", "pair_energy_mlp"), ("direct_angle_energy", "angle_energy_mlp")],
+)
 def test_learned_energy_forces_are_its_energy_gradient(option, mlp, direct_stress):
     """In CHGNet with a learned pair or three-body energy: make its coefficients constants (the
     MLP's last layer: zero kernel, random bias) and the other heads silent (zero-initialised).
     Then the direct forces are exactly the energy's gradient minus the trunk's (autodiff of the
     model's own energy, `predict_padded(gradient_forces=True)`), and with ``virial_only`` so is
     the stress; the energy changes by the added energy."""
-    structures = [ase.build.bulk("Cu", "fcc", 3.6, cubic=True), ase.build.bulk("NaCl", "rocksalt", 5.6)]
+    structures = [
+        ase.build.bulk("Cu", "fcc", 3.6, cubic=True),
+        ase.build.bulk("NaCl", "rocksalt", 5.6),
+    ]
     for k, atoms in enumerate(structures):
         atoms.rattle(0.1, seed=k)
-    batch, _ = pad_batch([atoms_to_graph(a, cutoff=4.5) for a in structures],
-                         BucketPolicy(fixed_graphs=3, multiple=64))
-    module = CHGNet(CHGNetConfig(**TINY, forces="direct", **{option: 4},
-                                 direct_stress=direct_stress))
+    batch, _ = pad_batch(
+        [atoms_to_graph(a, cutoff=4.5) for a in structures],
+        BucketPolicy(fixed_graphs=3, multiple=64),
+    )
+    module = CHGNet(
+        CHGNetConfig(**TINY, forces="direct", **{option: 4}, direct_stress=direct_stress)
+    )
     params = module.init(jax.random.key(0), batch)
     last = params["params"][mlp]["Dense_1"]
     with_pair = jax.tree_util.tree_map(lambda x: x, params)
     with_pair["params"][mlp]["Dense_1"] = {
         "kernel": jnp.zeros_like(last["kernel"]),
-        "bias": jnp.asarray([0.3, -0.2, 0.1, 0.05], jnp.float32)}
+        "bias": jnp.asarray([0.3, -0.2, 0.1, 0.05], jnp.float32),
+    }
 
     def run(p, gradient_forces):
-        return jax.device_get(jax.jit(lambda p, g: predict_padded(
-            module, p, g, gradient_forces=gradient_forces))(p, batch))
+        return jax.device_get(
+            jax.jit(lambda p, g: predict_padded(module, p, g, gradient_forces=gradient_forces))(
+                p, batch
+            )
+        )
 
     direct, grads = run(with_pair, False), run(with_pair, True)
     trunk = run(params, True)  # zero pair energy: the trunk's own gradients
@@ -53,8 +75,9 @@ def test_learned_energy_forces_are_its_energy_gradient(option, mlp, direct_stres
     assert np.abs(pair_forces).max() > 1e-2
     np.testing.assert_allclose(direct["forces"][:n], pair_forces, atol=2e-4)
     if direct_stress == "virial_only":
-        np.testing.assert_allclose(direct["stress"][:2], grads["stress"][:2] - trunk["stress"][:2],
-                                   atol=2e-3)
+        np.testing.assert_allclose(
+            direct["stress"][:2], grads["stress"][:2] - trunk["stress"][:2], atol=2e-3
+        )
     else:  # the independent heads (zero-initialised) and no virial
         np.testing.assert_allclose(direct["stress"][:2], 0.0, atol=1e-6)
     assert np.all(np.abs(direct["energy"][:2] - trunk["energy"][:2]) > 1e-3)
@@ -74,19 +97,26 @@ def test_a_conservative_model_keeps_the_learned_energies():
     conservative = CHGNet(CHGNetConfig(**options))
     params = direct.init(jax.random.key(1), batch)
     params = jax.tree_util.tree_map(lambda x: x + 0.05, params)  # live energy MLPs
-    kept = {"params": {k: v for k, v in params["params"].items()
-                       if k not in ("direct_heads",)}}
+    kept = {"params": {k: v for k, v in params["params"].items() if k not in ("direct_heads",)}}
     energy_d = jax.jit(direct.apply)(params, batch)["energy"][0]
     energy_c = jax.jit(conservative.apply)(kept, batch)["energy"][0]
     plain = CHGNet(CHGNetConfig(**TINY))
     energy_trunk = jax.jit(plain.apply)(
-        {"params": {k: v for k, v in kept["params"].items()
-                    if k not in ("pair_energy_mlp", "angle_energy_mlp")}}, batch)["energy"][0]
+        {
+            "params": {
+                k: v
+                for k, v in kept["params"].items()
+                if k not in ("pair_energy_mlp", "angle_energy_mlp")
+            }
+        },
+        batch,
+    )["energy"][0]
     np.testing.assert_allclose(energy_c, energy_d, rtol=1e-6, atol=1e-6)
     assert abs(float(energy_c - energy_trunk)) > 1e-3  # the learned terms are live
 
-    forces = jax.device_get(jax.jit(lambda p, g: predict_padded(conservative, p, g))(kept, batch)
-                            )["forces"][:len(atoms)]
+    forces = jax.device_get(jax.jit(lambda p, g: predict_padded(conservative, p, g))(kept, batch))[
+        "forces"
+    ][: len(atoms)]
     step = np.random.default_rng(2).normal(size=(len(atoms), 3)) * 1e-3
 
     def energy_at(shift):

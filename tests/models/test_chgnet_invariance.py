@@ -33,9 +33,10 @@ def _bases() -> dict[str, ase.Atoms]:
     nio.set_cell(nio.cell.array @ (np.eye(3) + strain), scale_atoms=True)
     nio.rattle(0.05, seed=11)
     triclinic = ase.Atoms(
-        "LiMnO2", scaled_positions=[[0.0, 0.0, 0.0], [0.5, 0.45, 0.55], [0.25, 0.2, 0.3],
-                                    [0.75, 0.8, 0.7]],
-        cell=[[2.9, 0.0, 0.0], [0.8, 2.8, 0.0], [0.5, 0.7, 4.6]], pbc=True,
+        "LiMnO2",
+        scaled_positions=[[0.0, 0.0, 0.0], [0.5, 0.45, 0.55], [0.25, 0.2, 0.3], [0.75, 0.8, 0.7]],
+        cell=[[2.9, 0.0, 0.0], [0.8, 2.8, 0.0], [0.5, 0.7, 4.6]],
+        pbc=True,
     )
     triclinic.rattle(0.03, seed=12)
     molecule = ase.build.molecule("CH3CH2OH")  # pbc=False, no cell
@@ -66,9 +67,12 @@ def results(chgnet_potential):
     for name, atoms in _bases().items():
         rot, perm = _random_rotation(rng), rng.permutation(len(atoms))
         transforms[name] = {"rot": rot, "perm": perm}
-        variants = {"base": atoms, "rotated": _rotated(atoms, rot),
-                    "translated": _translated(atoms, np.array([1.37, -2.71, 0.53])),
-                    "permuted": atoms[perm]}
+        variants = {
+            "base": atoms,
+            "rotated": _rotated(atoms, rot),
+            "translated": _translated(atoms, np.array([1.37, -2.71, 0.53])),
+            "permuted": atoms[perm],
+        }
         if atoms.pbc.all():
             variants["supercell"] = atoms.repeat(2)
         for kind, variant in variants.items():
@@ -84,13 +88,17 @@ def _compare(got, want, context, forces=None, stress=None, magmoms=None):
     stress = want["stress"] if stress is None else stress
     magmoms = want["magmoms"] if magmoms is None else magmoms
     assert abs(got["energy_per_atom"] - want["energy_per_atom"]) <= TOL_E, (
-        f"{context}: energy/atom {got['energy_per_atom']} vs {want['energy_per_atom']}")
-    np.testing.assert_allclose(got["forces"], forces, rtol=0, atol=TOL_F,
-                               err_msg=f"{context} forces")
-    np.testing.assert_allclose(got["stress"], stress, rtol=0, atol=TOL_S,
-                               err_msg=f"{context} stress")
-    np.testing.assert_allclose(got["magmoms"], magmoms, rtol=0, atol=TOL_M,
-                               err_msg=f"{context} magmoms")
+        f"{context}: energy/atom {got['energy_per_atom']} vs {want['energy_per_atom']}"
+    )
+    np.testing.assert_allclose(
+        got["forces"], forces, rtol=0, atol=TOL_F, err_msg=f"{context} forces"
+    )
+    np.testing.assert_allclose(
+        got["stress"], stress, rtol=0, atol=TOL_S, err_msg=f"{context} stress"
+    )
+    np.testing.assert_allclose(
+        got["magmoms"], magmoms, rtol=0, atol=TOL_M, err_msg=f"{context} magmoms"
+    )
 
 
 @pytest.mark.parametrize("name", ["NiO", "LiMnO2", "ethanol"])
@@ -113,8 +121,13 @@ def test_rotation_equivariance(results, name):
     """Rotating positions and cell: energy and magmoms invariant, F' = F R^T, σ' = R σ R^T."""
     out, transforms = results
     base, rot = out[(name, "base")], transforms[name]["rot"]
-    _compare(out[(name, "rotated")], base, f"{name} rotated", forces=base["forces"] @ rot.T,
-             stress=rot @ base["stress"] @ rot.T)
+    _compare(
+        out[(name, "rotated")],
+        base,
+        f"{name} rotated",
+        forces=base["forces"] @ rot.T,
+        stress=rot @ base["stress"] @ rot.T,
+    )
 
 
 @pytest.mark.parametrize("name", ["NiO", "LiMnO2", "ethanol"])
@@ -129,8 +142,13 @@ def test_permutation_equivariance(results, name):
     """Permuting the atoms permutes forces and magmoms; energy and stress are unchanged."""
     out, transforms = results
     base, perm = out[(name, "base")], transforms[name]["perm"]
-    _compare(out[(name, "permuted")], base, f"{name} permuted", forces=base["forces"][perm],
-             magmoms=base["magmoms"][perm])
+    _compare(
+        out[(name, "permuted")],
+        base,
+        f"{name} permuted",
+        forces=base["forces"][perm],
+        magmoms=base["magmoms"][perm],
+    )
 
 
 @pytest.mark.parametrize("name", ["NiO", "LiMnO2"])
@@ -139,8 +157,13 @@ def test_supercell_consistency(results, name):
     out, _ = results
     base, sc = out[(name, "base")], out[(name, "supercell")]
     assert np.isclose(sc["energy"], 8 * base["energy"], rtol=2e-6, atol=0)
-    _compare(sc, base, f"{name} 2x2x2", forces=np.tile(base["forces"], (8, 1)),
-             magmoms=np.tile(base["magmoms"], 8))
+    _compare(
+        sc,
+        base,
+        f"{name} 2x2x2",
+        forces=np.tile(base["forces"], (8, 1)),
+        magmoms=np.tile(base["magmoms"], 8),
+    )
 
 
 def test_alone_equals_in_batch(results, chgnet_potential):

@@ -64,9 +64,17 @@ def test_every_checkpoint_tensor_is_converted(converted, torch_chgnet):
     assert sum(v.size for v in leaves.values()) == sum(v.size for v in state.values())
     unused = dict(leaves)
     for key, tensor in state.items():
-        forms = [tensor, tensor.T] + ([tensor[0]] if tensor.ndim == 2 and tensor.shape[0] == 1 else [])
-        match = next((name for name, leaf in unused.items()
-                      if any(leaf.shape == f.shape and np.array_equal(leaf, f) for f in forms)), None)
+        forms = [tensor, tensor.T] + (
+            [tensor[0]] if tensor.ndim == 2 and tensor.shape[0] == 1 else []
+        )
+        match = next(
+            (
+                name
+                for name, leaf in unused.items()
+                if any(leaf.shape == f.shape and np.array_equal(leaf, f) for f in forms)
+            ),
+            None,
+        )
         assert match is not None, f"torch tensor {key} has no counterpart in the flax params"
         del unused[match]
     assert not unused
@@ -90,14 +98,26 @@ def test_named_params_equal_torch_transposes(converted, torch_chgnet):
     eq(p["bond_embedding"]["kernel"], sd["bond_embedding.weight"].T)
     eq(p["bond_weights_bg"]["kernel"], sd["bond_weights_bg.weight"].T)
     core = linears("atom_conv_layers.0.twoBody_atom.mlp_core")
-    eq(p["atom_conv_0"]["gated_mlp"]["core"]["Dense_0"]["kernel"], core[0].weight.detach().numpy().T)
+    eq(
+        p["atom_conv_0"]["gated_mlp"]["core"]["Dense_0"]["kernel"],
+        core[0].weight.detach().numpy().T,
+    )
     eq(p["atom_conv_0"]["gated_mlp"]["core"]["Dense_1"]["bias"], core[1].bias.detach().numpy())
     eq(p["atom_conv_3"]["mlp_out"]["kernel"], sd["atom_conv_layers.3.mlp_out.layers.1.weight"].T)
     assert "bias" not in p["atom_conv_3"]["mlp_out"]  # 0.3.0: mlp_out_bias=False
-    eq(p["bond_conv_2"]["gated_mlp"]["norm_gate"]["scale"], sd["bond_conv_layers.2.twoBody_bond.bn2.weight"])
-    eq(p["bond_conv_2"]["gated_mlp"]["norm_core"]["bias"], sd["bond_conv_layers.2.twoBody_bond.bn1.bias"])
+    eq(
+        p["bond_conv_2"]["gated_mlp"]["norm_gate"]["scale"],
+        sd["bond_conv_layers.2.twoBody_bond.bn2.weight"],
+    )
+    eq(
+        p["bond_conv_2"]["gated_mlp"]["norm_core"]["bias"],
+        sd["bond_conv_layers.2.twoBody_bond.bn1.bias"],
+    )
     gate = linears("angle_layers.1.twoBody_bond.mlp_gate")
-    eq(p["angle_update_1"]["gated_mlp"]["gate"]["Dense_0"]["kernel"], gate[0].weight.detach().numpy().T)
+    eq(
+        p["angle_update_1"]["gated_mlp"]["gate"]["Dense_0"]["kernel"],
+        gate[0].weight.detach().numpy().T,
+    )
     readout = linears("mlp")
     assert len(readout) == 4
     eq(p["energy_readout"]["mlp"]["Dense_3"]["kernel"], readout[3].weight.detach().numpy().T)
@@ -169,8 +189,13 @@ def test_cached_load_needs_no_torch(converted, cache_dir, tmp_path, torch_chgnet
     script = tmp_path / "load_without_torch.py"
     script.write_text(SUBPROCESS)
     env = dict(os.environ, EQUIJAX_CACHE=str(cache_dir))
-    proc = subprocess.run([sys.executable, str(script), str(result), str(reference)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(result), str(reference)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = dict(np.load(result))
     for name, value in _flat(params).items():
@@ -199,9 +224,17 @@ CORRUPTIONS = {
     "delete_orbax_metadata": lambda folder: (folder / "params" / "_METADATA").unlink(),
     "delete_config": lambda folder: (folder / "config.json").unlink(),
     "garble_config": lambda folder: (folder / "config.json").write_text("{not json"),
-    "stale_config": lambda folder: (folder / "config.json").write_text(json.dumps(
-        {**json.loads((folder / "config.json").read_text()),
-         "config": {**json.loads((folder / "config.json").read_text())["config"], "num_radial": 7}})),
+    "stale_config": lambda folder: (folder / "config.json").write_text(
+        json.dumps(
+            {
+                **json.loads((folder / "config.json").read_text()),
+                "config": {
+                    **json.loads((folder / "config.json").read_text())["config"],
+                    "num_radial": 7,
+                },
+            }
+        )
+    ),
 }
 
 
@@ -216,8 +249,11 @@ def test_corrupted_cache_is_rebuilt(converted, cache_dir, tmp_path, monkeypatch,
     CORRUPTIONS[corruption](folder)
     calls = []
     original = chgnet_pretrained._chgnet_checkpoint
-    monkeypatch.setattr(chgnet_pretrained, "_chgnet_checkpoint",
-                        lambda version: calls.append(version) or original(version))
+    monkeypatch.setattr(
+        chgnet_pretrained,
+        "_chgnet_checkpoint",
+        lambda version: calls.append(version) or original(version),
+    )
     _, rebuilt = from_pretrained("0.3.0", cache_dir=tmp_path)
     assert calls == ["0.3.0"]
     _assert_same_params(rebuilt, params)
@@ -256,8 +292,9 @@ def test_v020_matches_torch(cache_dir, bench_structures):
     got = pot.predict(structures)
     torch_model = CHGNet.load(model_name="0.2.0", use_device="cpu", verbose=False).eval()
     assert torch_model.graph_converter.atom_graph_cutoff == 5.0
-    want = torch_model.predict_structure([AseAtomsAdaptor.get_structure(a) for a in structures],
-                                         task="efsm", batch_size=3)
+    want = torch_model.predict_structure(
+        [AseAtomsAdaptor.get_structure(a) for a in structures], task="efsm", batch_size=3
+    )
     for atoms, g, w in zip(structures, got, want):
         assert abs(g["energy_per_atom"] - w["e"]) <= TOL_E_PER_ATOM
         assert g["energy"] == pytest.approx(g["energy_per_atom"] * len(atoms))

@@ -16,9 +16,15 @@ pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
 def test_remat_changes_memory_not_values(bench_structures):
-    config = CHGNetConfig(atom_fea_dim=32, bond_fea_dim=32, angle_fea_dim=32, n_conv=3,
-                          atom_conv_hidden_dim=(32,), bond_conv_hidden_dim=(32,),
-                          mlp_hidden_dims=(32,))
+    config = CHGNetConfig(
+        atom_fea_dim=32,
+        bond_fea_dim=32,
+        angle_fea_dim=32,
+        n_conv=3,
+        atom_conv_hidden_dim=(32,),
+        bond_conv_hidden_dim=(32,),
+        mlp_hidden_dims=(32,),
+    )
     batch, _ = pad_batch([atoms_to_graph(a) for a in bench_structures[:2]], BucketPolicy())
     plain, remat = CHGNet(config), CHGNet(dataclasses.replace(config, remat=True))
     params = plain.init(jax.random.key(0), batch)
@@ -26,7 +32,12 @@ def test_remat_changes_memory_not_values(bench_structures):
     def loss(module):
         def f(p, g):
             out = predict_padded(module, p, g)
-            return jnp.sum(out["energy"] ** 2) + jnp.sum(out["forces"] ** 2) + jnp.sum(out["stress"] ** 2)
+            return (
+                jnp.sum(out["energy"] ** 2)
+                + jnp.sum(out["forces"] ** 2)
+                + jnp.sum(out["stress"] ** 2)
+            )
+
         return jax.jit(jax.value_and_grad(f))
 
     compiled = [loss(m).lower(params, batch).compile() for m in (plain, remat)]
@@ -42,9 +53,17 @@ def test_remat_with_direct_heads_halves_the_training_step_memory(bench_structure
     """Direct heads (first-order training) rematerialise with `remat_call`: the same outputs and
     parameter gradients as the plain model (the reference), and at most 60% of its compiled
     memory on every backend, CPU included."""
-    config = CHGNetConfig(atom_fea_dim=32, bond_fea_dim=32, angle_fea_dim=32, n_conv=3,
-                          atom_conv_hidden_dim=(32,), bond_conv_hidden_dim=(32,),
-                          mlp_hidden_dims=(32,), forces="direct", direct_angle_stress=True)
+    config = CHGNetConfig(
+        atom_fea_dim=32,
+        bond_fea_dim=32,
+        angle_fea_dim=32,
+        n_conv=3,
+        atom_conv_hidden_dim=(32,),
+        bond_conv_hidden_dim=(32,),
+        mlp_hidden_dims=(32,),
+        forces="direct",
+        direct_angle_stress=True,
+    )
     batch, _ = pad_batch([atoms_to_graph(a) for a in bench_structures[:3]], BucketPolicy())
     plain, remat = CHGNet(config), CHGNet(dataclasses.replace(config, remat=True))
     params = plain.init(jax.random.key(1), batch)
@@ -53,8 +72,13 @@ def test_remat_with_direct_heads_halves_the_training_step_memory(bench_structure
     def loss(module):
         def f(p, g):
             out = module.apply(p, g)
-            return (jnp.sum(out["energy"] ** 2) + jnp.sum(out["forces"] ** 2)
-                    + jnp.sum(out["stress"] ** 2) + jnp.sum(out["magmoms"] ** 2))
+            return (
+                jnp.sum(out["energy"] ** 2)
+                + jnp.sum(out["forces"] ** 2)
+                + jnp.sum(out["stress"] ** 2)
+                + jnp.sum(out["magmoms"] ** 2)
+            )
+
         return jax.jit(jax.value_and_grad(f))
 
     compiled = [loss(m).lower(params, batch).compile() for m in (plain, remat)]

@@ -49,16 +49,20 @@ def test_symmetries(name):
     ref = predict(params, batch)
     n = [len(a) for a in structures]
     for matrix in (rotation, -rotation):  # proper rotation and rotation times inversion
-        moved = [_transformed(a, matrix, np.array([0.3, -1.2, 2.0]),
-                              np.random.default_rng(7).permutation(len(a))) for a in structures]
+        moved = [
+            _transformed(
+                a, matrix, np.array([0.3, -1.2, 2.0]), np.random.default_rng(7).permutation(len(a))
+            )
+            for a in structures
+        ]
         batch2, _ = pad_batch([atoms_to_graph(a, cutoff=config.cutoff) for a in moved], policy)
         out = predict(params, batch2)
         np.testing.assert_allclose(out["energy"][:2], ref["energy"][:2], rtol=2e-5, atol=2e-5)
         start = 0
-        for a, count in zip(structures, n):
+        for _a, count in zip(structures, n):
             order = np.random.default_rng(7).permutation(count)
-            f_ref = np.asarray(ref["forces"][start:start + count])[order] @ matrix.T
-            np.testing.assert_allclose(out["forces"][start:start + count], f_ref, atol=1e-4)
+            f_ref = np.asarray(ref["forces"][start : start + count])[order] @ matrix.T
+            np.testing.assert_allclose(out["forces"][start : start + count], f_ref, atol=1e-4)
             start += count
         s_ref = np.einsum("ij,gjk,lk->gil", matrix, np.asarray(ref["stress"][:2]), matrix)
         np.testing.assert_allclose(out["stress"][:2], s_ref, atol=1e-3)

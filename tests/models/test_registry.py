@@ -13,11 +13,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from equijax import cli
 from ase.build import bulk
 from ase.neighborlist import neighbor_list
 
+from equijax import cli
 from equijax.graphs import edge_vectors, graph_index
 from equijax.models import registry
 from equijax.models.config import BaseModelConfig, ConfigError, Forces, field_choices
@@ -51,19 +50,22 @@ class PairModel(nn.Module):
         positions = atoms.nodes["positions"] if positions is None else positions
         cell = atoms.globals["cell"] if cell is None else cell
         amplitude = self.param("amplitude", nn.initializers.constant(0.3), (94,))
-        log_decay = self.param("log_decay", nn.initializers.constant(np.log(self.config.decay)),
-                               ())
+        log_decay = self.param("log_decay", nn.initializers.constant(np.log(self.config.decay)), ())
         r = jnp.linalg.norm(edge_vectors(atoms, jnp, positions, cell), axis=-1)
         a = jnp.take(amplitude, atoms.nodes["numbers"] - 1, mode="clip")
         x = r / jnp.exp(log_decay)
         shape = jnp.exp(-x) if self.config.shape == "exp" else jnp.exp(-x * x)
-        envelope = jnp.where(r < self.config.atom_graph_cutoff,
-                             jnp.cos(0.5 * jnp.pi * r / self.config.atom_graph_cutoff) ** 2, 0.0)
+        envelope = jnp.where(
+            r < self.config.atom_graph_cutoff,
+            jnp.cos(0.5 * jnp.pi * r / self.config.atom_graph_cutoff) ** 2,
+            0.0,
+        )
         pair = 0.5 * a[atoms.senders] * a[atoms.receivers] * shape * envelope  # half per direction
         n_atoms = positions.shape[0]
         sites = jax.ops.segment_sum(pair, atoms.receivers, n_atoms)
-        energy = jax.ops.segment_sum(sites, graph_index(atoms.n_node, n_atoms),
-                                     atoms.n_node.shape[0])
+        energy = jax.ops.segment_sum(
+            sites, graph_index(atoms.n_node, n_atoms), atoms.n_node.shape[0]
+        )
         zeros = jnp.zeros(n_atoms, sites.dtype)
         return {"energy": energy, "site_energies": sites, "atomref": zeros, "magmoms": zeros}
 
@@ -89,14 +91,29 @@ def test_a_registered_model_trains_through_equijax_train(pair_model, tmp_path, c
     reference with the trained params."""
     run_dir = tmp_path / "run"
     with pytest.raises(SystemExit) as stop:  # the CLI's user-error exit: one line, no traceback
-        cli.main(["train", "--config", "chgnet_emt_small", "model.name=pair",
-                  f"train.run_dir={run_dir}"])
+        cli.main(
+            ["train", "--config", "chgnet_emt_small", "model.name=pair", f"train.run_dir={run_dir}"]
+        )
     assert stop.value.code == 2 and "not a key of model 'pair'" in capsys.readouterr().err
     yaml = tmp_path / "pair.yaml"
-    yaml.write_text("defaults:\n  - data: emt_tiny\n  - train: smoke\n  - _self_\n"
-                    "model:\n  name: pair\n  decay: 1.5\n  atom_graph_cutoff: 4.0\n")
-    assert cli.main(["train", "--config", str(yaml), "train.max_steps=2",
-                     f"train.run_dir={run_dir}", "loss.magmoms=0", "optim.ema_decay=0"]) == 0
+    yaml.write_text(
+        "defaults:\n  - data: emt_tiny\n  - train: smoke\n  - _self_\n"
+        "model:\n  name: pair\n  decay: 1.5\n  atom_graph_cutoff: 4.0\n"
+    )
+    assert (
+        cli.main(
+            [
+                "train",
+                "--config",
+                str(yaml),
+                "train.max_steps=2",
+                f"train.run_dir={run_dir}",
+                "loss.magmoms=0",
+                "optim.ema_decay=0",
+            ]
+        )
+        == 0
+    )
     result = json.loads((run_dir / "result.json").read_text())
     assert result["steps"] == 2 and np.isfinite(result["test"]["loss"])
     saved = json.loads((run_dir / "config.json").read_text())["model"]
@@ -110,8 +127,9 @@ def test_a_registered_model_trains_through_equijax_train(pair_model, tmp_path, c
     atoms = bulk("Cu", "fcc", 3.6, cubic=True)
     atoms.rattle(0.05, seed=0)
     potential = Potential(module, params)
-    np.testing.assert_allclose(potential.predict(atoms)["energy"],
-                               _numpy_energy(atoms, amplitude, decay, 4.0), rtol=1e-5)
+    np.testing.assert_allclose(
+        potential.predict(atoms)["energy"], _numpy_energy(atoms, amplitude, decay, 4.0), rtol=1e-5
+    )
 
 
 def test_registry_names_builds_and_refuses(pair_model):
@@ -140,8 +158,11 @@ def test_registry_names_builds_and_refuses(pair_model):
 
 
 def test_model_section_errors_name_the_key(pair_model):
-    with pytest.raises(ConfigError, match=r"'model.n_conv': not a key of model 'pair'; its keys "
-                                          r"are: name, pretrained, init_from, refit_atomref"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'model.n_conv': not a key of model 'pair'; its keys "
+        r"are: name, pretrained, init_from, refit_atomref",
+    ):
         load_config(None, ["model.name=pair", "model.n_conv=2"])
     with pytest.raises(ConfigError, match=r"'model.pretrained'.*chgnet model.*'pair'"):
         load_config(None, ["model.name=pair", "model.pretrained=chgnet-0.3.0"])
@@ -157,10 +178,24 @@ def test_literal_choices_match_the_tensor_product_kinds():
 def test_legacy_flat_run_sections_still_load(tmp_path):
     """A run directory written before models had their own configs (one flat section holding
     every model's fields) loads as its model, aliases (spline_basis) included."""
-    flat = {"name": "equivariant", "atom_fea_dim": 64, "hidden_dim": 64, "num_radial": 31,
-            "mlp_hidden_dims": [64], "bond_graph_cutoff": 3.0, "channels": 8, "lmax": 1,
-            "spline_basis": 6, "atom_graph_cutoff": 4.5, "tp": "cg", "forces": "conservative",
-            "remat": False, "pretrained": None, "init_from": None, "refit_atomref": False}
+    flat = {
+        "name": "equivariant",
+        "atom_fea_dim": 64,
+        "hidden_dim": 64,
+        "num_radial": 31,
+        "mlp_hidden_dims": [64],
+        "bond_graph_cutoff": 3.0,
+        "channels": 8,
+        "lmax": 1,
+        "spline_basis": 6,
+        "atom_graph_cutoff": 4.5,
+        "tp": "cg",
+        "forces": "conservative",
+        "remat": False,
+        "pretrained": None,
+        "init_from": None,
+        "refit_atomref": False,
+    }
     (tmp_path / "config.json").write_text(json.dumps({"model": flat}))
     config = run_config(tmp_path).model.config
     assert config == EquivariantConfig(channels=8, lmax=1, num_radial=6, cutoff=4.5, tp="cg")

@@ -17,8 +17,9 @@ def test_chebyshev_is_cos_k_theta():
     np.testing.assert_allclose(got, np.cos(np.arange(6) * theta[:, None]), atol=1e-5)
 
 
-def test_angle_energy_forces_and_stress_equal_autodiff_of_the_energy(strained_silicon,
-                                                                    autodiff_reference):
+def test_angle_energy_forces_and_stress_equal_autodiff_of_the_energy(
+    strained_silicon, autodiff_reference
+):
     """Σ_angles φ with per-angle coefficients on a strained, rattled silicon cell: the forces
     from the per-angle gradients (`edge_gradient_forces`) equal −∂E/∂x and their virial
     (`edge_gradient_stress`) equals (1/V) ∂E/∂ε, both by jax.grad of the energy as a function of
@@ -29,18 +30,27 @@ def test_angle_energy_forces_and_stress_equal_autodiff_of_the_energy(strained_si
     coefficients = jnp.asarray(np.random.default_rng(3).normal(size=(len(ij), 4)), jnp.float32)
     cutoff = 3.0
     want_forces, want_stress = autodiff_reference(
-        atom_graph, lambda v: jnp.sum(angle_energy(coefficients, v[ij], v[ik], cutoff)[0]),
-        atoms.get_volume())
+        atom_graph,
+        lambda v: jnp.sum(angle_energy(coefficients, v[ij], v[ik], cutoff)[0]),
+        atoms.get_volume(),
+    )
 
     vectors = jnp.asarray(edge_vectors(atom_graph), jnp.float32)
     _, grad_ij, grad_ik = angle_energy(coefficients, vectors[ij], vectors[ik], cutoff)
     n_edges = vectors.shape[0]
-    edge_gradient = (jax.ops.segment_sum(grad_ij, ij, n_edges)
-                     + jax.ops.segment_sum(grad_ik, ik, n_edges))
-    forces = edge_gradient_forces(edge_gradient, atom_graph.senders, atom_graph.receivers,
-                                  len(atoms))
-    stress = edge_gradient_stress(edge_gradient, vectors, jnp.zeros(n_edges, int),
-                                  jnp.asarray([atoms.get_volume()], jnp.float32), 1)[0]
+    edge_gradient = jax.ops.segment_sum(grad_ij, ij, n_edges) + jax.ops.segment_sum(
+        grad_ik, ik, n_edges
+    )
+    forces = edge_gradient_forces(
+        edge_gradient, atom_graph.senders, atom_graph.receivers, len(atoms)
+    )
+    stress = edge_gradient_stress(
+        edge_gradient,
+        vectors,
+        jnp.zeros(n_edges, int),
+        jnp.asarray([atoms.get_volume()], jnp.float32),
+        1,
+    )[0]
     assert len(ij) > 0 and np.abs(want_forces).max() > 0.1 and np.abs(want_stress).max() > 0.5
     np.testing.assert_allclose(forces, want_forces, atol=5e-5)
     np.testing.assert_allclose(stress, want_stress, atol=5e-4)

@@ -35,7 +35,9 @@ class Graph:
         short = rng.random(N_PAIRS) < 0.7  # pairs inside the bond-graph cutoff
         angles = []
         for c in range(N_ATOMS):
-            edges = [e for e in range(len(self.pair)) if self.receivers[e] == c and short[self.pair[e]]]
+            edges = [
+                e for e in range(len(self.pair)) if self.receivers[e] == c and short[self.pair[e]]
+            ]
             angles += [(c, self.pair[a], self.pair[b]) for a in edges for b in edges if a != b]
         self.bond_graph = np.asarray(angles, dtype=np.int64)
         self.center, self.pair_i, self.pair_j = self.bond_graph.T
@@ -88,8 +90,10 @@ def _dense(lin: torch.nn.Linear) -> dict:
 
 
 def _gated(g, norm: bool) -> dict:
-    out = {name: {f"Dense_{k}": _dense(lin) for k, lin in enumerate(_linears(mlp))}
-           for name, mlp in (("core", g.mlp_core), ("gate", g.mlp_gate))}
+    out = {
+        name: {f"Dense_{k}": _dense(lin) for k, lin in enumerate(_linears(mlp))}
+        for name, mlp in (("core", g.mlp_core), ("gate", g.mlp_gate))
+    }
     if norm:
         out["norm_core"] = {"scale": _np(g.bn1.weight), "bias": _np(g.bn1.bias)}
         out["norm_gate"] = {"scale": _np(g.bn2.weight), "bias": _np(g.bn2.bias)}
@@ -131,15 +135,33 @@ def graph() -> Graph:
 def test_atom_conv_matches_torch(graph, gmlp_norm, out_bias, norm):
     """`AtomConv` equals chgnet's `AtomConv(hidden_dim=64)` with the same weights."""
     torch.manual_seed(0)
-    ref = torch_layers.AtomConv(atom_fea_dim=ATOM_DIM, bond_fea_dim=BOND_DIM, hidden_dim=64,
-                                gMLP_norm=gmlp_norm, mlp_out_bias=out_bias, norm=norm).eval()
+    ref = torch_layers.AtomConv(
+        atom_fea_dim=ATOM_DIM,
+        bond_fea_dim=BOND_DIM,
+        hidden_dim=64,
+        gMLP_norm=gmlp_norm,
+        mlp_out_bias=out_bias,
+        norm=norm,
+    ).eval()
     _randomize(ref, 1)
     with torch.no_grad():
-        want = ref(_t(graph.atom_feas), _t(graph.bond_feas), _t(graph.weights_ag),
-                   _t(graph.atom_graph), _t(graph.pair)).numpy()
+        want = ref(
+            _t(graph.atom_feas),
+            _t(graph.bond_feas),
+            _t(graph.weights_ag),
+            _t(graph.atom_graph),
+            _t(graph.pair),
+        ).numpy()
     module = AtomConv(hidden=(64,), gated_norm=gmlp_norm, out_bias=out_bias, norm=norm)
     params = _layer_params(ref, ref.twoBody_atom, gmlp_norm, ref.atom_norm)
-    args = (graph.atom_feas, graph.bond_feas, graph.weights_ag, graph.receivers, graph.senders, graph.pair)
+    args = (
+        graph.atom_feas,
+        graph.bond_feas,
+        graph.weights_ag,
+        graph.receivers,
+        graph.senders,
+        graph.pair,
+    )
     _check_structure(module, params, *args)
     got = np.asarray(jax.jit(module.apply)(params, *args))
     assert got.shape == want.shape == (N_ATOMS, ATOM_DIM)
@@ -153,16 +175,35 @@ def test_atom_conv_matches_torch(graph, gmlp_norm, out_bias, norm):
 def test_bond_conv_matches_torch(graph, gmlp_norm, out_bias, norm):
     """`BondConv` equals chgnet's `BondConv(hidden_dim=64)` with the same weights."""
     torch.manual_seed(0)
-    ref = torch_layers.BondConv(ATOM_DIM, BOND_DIM, ANGLE_DIM, hidden_dim=64, gMLP_norm=gmlp_norm,
-                                mlp_out_bias=out_bias, norm=norm).eval()
+    ref = torch_layers.BondConv(
+        ATOM_DIM,
+        BOND_DIM,
+        ANGLE_DIM,
+        hidden_dim=64,
+        gMLP_norm=gmlp_norm,
+        mlp_out_bias=out_bias,
+        norm=norm,
+    ).eval()
     _randomize(ref, 2)
     with torch.no_grad():
-        want = ref(_t(graph.atom_feas), _t(graph.bond_feas), _t(graph.weights_bg),
-                   _t(graph.angle_feas), _t(graph.bond_graph)).numpy()
+        want = ref(
+            _t(graph.atom_feas),
+            _t(graph.bond_feas),
+            _t(graph.weights_bg),
+            _t(graph.angle_feas),
+            _t(graph.bond_graph),
+        ).numpy()
     module = BondConv(hidden=(64,), gated_norm=gmlp_norm, out_bias=out_bias, norm=norm)
     params = _layer_params(ref, ref.twoBody_bond, gmlp_norm, ref.bond_norm)
-    args = (graph.atom_feas, graph.bond_feas, graph.weights_bg, graph.angle_feas,
-            graph.center, graph.pair_i, graph.pair_j)
+    args = (
+        graph.atom_feas,
+        graph.bond_feas,
+        graph.weights_bg,
+        graph.angle_feas,
+        graph.center,
+        graph.pair_i,
+        graph.pair_j,
+    )
     _check_structure(module, params, *args)
     got = np.asarray(jax.jit(module.apply)(params, *args))
     assert got.shape == want.shape == (N_PAIRS, BOND_DIM)
@@ -173,15 +214,24 @@ def test_bond_conv_matches_torch(graph, gmlp_norm, out_bias, norm):
 def test_angle_update_matches_torch(graph, gmlp_norm, norm):
     """`AngleUpdate` equals chgnet's `AngleUpdate(hidden_dim=0)` with the same weights."""
     torch.manual_seed(0)
-    ref = torch_layers.AngleUpdate(ATOM_DIM, BOND_DIM, ANGLE_DIM, hidden_dim=0, gMLP_norm=gmlp_norm,
-                                   norm=norm).eval()
+    ref = torch_layers.AngleUpdate(
+        ATOM_DIM, BOND_DIM, ANGLE_DIM, hidden_dim=0, gMLP_norm=gmlp_norm, norm=norm
+    ).eval()
     _randomize(ref, 3)
     with torch.no_grad():
-        want = ref(_t(graph.atom_feas), _t(graph.bond_feas), _t(graph.angle_feas),
-                   _t(graph.bond_graph)).numpy()
+        want = ref(
+            _t(graph.atom_feas), _t(graph.bond_feas), _t(graph.angle_feas), _t(graph.bond_graph)
+        ).numpy()
     module = AngleUpdate(hidden=(), gated_norm=gmlp_norm, norm=norm)
     params = _layer_params(ref, ref.twoBody_bond, gmlp_norm, ref.angle_norm)
-    args = (graph.atom_feas, graph.bond_feas, graph.angle_feas, graph.center, graph.pair_i, graph.pair_j)
+    args = (
+        graph.atom_feas,
+        graph.bond_feas,
+        graph.angle_feas,
+        graph.center,
+        graph.pair_i,
+        graph.pair_j,
+    )
     _check_structure(module, params, *args)
     got = np.asarray(jax.jit(module.apply)(params, *args))
     assert got.shape == want.shape == (len(graph.bond_graph), ANGLE_DIM)
@@ -193,8 +243,15 @@ def atom_conv():
     """An `AtomConv` with random flax params (output bias on, so every path is exercised)."""
     g = Graph(0)
     module = AtomConv(hidden=(64,), out_bias=True)
-    params = jax.jit(module.init)(jax.random.PRNGKey(3), g.atom_feas, g.bond_feas, g.weights_ag,
-                                  g.receivers, g.senders, g.pair)
+    params = jax.jit(module.init)(
+        jax.random.PRNGKey(3),
+        g.atom_feas,
+        g.bond_feas,
+        g.weights_ag,
+        g.receivers,
+        g.senders,
+        g.pair,
+    )
     return module, params
 
 
@@ -208,11 +265,21 @@ def test_atom_conv_permutation_equivariance(atom_conv):
     edges = rng.permutation(len(g.pair))
     inv_atoms, inv_pairs = np.argsort(perm_atoms), np.argsort(perm_pairs)
     apply = jax.jit(module.apply, static_argnames="receivers_sorted")
-    out = np.asarray(apply(params, g.atom_feas, g.bond_feas, g.weights_ag, g.receivers, g.senders, g.pair))
-    out_perm = np.asarray(apply(
-        params, g.atom_feas[inv_atoms], g.bond_feas[inv_pairs], g.weights_ag[inv_pairs],
-        perm_atoms[g.receivers][edges], perm_atoms[g.senders][edges], perm_pairs[g.pair][edges],
-        receivers_sorted=False))
+    out = np.asarray(
+        apply(params, g.atom_feas, g.bond_feas, g.weights_ag, g.receivers, g.senders, g.pair)
+    )
+    out_perm = np.asarray(
+        apply(
+            params,
+            g.atom_feas[inv_atoms],
+            g.bond_feas[inv_pairs],
+            g.weights_ag[inv_pairs],
+            perm_atoms[g.receivers][edges],
+            perm_atoms[g.senders][edges],
+            perm_pairs[g.pair][edges],
+            receivers_sorted=False,
+        )
+    )
     np.testing.assert_allclose(out_perm[perm_atoms], out, rtol=1e-5, atol=1e-5)
 
 
@@ -223,23 +290,55 @@ def test_atom_conv_sorted_flag_matches_unsorted(atom_conv):
     assert np.all(np.diff(g.receivers) >= 0)
     shuffle = np.random.default_rng(8).permutation(len(g.pair))
     apply = jax.jit(module.apply, static_argnames="receivers_sorted")
-    sorted_out = apply(params, g.atom_feas, g.bond_feas, g.weights_ag, g.receivers, g.senders, g.pair,
-                       receivers_sorted=True)
-    unsorted_out = apply(params, g.atom_feas, g.bond_feas, g.weights_ag, g.receivers[shuffle],
-                         g.senders[shuffle], g.pair[shuffle], receivers_sorted=False)
-    np.testing.assert_allclose(np.asarray(unsorted_out), np.asarray(sorted_out), rtol=1e-5, atol=1e-5)
+    sorted_out = apply(
+        params,
+        g.atom_feas,
+        g.bond_feas,
+        g.weights_ag,
+        g.receivers,
+        g.senders,
+        g.pair,
+        receivers_sorted=True,
+    )
+    unsorted_out = apply(
+        params,
+        g.atom_feas,
+        g.bond_feas,
+        g.weights_ag,
+        g.receivers[shuffle],
+        g.senders[shuffle],
+        g.pair[shuffle],
+        receivers_sorted=False,
+    )
+    np.testing.assert_allclose(
+        np.asarray(unsorted_out), np.asarray(sorted_out), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_bond_conv_permutation_of_angles(graph):
     """Shuffling the angle list (with its features) leaves the bond update unchanged."""
     module = BondConv(hidden=(64,), out_bias=True)
-    args = (graph.atom_feas, graph.bond_feas, graph.weights_bg, graph.angle_feas,
-            graph.center, graph.pair_i, graph.pair_j)
+    args = (
+        graph.atom_feas,
+        graph.bond_feas,
+        graph.weights_bg,
+        graph.angle_feas,
+        graph.center,
+        graph.pair_i,
+        graph.pair_j,
+    )
     params = jax.jit(module.init)(jax.random.PRNGKey(4), *args)
     shuffle = np.random.default_rng(9).permutation(len(graph.bond_graph))
     apply = jax.jit(module.apply)
     out = apply(params, *args)
-    out_shuffled = apply(params, graph.atom_feas, graph.bond_feas, graph.weights_bg,
-                         graph.angle_feas[shuffle], graph.center[shuffle], graph.pair_i[shuffle],
-                         graph.pair_j[shuffle])
+    out_shuffled = apply(
+        params,
+        graph.atom_feas,
+        graph.bond_feas,
+        graph.weights_bg,
+        graph.angle_feas[shuffle],
+        graph.center[shuffle],
+        graph.pair_i[shuffle],
+        graph.pair_j[shuffle],
+    )
     np.testing.assert_allclose(np.asarray(out_shuffled), np.asarray(out), rtol=1e-5, atol=1e-5)

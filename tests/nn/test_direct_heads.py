@@ -12,29 +12,54 @@ from equijax.graphs import BucketPolicy, atoms_to_graph, pad_batch
 from equijax.graphs.crystal_graph import edge_vectors
 from equijax.models.chgnet import CHGNet, CHGNetConfig
 from equijax.models.equivariant import EquivariantConfig, EquivariantPotential
-from equijax.units import EV_PER_A3_TO_GPA
-from equijax.nn.direct_heads import (angle_edge_gradient, angle_stress,
-                                     direct_forces, direct_stress, edge_gradient_forces)
+from equijax.nn.direct_heads import (
+    angle_edge_gradient,
+    angle_stress,
+    direct_forces,
+    direct_stress,
+    edge_gradient_forces,
+)
 from equijax.potential import predict_padded
+from equijax.units import EV_PER_A3_TO_GPA
 
 pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
-TINY_CHGNET = dict(atom_fea_dim=8, bond_fea_dim=8, angle_fea_dim=8, num_radial=5, num_angular=5,
-                   n_conv=2, atom_conv_hidden_dim=(8,), bond_conv_hidden_dim=(8,),
-                   mlp_hidden_dims=(8,), direct_hidden_dims=(8,), atom_graph_cutoff=4.5)
+TINY_CHGNET = dict(
+    atom_fea_dim=8,
+    bond_fea_dim=8,
+    angle_fea_dim=8,
+    num_radial=5,
+    num_angular=5,
+    n_conv=2,
+    atom_conv_hidden_dim=(8,),
+    bond_conv_hidden_dim=(8,),
+    mlp_hidden_dims=(8,),
+    direct_hidden_dims=(8,),
+    atom_graph_cutoff=4.5,
+)
 MODELS = {
     "chgnet": lambda forces: CHGNet(CHGNetConfig(**TINY_CHGNET, forces=forces)),
-    "chgnet_angle_stress": lambda forces: CHGNet(CHGNetConfig(
-        **TINY_CHGNET, forces=forces, direct_angle_stress=forces == "direct")),
+    "chgnet_angle_stress": lambda forces: CHGNet(
+        CHGNetConfig(**TINY_CHGNET, forces=forces, direct_angle_stress=forces == "direct")
+    ),
     # the physical heads: three-body forces, a learned pair energy (an energy term, which the
     # conservative model keeps too), stress the virial of the force terms alone
-    "chgnet_physical": lambda forces: CHGNet(CHGNetConfig(
-        **TINY_CHGNET, forces=forces, direct_pair_energy=4,
-        **(dict(direct_angle_forces=True, direct_stress="virial_only")
-           if forces == "direct" else {}))),
-    "equivariant": lambda forces: EquivariantPotential(EquivariantConfig(
-        channels=4, lmax=1, num_layers=1, cutoff=4.5, forces=forces)),
+    "chgnet_physical": lambda forces: CHGNet(
+        CHGNetConfig(
+            **TINY_CHGNET,
+            forces=forces,
+            direct_pair_energy=4,
+            **(
+                dict(direct_angle_forces=True, direct_stress="virial_only")
+                if forces == "direct"
+                else {}
+            ),
+        )
+    ),
+    "equivariant": lambda forces: EquivariantPotential(
+        EquivariantConfig(channels=4, lmax=1, num_layers=1, cutoff=4.5, forces=forces)
+    ),
 }
 
 
@@ -69,7 +94,9 @@ def test_pure_heads_match_loops_over_pairs():
             seen.add(pair[e])
             want_s += w_1[pair[e]] * np.outer(unit[e], unit[e]) + w_0[pair[e]] * np.eye(3)
     np.testing.assert_allclose(forces, want_f, atol=1e-5)
-    np.testing.assert_allclose(stress[0], want_s * EV_PER_A3_TO_GPA / volume[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        stress[0], want_s * EV_PER_A3_TO_GPA / volume[0], rtol=1e-5, atol=1e-5
+    )
 
 
 def test_angle_stress_matches_a_loop_over_ase_neighbour_triplets():
@@ -103,8 +130,7 @@ def test_angle_stress_matches_a_loop_over_ase_neighbour_triplets():
                     weight = a @ b + 2.0 + 3.0 * norms[j] - norms[k]
                     want += weight * (np.outer(a, b) + np.outer(b, a)) / 2.0
     assert len(weights) > 0
-    np.testing.assert_allclose(stress[0], want * EV_PER_A3_TO_GPA / volume[0], rtol=1e-5,
-                               atol=1e-4)
+    np.testing.assert_allclose(stress[0], want * EV_PER_A3_TO_GPA / volume[0], rtol=1e-5, atol=1e-4)
 
 
 def test_virial_term_gives_a_pair_potentials_forces_and_stress():
@@ -115,8 +141,10 @@ def test_virial_term_gives_a_pair_potentials_forces_and_stress():
 
     sigma, epsilon, cutoff = 3.4, 0.0104, 7.5
     atoms = ase.build.bulk("Ar", "fcc", 5.3, cubic=True) * (2, 2, 2)
-    atoms.set_cell(atoms.cell.array @ np.array([[1.02, 0.03, 0.0], [0.0, 0.97, 0.02], [0.0, 0.0, 1.01]]),
-                   scale_atoms=True)
+    atoms.set_cell(
+        atoms.cell.array @ np.array([[1.02, 0.03, 0.0], [0.0, 0.97, 0.02], [0.0, 0.0, 1.01]]),
+        scale_atoms=True,
+    )
     atoms.rattle(0.08, seed=2)
     atoms.calc = LennardJones(sigma=sigma, epsilon=epsilon, rc=cutoff, smooth=False)
     graph = atoms_to_graph(atoms, cutoff=cutoff).atoms
@@ -130,8 +158,17 @@ def test_virial_term_gives_a_pair_potentials_forces_and_stress():
     w_f = 4 * epsilon * (-12 * sigma**12 / pair_length**13 + 6 * sigma**6 / pair_length**7)
     forces = direct_forces(w_f, pair, unit, graph.receivers, len(atoms))
     zeros = np.zeros(n_pairs)
-    stress = direct_stress(zeros, zeros, pair, unit, np.zeros(len(pair), int),
-                           np.array([atoms.get_volume()]), 1, force_weights=w_f, lengths=lengths)
+    stress = direct_stress(
+        zeros,
+        zeros,
+        pair,
+        unit,
+        np.zeros(len(pair), int),
+        np.array([atoms.get_volume()]),
+        1,
+        force_weights=w_f,
+        lengths=lengths,
+    )
     want_forces = atoms.get_forces()
     assert np.abs(want_forces).max() > 1e-2  # the rattle makes real forces
     np.testing.assert_allclose(forces, want_forces, atol=2e-5)
@@ -139,12 +176,21 @@ def test_virial_term_gives_a_pair_potentials_forces_and_stress():
     assert np.abs(want_stress).max() > 0.05  # GPa: the strain makes a real stress
     np.testing.assert_allclose(stress[0], want_stress, atol=2e-4)
     with pytest.raises(ValueError, match="both"):
-        direct_stress(zeros, zeros, pair, unit, np.zeros(len(pair), int),
-                      np.array([atoms.get_volume()]), 1, force_weights=w_f)
+        direct_stress(
+            zeros,
+            zeros,
+            pair,
+            unit,
+            np.zeros(len(pair), int),
+            np.array([atoms.get_volume()]),
+            1,
+            force_weights=w_f,
+        )
 
 
 def test_angle_and_pair_terms_give_a_three_body_potentials_forces_and_stress(
-        strained_silicon, autodiff_reference):
+    strained_silicon, autodiff_reference
+):
     """An energy of bond-graph angles and bond lengths, E = Σ_angles φ(cos θ, r_ij, r_ik), on a
     strained, rattled periodic silicon cell: `angle_edge_gradient` with c = ∂φ/∂cos θ plus
     `direct_forces` with the central rest summed per pair equal its forces by autodiff, and
@@ -172,8 +218,9 @@ def test_angle_and_pair_terms_give_a_three_body_potentials_forces_and_stress(
     lengths = np.linalg.norm(vectors, axis=1)
     unit = vectors / lengths[:, None]
     cos = np.sum(unit[ij] * unit[ik], axis=1)
-    grads = [np.asarray(jax.vmap(jax.grad(phi, k))(cos, lengths[ij], lengths[ik]))
-             for k in range(3)]
+    grads = [
+        np.asarray(jax.vmap(jax.grad(phi, k))(cos, lengths[ij], lengths[ik])) for k in range(3)
+    ]
     c = grads[0]
     central = np.zeros(len(lengths))  # ∂φ/∂r along each directed edge, minus c cos θ / r
     np.add.at(central, ij, grads[1] - c * cos / lengths[ij])
@@ -181,14 +228,27 @@ def test_angle_and_pair_terms_give_a_three_body_potentials_forces_and_stress(
     w_f = np.zeros(int(pair.max()) + 1)
     np.add.at(w_f, pair, central)  # a pair's two directed edges act as one central force
 
-    forces = (edge_gradient_forces(angle_edge_gradient(c, unit[ij], unit[ik], lengths[ij],
-                                                       lengths[ik], ij, ik, len(lengths)),
-                                   atom_graph.senders, atom_graph.receivers, len(atoms))
-              + direct_forces(w_f, pair, unit, atom_graph.receivers, len(atoms)))
+    forces = edge_gradient_forces(
+        angle_edge_gradient(c, unit[ij], unit[ik], lengths[ij], lengths[ik], ij, ik, len(lengths)),
+        atom_graph.senders,
+        atom_graph.receivers,
+        len(atoms),
+    ) + direct_forces(w_f, pair, unit, atom_graph.receivers, len(atoms))
     zeros, one_graph = np.zeros_like(w_f), np.array([volume])
-    stress = (angle_stress(2.0 * c, unit[ij], unit[ik], np.zeros(len(c), int), one_graph, 1)
-              + direct_stress(zeros, zeros, pair, unit, np.zeros(len(pair), int), one_graph, 1,
-                              force_weights=w_f, lengths=lengths))[0]
+    stress = (
+        angle_stress(2.0 * c, unit[ij], unit[ik], np.zeros(len(c), int), one_graph, 1)
+        + direct_stress(
+            zeros,
+            zeros,
+            pair,
+            unit,
+            np.zeros(len(pair), int),
+            one_graph,
+            1,
+            force_weights=w_f,
+            lengths=lengths,
+        )
+    )[0]
     assert len(c) > 0 and np.abs(want_forces).max() > 0.1 and np.abs(want_stress).max() > 0.5
     np.testing.assert_allclose(forces, want_forces, atol=2e-5)
     np.testing.assert_allclose(stress, want_stress, atol=2e-4)
@@ -207,7 +267,8 @@ def _randomized(params, seed=0):
     leaves, tree = jax.tree_util.tree_flatten(params)
     rng = np.random.default_rng(seed)
     return jax.tree_util.tree_unflatten(
-        tree, [x + 0.2 * rng.normal(size=x.shape).astype(x.dtype) for x in leaves])
+        tree, [x + 0.2 * rng.normal(size=x.shape).astype(x.dtype) for x in leaves]
+    )
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -223,21 +284,23 @@ def test_direct_models_are_equivariant_and_symmetric(name):
     n = [len(a) for a in structures]
     starts = np.cumsum([0, *n])
     for g in range(2):
-        forces = ref["forces"][starts[g]:starts[g + 1]]
+        forces = ref["forces"][starts[g] : starts[g + 1]]
         assert np.abs(forces).max() > 1e-3  # the heads are live
         np.testing.assert_allclose(forces.sum(0), 0.0, atol=1e-5)  # Newton's third law
         np.testing.assert_allclose(ref["stress"][g], ref["stress"][g].T, atol=1e-5)
     rotation = Rotation.random(random_state=3).as_matrix()
     for matrix in (rotation, -rotation):
         orders = [np.random.default_rng(7 + g).permutation(k) for g, k in enumerate(n)]
-        moved = [_transformed(a, matrix, np.array([0.3, -1.2, 2.0]), o)
-                 for a, o in zip(structures, orders)]
+        moved = [
+            _transformed(a, matrix, np.array([0.3, -1.2, 2.0]), o)
+            for a, o in zip(structures, orders)
+        ]
         batch2, _ = pad_batch([atoms_to_graph(a, cutoff=cutoff) for a in moved], policy)
         out = jax.device_get(predict(params, batch2))
         np.testing.assert_allclose(out["energy"][:2], ref["energy"][:2], rtol=2e-5, atol=2e-5)
         for g, order in enumerate(orders):
-            want = ref["forces"][starts[g]:starts[g + 1]][order] @ matrix.T
-            np.testing.assert_allclose(out["forces"][starts[g]:starts[g + 1]], want, atol=1e-4)
+            want = ref["forces"][starts[g] : starts[g + 1]][order] @ matrix.T
+            np.testing.assert_allclose(out["forces"][starts[g] : starts[g + 1]], want, atol=1e-4)
         want_s = np.einsum("ij,gjk,lk->gil", matrix, ref["stress"][:2], matrix)
         np.testing.assert_allclose(out["stress"][:2], want_s, rtol=1e-4, atol=1e-3)
 
@@ -247,11 +310,16 @@ def test_direct_model_energy_equals_the_conservative_trunk(name):
     """The direct model is the conservative one plus heads: with the same trunk params its
     energies are identical, and forces/stress come from the heads, not from derivatives."""
     direct, conservative = MODELS[name]("direct"), MODELS[name]("conservative")
-    batch, _ = pad_batch([atoms_to_graph(a, cutoff=4.5) for a in _structures()],
-                         BucketPolicy(fixed_graphs=2, multiple=64))
+    batch, _ = pad_batch(
+        [atoms_to_graph(a, cutoff=4.5) for a in _structures()],
+        BucketPolicy(fixed_graphs=2, multiple=64),
+    )
     params = _randomized(direct.init(jax.random.key(1), batch), seed=1)
-    trunk = {"params": {k: v for k, v in params["params"].items()
-                        if k not in direct.config.DIRECT_HEAD_PARAMS}}
+    trunk = {
+        "params": {
+            k: v for k, v in params["params"].items() if k not in direct.config.DIRECT_HEAD_PARAMS
+        }
+    }
     out_d = jax.jit(lambda p, g: predict_padded(direct, p, g))(params, batch)
     out_c = jax.jit(lambda p, g: predict_padded(conservative, p, g))(trunk, batch)
     np.testing.assert_allclose(out_d["energy"], out_c["energy"], rtol=1e-6, atol=1e-6)
@@ -266,19 +334,23 @@ def test_direct_norm_divides_the_pair_weights():
     stress (three-body term included) are the plain sums (norm 1) over the norm, and the energy
     is unchanged. Non-positive, infinite
     or NaN norms raise."""
-    batch, _ = pad_batch([atoms_to_graph(a, cutoff=4.5) for a in _structures()],
-                         BucketPolicy(fixed_graphs=2, multiple=64))
+    batch, _ = pad_batch(
+        [atoms_to_graph(a, cutoff=4.5) for a in _structures()],
+        BucketPolicy(fixed_graphs=2, multiple=64),
+    )
     plain = CHGNet(CHGNetConfig(**TINY_CHGNET, forces="direct", direct_angle_stress=True))
-    normed = CHGNet(CHGNetConfig(**TINY_CHGNET, forces="direct", direct_angle_stress=True,
-                                 direct_norm=8.0))
+    normed = CHGNet(
+        CHGNetConfig(**TINY_CHGNET, forces="direct", direct_angle_stress=True, direct_norm=8.0)
+    )
     params = _randomized(plain.init(jax.random.key(2), batch), seed=2)
     out_plain = jax.jit(plain.apply)(params, batch)
     out_normed = jax.jit(normed.apply)(params, batch)
     assert np.abs(np.asarray(out_plain["forces"])).max() > 1e-3
     np.testing.assert_allclose(out_normed["energy"], out_plain["energy"], rtol=1e-6, atol=1e-6)
     for key in ("forces", "stress"):
-        np.testing.assert_allclose(out_normed[key], np.asarray(out_plain[key]) / 8.0,
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            out_normed[key], np.asarray(out_plain[key]) / 8.0, rtol=1e-5, atol=1e-6
+        )
     for bad in (0.0, -2.0, float("inf"), float("nan"), True):
         with pytest.raises(ValueError, match="norm"):
             CHGNetConfig(**TINY_CHGNET, forces="direct", direct_norm=bad)
@@ -293,8 +365,10 @@ def test_direct_trunk_grad_scales_only_the_heads_gradient_into_the_trunk(gradien
     the unscaled model's times the factor and head gradients are equal; the energy's gradients
     are untouched. Also when the heads run inside the forces' `jax.grad`
     (``gradient_forces``, the ``train.conservative_every`` steps)."""
-    batch, _ = pad_batch([atoms_to_graph(a, cutoff=4.5) for a in _structures()],
-                         BucketPolicy(fixed_graphs=2, multiple=64))
+    batch, _ = pad_batch(
+        [atoms_to_graph(a, cutoff=4.5) for a in _structures()],
+        BucketPolicy(fixed_graphs=2, multiple=64),
+    )
     config = dict(**TINY_CHGNET, forces="direct", direct_angle_stress=True)
     plain = CHGNet(CHGNetConfig(**config))
     scaled = CHGNet(CHGNetConfig(**config, direct_trunk_grad=0.25))
@@ -313,24 +387,33 @@ def test_direct_trunk_grad_scales_only_the_heads_gradient_into_the_trunk(gradien
 
         def energy(p, graph):
             return module.apply(p, graph)["energy"].sum()
+
         return jax.jit(jax.grad(heads))(params, batch), jax.jit(jax.grad(energy))(params, batch)
 
     (heads_plain, energy_plain), (heads_scaled, energy_scaled) = losses(plain), losses(scaled)
-    np.testing.assert_allclose(jax.jit(scaled.apply)(params, batch)["stress"], out["stress"],
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        jax.jit(scaled.apply)(params, batch)["stress"], out["stress"], rtol=1e-6, atol=1e-6
+    )
     for name, grad in heads_plain["params"].items():
         factor = 1.0 if name in CHGNetConfig.DIRECT_HEAD_PARAMS else 0.25
-        for a, b in zip(jax.tree_util.tree_leaves(heads_scaled["params"][name]),
-                        jax.tree_util.tree_leaves(grad)):
+        for a, b in zip(
+            jax.tree_util.tree_leaves(heads_scaled["params"][name]), jax.tree_util.tree_leaves(grad)
+        ):
             np.testing.assert_allclose(a, factor * np.asarray(b), rtol=2e-4, atol=1e-6)
-    for a, b in zip(jax.tree_util.tree_leaves(energy_scaled), jax.tree_util.tree_leaves(energy_plain)):
+    for a, b in zip(
+        jax.tree_util.tree_leaves(energy_scaled), jax.tree_util.tree_leaves(energy_plain)
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
-    assert any(np.abs(np.asarray(x)).max() > 1e-4
-               for x in jax.tree_util.tree_leaves(heads_plain["params"]["atom_conv_0"]))
+    assert any(
+        np.abs(np.asarray(x)).max() > 1e-4
+        for x in jax.tree_util.tree_leaves(heads_plain["params"]["atom_conv_0"])
+    )
 
 
-@pytest.mark.parametrize("three_body", [dict(direct_angle_stress=True),
-                                        dict(direct_angle_forces=True, direct_stress="virial_only")])
+@pytest.mark.parametrize(
+    "three_body",
+    [dict(direct_angle_stress=True), dict(direct_angle_forces=True, direct_stress="virial_only")],
+)
 def test_angle_terms_of_a_batch_equal_each_structure_alone(three_body):
     """With the three-body stress (or force) terms, a padded batch of structures of different
     sizes gives each structure the stress and forces it gets alone (angles reach their own
@@ -348,6 +431,10 @@ def test_angle_terms_of_a_batch_equal_each_structure_alone(three_body):
         want = jax.device_get(apply(params, alone))
         assert np.abs(want["stress"][0]).max() > 1e-3
         np.testing.assert_allclose(together["stress"][g], want["stress"][0], rtol=1e-4, atol=1e-3)
-        np.testing.assert_allclose(together["forces"][start:start + len(atoms)],
-                                   want["forces"][:len(atoms)], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            together["forces"][start : start + len(atoms)],
+            want["forces"][: len(atoms)],
+            rtol=1e-4,
+            atol=1e-4,
+        )
         start += len(atoms)

@@ -51,8 +51,10 @@ def _gated_params(torch_gated: TorchGatedMLP, norm: str | None) -> dict:
     out = {"core": _dense_params(torch_gated.mlp_core), "gate": _dense_params(torch_gated.mlp_gate)}
     if norm == "layer":
         for name, ln in (("norm_core", torch_gated.bn1), ("norm_gate", torch_gated.bn2)):
-            out[name] = {"scale": jnp.asarray(ln.weight.detach().numpy()),
-                         "bias": jnp.asarray(ln.bias.detach().numpy())}
+            out[name] = {
+                "scale": jnp.asarray(ln.weight.detach().numpy()),
+                "bias": jnp.asarray(ln.bias.detach().numpy()),
+            }
     return out
 
 
@@ -96,9 +98,13 @@ def test_mlp_activations_match_torch(act):
         want_act = find_activation(act)(torch.tensor(x)).numpy()
     got = np.asarray(MLP(8, (32, 16), act).apply({"params": _dense_params(ref)}, x))
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(np.asarray(activation(act)(jnp.asarray(x))), want_act, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(activation(act)(jnp.asarray(x))), want_act, rtol=1e-6, atol=1e-6
+    )
     # names are case-insensitive, as in chgnet
-    np.testing.assert_array_equal(activation(act.upper())(jnp.asarray(x)), activation(act)(jnp.asarray(x)))
+    np.testing.assert_array_equal(
+        activation(act.upper())(jnp.asarray(x)), activation(act)(jnp.asarray(x))
+    )
 
 
 @pytest.mark.parametrize("fused", [True, False])
@@ -133,7 +139,9 @@ def test_gated_mlp_layer_norm_on_large_offsets():
     x = _inputs(4, n=20, d_in=16)
     with torch.no_grad():
         want = ref(torch.tensor(x)).numpy()
-    got = np.asarray(GatedMLP(16, (), norm="layer").apply({"params": _gated_params(ref, "layer")}, x))
+    got = np.asarray(
+        GatedMLP(16, (), norm="layer").apply({"params": _gated_params(ref, "layer")}, x)
+    )
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4)
 
 
@@ -149,8 +157,12 @@ def test_gated_mlp_permutation_of_batch_rows(norm):
     np.testing.assert_allclose(out_perm, out[perm], rtol=1e-6, atol=1e-6)
     mlp = MLP(8, (64, 64))
     mlp_params = jax.jit(mlp.init)(jax.random.PRNGKey(2), x)
-    np.testing.assert_allclose(mlp.apply(mlp_params, x[perm]), np.asarray(mlp.apply(mlp_params, x))[perm],
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        mlp.apply(mlp_params, x[perm]),
+        np.asarray(mlp.apply(mlp_params, x))[perm],
+        rtol=1e-6,
+        atol=1e-6,
+    )
 
 
 def test_unknown_activation_raises_value_error():
@@ -181,13 +193,16 @@ def test_gated_mlp_of_gathered_parts_matches_torch_values_and_gradients(norm, fu
     _randomize_layer_norms(ref, gen)
     rng = np.random.default_rng(5)
     rows = 37
-    sources = [rng.standard_normal(s).astype(np.float32)
-               for s in ((5, 8), (60, 16), (rows, 12), (5, 12))]  # fewer, more, per-row, fewer rows
+    sources = [
+        rng.standard_normal(s).astype(np.float32) for s in ((5, 8), (60, 16), (rows, 12), (5, 12))
+    ]  # fewer, more, per-row, fewer rows
     index = [rng.integers(0, 5, rows), rng.integers(0, 60, rows), None, rng.integers(0, 5, rows)]
     weights = rng.standard_normal((rows, 32)).astype(np.float32)
 
     torch_sources = [torch.tensor(s, requires_grad=True) for s in sources]
-    concat = torch.cat([s if i is None else s[torch.tensor(i)] for s, i in zip(torch_sources, index)], -1)
+    concat = torch.cat(
+        [s if i is None else s[torch.tensor(i)] for s, i in zip(torch_sources, index)], -1
+    )
     want = ref(concat)
     (want * torch.tensor(weights)).sum().backward()
 
@@ -195,23 +210,29 @@ def test_gated_mlp_of_gathered_parts_matches_torch_values_and_gradients(norm, fu
     params = {"params": _gated_params(ref, norm)}
 
     def weighted(p, srcs):
-        gathered = GatheredConcat(tuple((jnp.asarray(s), None if i is None else jnp.asarray(i))
-                                        for s, i in zip(srcs, index)))
+        gathered = GatheredConcat(
+            tuple(
+                (jnp.asarray(s), None if i is None else jnp.asarray(i)) for s, i in zip(srcs, index)
+            )
+        )
         out = module.apply(p, gathered)
         return jnp.sum(out * weights), out
 
     (param_grads, grads), got = jax.jit(jax.grad(weighted, argnums=(0, 1), has_aux=True))(
-        params, [jnp.asarray(s) for s in sources])
+        params, [jnp.asarray(s) for s in sources]
+    )
     np.testing.assert_allclose(got, want.detach().numpy(), rtol=RTOL, atol=ATOL)
     for g, t in zip(grads, torch_sources):
         np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-4, atol=1e-4)
     for mlp, torch_mlp in (("core", ref.mlp_core), ("gate", ref.mlp_gate)):
         for k, linear in enumerate(_linears(torch_mlp)):
             got_layer = param_grads["params"][mlp][f"Dense_{k}"]
-            np.testing.assert_allclose(got_layer["kernel"], linear.weight.grad.numpy().T,
-                                       rtol=1e-4, atol=1e-4)
-            np.testing.assert_allclose(got_layer["bias"], linear.bias.grad.numpy(), rtol=1e-4,
-                                       atol=1e-4)
+            np.testing.assert_allclose(
+                got_layer["kernel"], linear.weight.grad.numpy().T, rtol=1e-4, atol=1e-4
+            )
+            np.testing.assert_allclose(
+                got_layer["bias"], linear.bias.grad.numpy(), rtol=1e-4, atol=1e-4
+            )
 
 
 def test_dense_of_gathered_rejects_parts_that_do_not_fill_the_kernel():

@@ -24,9 +24,12 @@ def test_slope_is_the_derivative_and_the_basis_vanishes_at_the_cutoff():
     plus, _ = smooth_pair_basis(jnp.asarray(r + h), 6, cutoff=5.0)
     minus, _ = smooth_pair_basis(jnp.asarray(r - h), 6, cutoff=5.0)
     inside = r < 5.0 - 2 * h
-    np.testing.assert_allclose(np.asarray(slope)[inside],
-                               ((np.asarray(plus) - np.asarray(minus)) / (2 * h))[inside],
-                               atol=2e-3, rtol=2e-3)
+    np.testing.assert_allclose(
+        np.asarray(slope)[inside],
+        ((np.asarray(plus) - np.asarray(minus)) / (2 * h))[inside],
+        atol=2e-3,
+        rtol=2e-3,
+    )
     assert np.all(np.asarray(basis)[r >= 5.0] == 0) and np.all(np.asarray(slope)[r >= 5.0] == 0)
     assert np.abs(np.asarray(basis)[r < 4.5]).max() > 0.1
     near = np.abs(r - 5.0) < 0.05
@@ -38,8 +41,10 @@ def test_pair_forces_and_virial_equal_autodiff_of_the_pair_energy(autodiff_refer
     slopes equals −∂E/∂x and `direct_stress`'s virial of them equals (1/V) ∂E/∂ε of
     E = Σ_pairs u(r), differentiated through `edge_vectors` by jax.grad."""
     atoms = ase.build.bulk("NaCl", "rocksalt", 5.6) * (1, 1, 2)
-    atoms.set_cell(atoms.cell.array @ np.array([[1.02, 0.03, 0.0], [0.0, 0.97, 0.02],
-                                                [0.0, 0.0, 1.01]]), scale_atoms=True)
+    atoms.set_cell(
+        atoms.cell.array @ np.array([[1.02, 0.03, 0.0], [0.0, 0.97, 0.02], [0.0, 0.0, 1.01]]),
+        scale_atoms=True,
+    )
     atoms.rattle(0.1, seed=1)
     cutoff = 4.5
     graph = atoms_to_graph(atoms, cutoff=cutoff).atoms
@@ -48,9 +53,12 @@ def test_pair_forces_and_virial_equal_autodiff_of_the_pair_energy(autodiff_refer
     coefficients = jnp.asarray(np.random.default_rng(0).normal(size=(n_pairs, 5)), jnp.float32)
 
     want_forces, want_stress = autodiff_reference(
-        graph, lambda v: jnp.sum(pair_energy(coefficients[pair], jnp.linalg.norm(v, axis=1),
-                                             cutoff)[0]) / 2.0,  # two directed edges per pair
-        atoms.get_volume())
+        graph,
+        lambda v: (
+            jnp.sum(pair_energy(coefficients[pair], jnp.linalg.norm(v, axis=1), cutoff)[0]) / 2.0
+        ),  # two directed edges per pair
+        atoms.get_volume(),
+    )
 
     vectors = np.asarray(edge_vectors(graph), np.float32)
     lengths = np.linalg.norm(vectors, axis=1)
@@ -60,9 +68,17 @@ def test_pair_forces_and_virial_equal_autodiff_of_the_pair_energy(autodiff_refer
     _, slopes = pair_energy(coefficients, jnp.asarray(pair_lengths), cutoff)
     forces = direct_forces(slopes, pair, unit, graph.receivers, len(atoms))
     zeros = jnp.zeros_like(slopes)
-    stress = direct_stress(zeros, zeros, pair, unit, np.zeros(len(pair), int),
-                           np.array([atoms.get_volume()]), 1, force_weights=slopes,
-                           lengths=lengths)[0]
+    stress = direct_stress(
+        zeros,
+        zeros,
+        pair,
+        unit,
+        np.zeros(len(pair), int),
+        np.array([atoms.get_volume()]),
+        1,
+        force_weights=slopes,
+        lengths=lengths,
+    )[0]
     assert np.abs(want_forces).max() > 0.05 and np.abs(want_stress).max() > 0.5
     np.testing.assert_allclose(forces, want_forces, atol=1e-4)
     np.testing.assert_allclose(stress, want_stress, rtol=1e-4, atol=1e-3)

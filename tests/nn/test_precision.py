@@ -57,11 +57,14 @@ def test_emulated_dense_is_a_float64_product_of_rounded_operands(name):
         got = np.asarray(jax.jit(mlp.apply)(params, x))
     full = np.asarray(jax.jit(mlp.apply)(params, x))
 
-    layers = [params["params"][k] for k in sorted(params["params"], key=lambda k: int(k.split("_")[1]))]
+    layers = [
+        params["params"][k] for k in sorted(params["params"], key=lambda k: int(k.split("_")[1]))
+    ]
     h = x.astype(np.float64)
     for i, layer in enumerate(layers):
-        h = (_numpy_round(h, name).astype(np.float64) @ _numpy_round(layer["kernel"], name)
-             + np.asarray(layer["bias"], np.float64))
+        h = _numpy_round(h, name).astype(np.float64) @ _numpy_round(
+            layer["kernel"], name
+        ) + np.asarray(layer["bias"], np.float64)
         if i < len(layers) - 1:
             h = h / (1.0 + np.exp(-h))
         h = h.astype(np.float32)
@@ -76,16 +79,30 @@ def test_emulation_reaches_every_chgnet_dense_also_under_remat():
     `nn.remat` blocks and in the gated MLPs' fused first layers too."""
     atoms = ase.build.bulk("NaCl", "rocksalt", 5.6)
     atoms.rattle(0.1, seed=0)
-    batch, _ = pad_batch([atoms_to_graph(atoms, cutoff=5.0)], BucketPolicy(fixed_graphs=1, multiple=64))
-    small = {"atom_fea_dim": 8, "bond_fea_dim": 8, "angle_fea_dim": 8, "num_radial": 5,
-             "num_angular": 5, "n_conv": 3, "atom_conv_hidden_dim": (8,),
-             "bond_conv_hidden_dim": (8,), "mlp_hidden_dims": (8,), "atom_graph_cutoff": 5.0}
+    batch, _ = pad_batch(
+        [atoms_to_graph(atoms, cutoff=5.0)], BucketPolicy(fixed_graphs=1, multiple=64)
+    )
+    small = {
+        "atom_fea_dim": 8,
+        "bond_fea_dim": 8,
+        "angle_fea_dim": 8,
+        "num_radial": 5,
+        "num_angular": 5,
+        "n_conv": 3,
+        "atom_conv_hidden_dim": (8,),
+        "bond_conv_hidden_dim": (8,),
+        "mlp_hidden_dims": (8,),
+        "atom_graph_cutoff": 5.0,
+    }
     plain, remat = CHGNet(CHGNetConfig(**small)), CHGNet(CHGNetConfig(**small, remat=True))
     params = plain.init(jax.random.key(0), batch)
     params = jax.tree_util.tree_map(lambda p: p + 0.05, params)
     rounded = jax.tree_util.tree_map_with_path(
-        lambda path, p: round_mantissa(p, "bf16") if jax.tree_util.keystr(path).endswith("['kernel']")
-        else p, params)
+        lambda path, p: (
+            round_mantissa(p, "bf16") if jax.tree_util.keystr(path).endswith("['kernel']") else p
+        ),
+        params,
+    )
 
     def magmoms(module, p):
         return np.asarray(jax.jit(module.apply)(p, batch)["magmoms"])
@@ -100,8 +117,10 @@ def test_emulation_reaches_every_chgnet_dense_also_under_remat():
 
 
 def test_bad_names_and_uncovered_models_raise():
-    with pytest.raises(ValueError, match="one of default, float32, tf32, bf16"), \
-            matmul_precision("fp16"):
+    with (
+        pytest.raises(ValueError, match="one of default, float32, tf32, bf16"),
+        matmul_precision("fp16"),
+    ):
         pass
     with pytest.raises(ValueError, match="one of"):
         with_matmul_precision(lambda: None, "half")

@@ -45,7 +45,11 @@ def _envelope64(x, p):
     a, b, c = -(p + 1) * (p + 2) / 2, p * (p + 2), -p * (p + 1) / 2
     f = 1 + a * x**p + b * x ** (p + 1) + c * x ** (p + 2)
     d1 = a * p * x ** (p - 1) + b * (p + 1) * x**p + c * (p + 2) * x ** (p + 1)
-    d2 = a * p * (p - 1) * x ** (p - 2) + b * (p + 1) * p * x ** (p - 1) + c * (p + 2) * (p + 1) * x**p
+    d2 = (
+        a * p * (p - 1) * x ** (p - 2)
+        + b * (p + 1) * p * x ** (p - 1)
+        + c * (p + 2) * (p + 1) * x**p
+    )
     return f, d1, d2
 
 
@@ -70,7 +74,9 @@ def test_radial_bessel_matches_torch(num_radial, cutoff, p):
     """`RadialBessel` (learned frequencies copied in) equals chgnet's `RadialBessel` on random r."""
     rng = np.random.default_rng(1)
     r = rng.uniform(0.5, 1.2 * cutoff, 301).astype(np.float32)
-    torch_rbf = TorchRadialBessel(num_radial=num_radial, cutoff=cutoff, learnable=True, smooth_cutoff=p)
+    torch_rbf = TorchRadialBessel(
+        num_radial=num_radial, cutoff=cutoff, learnable=True, smooth_cutoff=p
+    )
     freqs = _random_frequencies(rng, num_radial, torch_rbf.frequencies.detach().numpy())
     with torch.no_grad():
         torch_rbf.frequencies.copy_(_t(freqs))
@@ -78,7 +84,9 @@ def test_radial_bessel_matches_torch(num_radial, cutoff, p):
     module = RadialBessel(num_radial=num_radial, cutoff=cutoff, cutoff_coeff=p)
     init = module.init(jax.random.PRNGKey(0), jnp.asarray(r))
     # canonical initial frequencies as in chgnet
-    np.testing.assert_allclose(init["params"]["frequencies"], np.pi * np.arange(1, num_radial + 1), rtol=1e-7)
+    np.testing.assert_allclose(
+        init["params"]["frequencies"], np.pi * np.arange(1, num_radial + 1), rtol=1e-7
+    )
     got = np.asarray(module.apply({"params": {"frequencies": jnp.asarray(freqs)}}, jnp.asarray(r)))
     assert got.shape == want.shape == (301, num_radial)
     scale = np.abs(want).max()
@@ -102,8 +110,10 @@ def test_bessel_basis_is_orthonormal_by_quadrature():
     """With canonical frequencies, ``∫_0^c r² φ_n φ_m dr = δ_nm`` (float64 trapezoid, 200k points)."""
     cutoff, n = 5.0, 8
     r = np.linspace(1e-6, cutoff, 200_001)
-    phi = np.asarray(bessel_basis(jnp.asarray(r, jnp.float32), jnp.pi * jnp.arange(1, n + 1.0), cutoff),
-                     dtype=np.float64)
+    phi = np.asarray(
+        bessel_basis(jnp.asarray(r, jnp.float32), jnp.pi * jnp.arange(1, n + 1.0), cutoff),
+        dtype=np.float64,
+    )
     gram = np.trapezoid(r[:, None, None] ** 2 * phi[:, :, None] * phi[:, None, :], r, axis=0)
     np.testing.assert_allclose(gram, np.eye(n), atol=2e-5)
 
@@ -229,7 +239,7 @@ def test_angle_between_finite_gradient_at_parallel_vectors():
     for sign, want in ((1.0, 0.0), (-1.0, np.pi)):
         theta = angle_between(u, sign * u)
         np.testing.assert_allclose(theta, want, atol=2e-3)  # the 1e-6 shrink gives ~1.4e-3 rad
-        g = jax.grad(lambda a: jnp.sum(angle_between(a, sign * u)))(u)
+        g = jax.grad(lambda a: jnp.sum(angle_between(a, sign * u)))(u)  # noqa: B023 - called at once
         assert np.all(np.isfinite(g))
 
 
@@ -259,7 +269,9 @@ def test_non_learnable_modules_have_no_params_and_canonical_frequencies():
     r = jnp.asarray(np.linspace(0.5, 5.5, 11), jnp.float32)
     module = RadialBessel(num_radial=9, cutoff=6.0, cutoff_coeff=8, learnable=False)
     assert module.init(jax.random.PRNGKey(0), r) == {}
-    want = TorchRadialBessel(num_radial=9, cutoff=6.0, learnable=False, smooth_cutoff=8)(_t(r)).numpy()
+    want = TorchRadialBessel(num_radial=9, cutoff=6.0, learnable=False, smooth_cutoff=8)(
+        _t(r)
+    ).numpy()
     np.testing.assert_allclose(module.apply({}, r), want, rtol=RTOL, atol=ATOL)
     theta = jnp.asarray(np.linspace(0, np.pi, 13), jnp.float32)
     fourier = FourierAngle(num_angular=9, learnable=False)
@@ -279,7 +291,9 @@ def test_shapes_for_batched_inputs():
     out = jax.jit(fourier.apply)(fourier.init(jax.random.PRNGKey(0), r), r)
     assert out.shape == (2, 3, 4, 11)
     assert polynomial_cutoff(r, 6.0, 8).shape == (2, 3, 4)
-    assert angle_between(jnp.ones((5, 2, 3)) / np.sqrt(3), jnp.ones((5, 2, 3)) / np.sqrt(3)).shape == (5, 2)
+    assert angle_between(
+        jnp.ones((5, 2, 3)) / np.sqrt(3), jnp.ones((5, 2, 3)) / np.sqrt(3)
+    ).shape == (5, 2)
 
 
 def test_fourier_angle_rejects_even_num_angular():

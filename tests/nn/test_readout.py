@@ -23,8 +23,10 @@ def _np(t: torch.Tensor) -> jnp.ndarray:
 
 def _mlp_params(mlp: TorchMLP) -> dict:
     linears = [m for m in mlp.layers if isinstance(m, torch.nn.Linear)]
-    return {f"Dense_{k}": {"kernel": _np(lin.weight).T, "bias": _np(lin.bias)}
-            for k, lin in enumerate(linears)}
+    return {
+        f"Dense_{k}": {"kernel": _np(lin.weight).T, "bias": _np(lin.bias)}
+        for k, lin in enumerate(linears)
+    }
 
 
 def _atom_feas(seed: int, n: int = 23, dim: int = 64) -> np.ndarray:
@@ -76,8 +78,9 @@ def test_readout_permutation_of_atoms():
     for module in (SiteEnergies(), SiteMagmoms()):
         params = jax.jit(module.init)(jax.random.PRNGKey(5), x)
         apply = jax.jit(module.apply)
-        np.testing.assert_allclose(apply(params, x[perm]), np.asarray(apply(params, x))[perm],
-                                   rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+            apply(params, x[perm]), np.asarray(apply(params, x))[perm], rtol=1e-6, atol=1e-6
+        )
 
 
 @pytest.fixture(scope="module")
@@ -95,11 +98,17 @@ def test_atomref_matches_torch_mptrj(torch_atomref):
     module = AtomRef()
     params = {"params": {"weights": weights}}
     rng = np.random.default_rng(6)
-    compositions = [np.array([1]), np.array([94]), np.array([8, 8, 26, 26, 26, 3]),
-                    np.arange(1, MAX_ELEMENTS + 1)]
+    compositions = [
+        np.array([1]),
+        np.array([94]),
+        np.array([8, 8, 26, 26, 26, 3]),
+        np.arange(1, MAX_ELEMENTS + 1),
+    ]
     compositions += [rng.integers(1, MAX_ELEMENTS + 1, rng.integers(1, 40)) for _ in range(12)]
     apply = jax.jit(module.apply)
-    graphs = [SimpleNamespace(atomic_number=torch.tensor(z, dtype=torch.int64)) for z in compositions]
+    graphs = [
+        SimpleNamespace(atomic_number=torch.tensor(z, dtype=torch.int64)) for z in compositions
+    ]
     with torch.no_grad():
         want = torch_atomref(graphs).numpy()
     for z, w in zip(compositions, want):
@@ -114,7 +123,9 @@ def test_atomref_per_atom_is_element_weight(torch_atomref):
     numbers = np.arange(1, MAX_ELEMENTS + 1)
     got = np.asarray(AtomRef().apply({"params": {"weights": weights}}, jnp.asarray(numbers)))
     with torch.no_grad():
-        want = torch_atomref([SimpleNamespace(atomic_number=torch.tensor([z] * 3)) for z in numbers]).numpy()
+        want = torch_atomref(
+            [SimpleNamespace(atomic_number=torch.tensor([z] * 3)) for z in numbers]
+        ).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 

@@ -52,6 +52,7 @@ def _setup(rows: int):
 def _loss(remat):
     def loss(params, x, table, index):
         return jnp.sum(jnp.tanh(Chain(remat).apply(params, x, table, index)) ** 2)
+
     return loss
 
 
@@ -67,12 +68,15 @@ def test_values_and_gradients_equal_a_plain_call_to_second_order():
     def outer(remat):
         def f(p):
             g = jax.grad(_loss(remat), 1)(p, x, table, index)
-            return jnp.sum(g ** 2)
+            return jnp.sum(g**2)
+
         return jax.grad(f)
 
     # these reach 1e6; in float64 the two agree to 1e-15 of that, so compare to each leaf's scale
-    for a, b in zip(jax.tree_util.tree_leaves(jax.jit(outer(True))(params)),
-                    jax.tree_util.tree_leaves(jax.jit(outer(False))(params))):
+    for a, b in zip(
+        jax.tree_util.tree_leaves(jax.jit(outer(True))(params)),
+        jax.tree_util.tree_leaves(jax.jit(outer(False))(params)),
+    ):
         scale = float(np.abs(b).max())
         np.testing.assert_allclose(np.asarray(a) / scale, np.asarray(b) / scale, atol=1e-5)
 
@@ -88,12 +92,18 @@ def test_replicated_param_gradients_inside_shard_map_are_summed_as_plain_autodif
     def grads(remat):
         def per_device(p, xs, t, idx):
             return jax.grad(_loss(remat))(p, xs, t, idx)
-        return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("data"), P(), P("data")),
-                                     out_specs=P()))
+
+        return jax.jit(
+            jax.shard_map(
+                per_device, mesh=mesh, in_specs=(P(), P("data"), P(), P("data")), out_specs=P()
+            )
+        )
 
     args = (jax.tree_util.tree_map(rep, params), shard(x), rep(table), shard(index))
-    for a, b in zip(jax.tree_util.tree_leaves(grads(True)(*args)),
-                    jax.tree_util.tree_leaves(grads(False)(*args))):
+    for a, b in zip(
+        jax.tree_util.tree_leaves(grads(True)(*args)),
+        jax.tree_util.tree_leaves(grads(False)(*args)),
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -102,8 +112,10 @@ def test_remat_call_keeps_less_memory_than_a_plain_call():
     plainly; rematerialised, about one block's. (`jax.checkpoint` gives no such saving on
     XLA:CPU; see `equijax.nn.remat`.)"""
     params, x, table, index = _setup(20000)
-    temp = [xla_memory(jax.jit(jax.grad(_loss(remat))).lower(params, x, table, index).compile())["temp"]
-            for remat in (False, True)]
+    temp = [
+        xla_memory(jax.jit(jax.grad(_loss(remat))).lower(params, x, table, index).compile())["temp"]
+        for remat in (False, True)
+    ]
     assert temp[1] < 0.5 * temp[0], temp
 
 
@@ -133,10 +145,15 @@ _TWO_DEVICES = textwrap.dedent("""
 def test_two_devices_sum_the_replicated_gradients_like_one_device_on_all_rows():
     """On 2 simulated devices, each with half the rows, the gradients of the replicated params and
     of a replicated input equal one device's on all rows (a pmean or a missing sum would not)."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-               JAX_PLATFORMS="cpu", PYTHONPATH=os.path.dirname(__file__))
-    proc = subprocess.run([sys.executable, "-c", _TWO_DEVICES], env=env, capture_output=True,
-                          text=True, timeout=300)
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=os.path.dirname(__file__),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", _TWO_DEVICES], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
 
 

@@ -13,7 +13,6 @@ from equijax.nn.s2 import S2MLP, s2_activation
 pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
-
 @pytest.fixture(scope="module")
 def x():
     return e3nn.normal("4x0e + 4x1o + 4x2e", jax.random.PRNGKey(0), (3,))
@@ -25,10 +24,12 @@ def test_identity_round_trip(x):
 
 def test_square_equals_e3nn_grid_product(x):
     """A degree-2 nonlinearity is exact on the chosen grid: same as e3nn's fine-grid product."""
+
     def both(x):
         ours = s2_activation(x, lambda g: g * g, lmax_out=4)
-        signal = e3nn.to_s2grid(x.mul_to_axis(4), 12, 25, quadrature="gausslegendre", fft=False,
-                                p_val=1, p_arg=-1)  # over-resolved: exact to degree 23 / 24
+        signal = e3nn.to_s2grid(
+            x.mul_to_axis(4), 12, 25, quadrature="gausslegendre", fft=False, p_val=1, p_arg=-1
+        )  # over-resolved: exact to degree 23 / 24
         return ours, e3nn.from_s2grid(signal * signal, e3nn.s2_irreps(4), fft=False).axis_to_mul()
 
     ours, ref = jax.jit(both)(x)

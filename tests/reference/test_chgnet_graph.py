@@ -25,16 +25,25 @@ def _extra_structures():
     # keeps all shells away from the cutoffs (a = 3.0 would put shells exactly at 3 Å and 6 Å).
     li = ase.build.bulk("Li", "bcc", a=3.3)
     one = ase.Atoms(
-        "Cu", positions=[[0.1, 0.2, 0.3]],
-        cell=[[2.5, 0.0, 0.0], [0.3, 2.5, 0.0], [0.2, 0.1, 2.6]], pbc=True,
+        "Cu",
+        positions=[[0.1, 0.2, 0.3]],
+        cell=[[2.5, 0.0, 0.0], [0.3, 2.5, 0.0], [0.2, 0.1, 2.6]],
+        pbc=True,
     )
     skewed = ase.Atoms(
-        "NaCl", scaled_positions=[[0.0, 0.0, 0.0], [0.5, 0.4, 0.6]],
-        cell=[[2.8, 0.0, 0.0], [0.9, 2.6, 0.0], [0.5, 0.7, 3.1]], pbc=True,
+        "NaCl",
+        scaled_positions=[[0.0, 0.0, 0.0], [0.5, 0.4, 0.6]],
+        cell=[[2.8, 0.0, 0.0], [0.9, 2.6, 0.0], [0.5, 0.7, 3.1]],
+        pbc=True,
     )
     supercell = ase.build.bulk("Si", "diamond", a=5.43).repeat((2, 2, 2))
     supercell.rattle(0.05, seed=3)
-    return [("bcc_Li_primitive", li), ("one_atom_2.5A", one), ("skewed_NaCl", skewed), ("Si_supercell", supercell)]
+    return [
+        ("bcc_Li_primitive", li),
+        ("one_atom_2.5A", one),
+        ("skewed_NaCl", skewed),
+        ("Si_supercell", supercell),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +55,10 @@ def converter():
 @pytest.fixture(scope="module")
 def structures(bench_structures):
     """~12 structures: benchmark prototypes plus tiny, skewed and supercell cases."""
-    cases = [(f"bench{i}_{bench_structures[i].get_chemical_formula()}", bench_structures[i]) for i in BENCH_INDICES]
+    cases = [
+        (f"bench{i}_{bench_structures[i].get_chemical_formula()}", bench_structures[i])
+        for i in BENCH_INDICES
+    ]
     return cases + _extra_structures()
 
 

@@ -44,8 +44,10 @@ def extra_structures() -> list[tuple[str, ase.Atoms]]:
     """Hand-made structures covering cases the benchmark set lacks (all fully periodic)."""
     rng = np.random.default_rng(7)
     skewed = ase.Atoms(  # 2-atom triclinic cell with ~3 Å vectors: many self-image neighbours
-        "SiC", scaled_positions=[[0.0, 0.0, 0.0], [0.45, 0.55, 0.4]],
-        cell=[[3.0, 0.0, 0.0], [1.1, 2.8, 0.0], [0.6, 0.9, 3.1]], pbc=True,
+        "SiC",
+        scaled_positions=[[0.0, 0.0, 0.0], [0.45, 0.55, 0.4]],
+        cell=[[3.0, 0.0, 0.0], [1.1, 2.8, 0.0], [0.6, 0.9, 3.1]],
+        pbc=True,
     )
     supercell = ase.build.bulk("Al", "fcc", a=4.05).repeat(3)  # 3x3x3 of the 1-atom primitive cell
     nio = ase.build.bulk("NiO", "rocksalt", a=4.17, cubic=True)
@@ -65,10 +67,18 @@ def extra_structures() -> list[tuple[str, ase.Atoms]]:
     deform = np.eye(3) + np.array([[0.03, 0.01, -0.02], [0.01, -0.02, 0.015], [-0.02, 0.015, 0.01]])
     strained.set_cell(strained.cell.array @ deform, scale_atoms=True)
     strained.rattle(0.06, seed=5)
-    return [("skewed_SiC_2atom", skewed), ("Al_3x3x3_supercell", supercell), ("NiO_rocksalt", nio),
-            ("FeO_rocksalt_primitive", feo), ("CoO_rocksalt", coo), ("H2O_in_12A_box", water),
-            ("CH4_in_12A_box", methane), ("Cu111_slab_vacuum", slab), ("CuNiAu_alloy", alloy),
-            ("Si_strained_rattled", strained)]
+    return [
+        ("skewed_SiC_2atom", skewed),
+        ("Al_3x3x3_supercell", supercell),
+        ("NiO_rocksalt", nio),
+        ("FeO_rocksalt_primitive", feo),
+        ("CoO_rocksalt", coo),
+        ("H2O_in_12A_box", water),
+        ("CH4_in_12A_box", methane),
+        ("Cu111_slab_vacuum", slab),
+        ("CuNiAu_alloy", alloy),
+        ("Si_strained_rattled", strained),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +168,7 @@ def test_float32_parity(cases, predictions, reference):
 def test_nonperiodic_molecule_matches_boxed_reference(cases, reference, all_predictions):
     """A molecule with pbc=False and no cell equals the PyTorch CHGNet on it in a 12 Å box."""
     want_by_name = {name: want for (name, _), want in zip(cases, reference)}
-    for name, got in zip(MOLECULES, all_predictions[len(cases):]):
+    for name, got in zip(MOLECULES, all_predictions[len(cases) :]):
         want = want_by_name[name]
         assert abs(got["energy_per_atom"] - float(want["e"])) <= TOL_E, name
         np.testing.assert_allclose(got["forces"], want["f"], rtol=0, atol=TOL_F, err_msg=name)
@@ -228,14 +238,21 @@ print("WORST64", json.dumps(worst))
 def test_float64_parity(tmp_path: Path):
     """In float64 (x64 jax vs double torch) the differences are orders below the float32 ones."""
     extras = dict(extra_structures())
-    structures = [extras[name].copy() for name in
-                  ("skewed_SiC_2atom", "NiO_rocksalt", "Cu111_slab_vacuum", "Si_strained_rattled")]
+    structures = [
+        extras[name].copy()
+        for name in ("skewed_SiC_2atom", "NiO_rocksalt", "Cu111_slab_vacuum", "Si_strained_rattled")
+    ]
     for atoms in structures:
         atoms.info.clear()
     path = tmp_path / "x64_cases.extxyz"
     ase.io.write(path, structures)
-    proc = subprocess.run([sys.executable, "-c", X64_SCRIPT, str(path)], capture_output=True,
-                          text=True, timeout=600, env=FAST_COMPILE_ENV)
+    proc = subprocess.run(
+        [sys.executable, "-c", X64_SCRIPT, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=FAST_COMPILE_ENV,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("WORST64 ")][-1]
     worst = json.loads(line.removeprefix("WORST64 "))

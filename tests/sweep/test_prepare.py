@@ -14,8 +14,12 @@ from equijax.training.config import load_config, to_dict
 
 
 def _spec(tmp_path, epochs: int) -> SweepSpec:
-    return SweepSpec(config="chgnet_emt_small", overrides=["model=chgnet_tiny", f"train.epochs={epochs}"],
-                     grid={"model.n_conv": [1, 2]}, dir=str(tmp_path / "sweep"))
+    return SweepSpec(
+        config="chgnet_emt_small",
+        overrides=["model=chgnet_tiny", f"train.epochs={epochs}"],
+        grid={"model.n_conv": [1, 2]},
+        dir=str(tmp_path / "sweep"),
+    )
 
 
 def test_snapshot_is_the_resolved_config_and_finished_points_are_kept(tmp_path):
@@ -25,8 +29,12 @@ def test_snapshot_is_the_resolved_config_and_finished_points_are_kept(tmp_path):
     for point in points:
         point_dir, finished = prepare(spec, point, git)
         assert not finished
-        want = to_dict(load_config("chgnet_emt_small", [*point.overrides, f"train.run_dir={point_dir}",
-                                                         "train.progress=false"]))
+        want = to_dict(
+            load_config(
+                "chgnet_emt_small",
+                [*point.overrides, f"train.run_dir={point_dir}", "train.progress=false"],
+            )
+        )
         assert yaml.safe_load((point_dir / "config.yaml").read_text()) == want
         assert json.loads((point_dir / "point.json").read_text())["axes"] == point.axes
     done = tmp_path / "sweep" / points[0].name
@@ -52,16 +60,23 @@ def test_a_new_axis_renames_finished_points_with_the_same_config(tmp_path):
     from equijax.sweep.runner import orphaned_snapshots
 
     git = {"commit": "abc", "dirty": False}
-    old = SweepSpec(config="chgnet_emt_small", overrides=["model=chgnet_tiny"],
-                    zip={"model.n_conv": [1, 2]}, dir=str(tmp_path / "sweep"))
+    old = SweepSpec(
+        config="chgnet_emt_small",
+        overrides=["model=chgnet_tiny"],
+        zip={"model.n_conv": [1, 2]},
+        dir=str(tmp_path / "sweep"),
+    )
     old_points = expand(old)
     for point in old_points:
         prepare(old, point, git)
     (tmp_path / "sweep" / old_points[0].name / "metrics.json").write_text('{"val_loss": 1}')
 
-    new = SweepSpec(config="chgnet_emt_small", overrides=["model=chgnet_tiny"],
-                    zip={"model.n_conv": [1, 2], "model.forces": ["conservative", "direct"]},
-                    dir=str(tmp_path / "sweep"))
+    new = SweepSpec(
+        config="chgnet_emt_small",
+        overrides=["model=chgnet_tiny"],
+        zip={"model.n_conv": [1, 2], "model.forces": ["conservative", "direct"]},
+        dir=str(tmp_path / "sweep"),
+    )
     new_points = expand(new)
     assert {p.name for p in new_points}.isdisjoint(p.name for p in old_points)
     orphans = orphaned_snapshots(new.dir, [p.name for p in new_points])
@@ -73,7 +88,9 @@ def test_a_new_axis_renames_finished_points_with_the_same_config(tmp_path):
     assert json.loads((kept_dir / "metrics.json").read_text()) == {"val_loss": 1}
     info = json.loads((kept_dir / "point.json").read_text())
     assert info["renamed_from"] == old_points[0].name and info["axes"] == new_points[0].axes
-    assert yaml.safe_load((kept_dir / "config.yaml").read_text())["train"]["run_dir"] == str(kept_dir)
+    assert yaml.safe_load((kept_dir / "config.yaml").read_text())["train"]["run_dir"] == str(
+        kept_dir
+    )
 
     fresh_dir, finished = prepare(new, new_points[1], git, orphans)
     assert not finished and fresh_dir.name == new_points[1].name
@@ -86,16 +103,23 @@ def test_a_snapshot_without_the_new_axis_field_is_not_adopted(tmp_path):
     from equijax.sweep.runner import orphaned_snapshots
 
     git = {"commit": "abc", "dirty": False}
-    old = SweepSpec(config="chgnet_emt_small", overrides=["model=chgnet_tiny"],
-                    zip={"model.n_conv": [1, 2]}, dir=str(tmp_path / "sweep"))
+    old = SweepSpec(
+        config="chgnet_emt_small",
+        overrides=["model=chgnet_tiny"],
+        zip={"model.n_conv": [1, 2]},
+        dir=str(tmp_path / "sweep"),
+    )
     done, _ = prepare(old, expand(old)[0], git)
     (done / "metrics.json").write_text("{}")
     snapshot = yaml.safe_load((done / "config.yaml").read_text())
     del snapshot["model"]["forces"]
     (done / "config.yaml").write_text(yaml.safe_dump(snapshot))
-    new = SweepSpec(config="chgnet_emt_small", overrides=["model=chgnet_tiny"],
-                    zip={"model.n_conv": [1, 2], "model.forces": ["conservative", "direct"]},
-                    dir=str(tmp_path / "sweep"))
+    new = SweepSpec(
+        config="chgnet_emt_small",
+        overrides=["model=chgnet_tiny"],
+        zip={"model.n_conv": [1, 2], "model.forces": ["conservative", "direct"]},
+        dir=str(tmp_path / "sweep"),
+    )
     points = expand(new)
     orphans = orphaned_snapshots(new.dir, [p.name for p in points])
     assert list(orphans) == [done.name]

@@ -60,8 +60,15 @@ def test_interrupted_sweep_resumes_and_collects(experiment, env, tmp_path):
     sweep_dir = tmp_path / "sweep"
     cmd = [*EQUIJAX, "sweep", "--config", str(experiment), "--dir", str(sweep_dir)]
     # first run, one point at a time, killed (with its children) once a point has finished
-    first = subprocess.Popen([*cmd, "--jobs", "1"], env=env, cwd=REPO, start_new_session=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(
+        [*cmd, "--jobs", "1"],
+        env=env,
+        cwd=REPO,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 400
     while not _finished(sweep_dir) and first.poll() is None and time.time() < deadline:
         time.sleep(0.5)
@@ -70,8 +77,15 @@ def test_interrupted_sweep_resumes_and_collects(experiment, env, tmp_path):
     done_before = _finished(sweep_dir)
     assert 1 <= len(done_before) < 4, output[-3000:]
 
-    again = subprocess.run([*cmd, "--launcher", "submitit-local"], env=env, cwd=REPO,
-                           capture_output=True, text=True, timeout=600, check=False)
+    again = subprocess.run(
+        [*cmd, "--launcher", "submitit-local"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
     assert f"skipping {len(done_before)} finished point(s)" in again.stdout + again.stderr
     done_after = _finished(sweep_dir)
@@ -80,13 +94,18 @@ def test_interrupted_sweep_resumes_and_collects(experiment, env, tmp_path):
         assert done_after[name] == mtime
         assert (sweep_dir / name / "log.txt").read_text().count("\n=== ") == 1
 
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                          check=True)
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+    )
     with (sweep_dir / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [r["status"] for r in rows] == ["done"] * 4
     assert sorted((r["data.seed"], r["train.seed"]) for r in rows) == [
-        ("0", "0"), ("0", "1"), ("1", "0"), ("1", "1")]
+        ("0", "0"),
+        ("0", "1"),
+        ("1", "0"),
+        ("1", "1"),
+    ]
     for row in rows:
         point = sweep_dir / row["point"]
         result = json.loads((point / "result.json").read_text())  # written by the training run
@@ -111,4 +130,3 @@ def test_interrupted_sweep_resumes_and_collects(experiment, env, tmp_path):
     got = json.loads(out.read_text())["runs"][str(point)]
     for key in ("mae_energy", "mae_forces", "mae_stress"):
         assert got[key] == pytest.approx(float(rows[0][f"val_{key}"]), rel=1e-4), key
-

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from equijax.data import generate_emt_dataset
-from equijax.graphs import BucketPolicy, GraphSizes, atoms_to_graph, batch_graphs, max_sizes, pad_graph
+from equijax.graphs import (
+    BucketPolicy,
+    GraphSizes,
+    atoms_to_graph,
+    batch_graphs,
+    max_sizes,
+    pad_graph,
+)
 from equijax.training.loader import Loader
 
 EXTRA = (1, 2, 1, 1, 1)  # pad_graph needs this much room beyond the real sizes
@@ -33,8 +40,11 @@ def _check_joint(policy, real):
     if policy.fixed_graphs is not None:
         assert sizes.n_graph == policy.fixed_graphs + 1
     # on the ladder, and the rung below (rounded like every rung) does not fit
-    rungs = [k for k in range(400) if _ladder(policy.joint, policy.growth, policy.multiple, k)
-             == list(sizes[:4])]
+    rungs = [
+        k
+        for k in range(400)
+        if _ladder(policy.joint, policy.growth, policy.multiple, k) == list(sizes[:4])
+    ]
     assert rungs, (real, sizes)
     if rungs[0] > 0:
         below = _ladder(policy.joint, policy.growth, policy.multiple, rungs[0] - 1)
@@ -48,11 +58,17 @@ def test_joint_sizes_fit_and_are_minimal_on_random_sizes(growth, multiple):
     rng = np.random.default_rng(int(growth * 100) + multiple)
     for _ in range(300):
         typical = GraphSizes(*rng.integers(0, 5000, size=4).tolist(), n_graph=16)
-        policy = BucketPolicy(growth=growth, multiple=multiple, joint=typical,
-                              fixed_graphs=int(rng.integers(16, 40)) if rng.random() < 0.5 else None)
+        policy = BucketPolicy(
+            growth=growth,
+            multiple=multiple,
+            joint=typical,
+            fixed_graphs=int(rng.integers(16, 40)) if rng.random() < 0.5 else None,
+        )
         scale = rng.uniform(0.0, 20.0)
-        real = GraphSizes(*[int(rng.integers(0, max(2, int(max(t, 1) * scale)))) for t in typical[:4]],
-                          n_graph=int(rng.integers(1, 17)))
+        real = GraphSizes(
+            *[int(rng.integers(0, max(2, int(max(t, 1) * scale)))) for t in typical[:4]],
+            n_graph=int(rng.integers(1, 17)),
+        )
         sizes = _check_joint(policy, real)
         if policy.fixed_graphs is None:
             assert sizes.n_graph >= real.n_graph + 1
@@ -76,8 +92,10 @@ def test_emt_batches_fit_pad_and_use_few_shapes(emt):
     """300 random EMT batches pad fine with a handful of joint shapes, far fewer than per-dim."""
     _, graphs = emt
     batch = 8
-    typical = GraphSizes(*[int(np.ceil(x)) for x in
-                           np.mean([g.sizes[:4] for g in graphs], axis=0) * batch], n_graph=batch)
+    typical = GraphSizes(
+        *[int(np.ceil(x)) for x in np.mean([g.sizes[:4] for g in graphs], axis=0) * batch],
+        n_graph=batch,
+    )
     joint = BucketPolicy(growth=1.2, multiple=16, fixed_graphs=batch, joint=typical)
     per_dim = BucketPolicy(growth=1.2, multiple=16, fixed_graphs=batch)
     rng = np.random.default_rng(0)
@@ -106,9 +124,13 @@ def test_loader_compiles_few_shapes_over_epochs(emt):
     shapes = set()
     for epoch in range(8):
         for _, (graph, targets, groups) in loader.epoch(epoch):
-            shape = (graph.atoms.nodes["numbers"].shape, graph.atoms.senders.shape,
-                     graph.bonds.nodes["edge"].shape, graph.bonds.senders.shape,
-                     graph.atoms.n_node.shape)
+            shape = (
+                graph.atoms.nodes["numbers"].shape,
+                graph.atoms.senders.shape,
+                graph.bonds.nodes["edge"].shape,
+                graph.bonds.senders.shape,
+                graph.atoms.n_node.shape,
+            )
             shapes.add(shape)
             # each device's real part fits with the padding extras, and sizes are common
             reals = [batch_graphs([graphs[i] for i in g]).sizes for g in groups]

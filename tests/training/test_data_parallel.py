@@ -18,8 +18,20 @@ N_STEPS = 3
 def runs(tmp_path_factory):
     """Results of the 1-device and 8-device runs (one subprocess)."""
     out = tmp_path_factory.mktemp("dp") / "dp.npz"
-    run_checked([PYTHON, str(HELPERS / "data_parallel_steps.py"), str(out), str(N_STEPS), "1", "8",
-                 "--", *TINY_MODEL], env=subprocess_env(8), timeout=400)
+    run_checked(
+        [
+            PYTHON,
+            str(HELPERS / "data_parallel_steps.py"),
+            str(out),
+            str(N_STEPS),
+            "1",
+            "8",
+            "--",
+            *TINY_MODEL,
+        ],
+        env=subprocess_env(8),
+        timeout=400,
+    )
     data = np.load(out)
     return {k: data[k] for k in data.files}
 
@@ -45,8 +57,11 @@ def test_losses_and_train_metrics_match(runs):
     assert runs["d1/train/count_forces"][0] > 0 and runs["d1/train/count_stress"][0] > 0
     # the run is not trivial: steps 2-3 moved the params and the loss
     assert runs["d1/train/loss"][2] != runs["d1/train/loss"][1]
-    moved = [np.abs(v - runs["init" + k[len("d1/state.params"):]]).max()
-             for k, v in runs.items() if k.startswith("d1/state.params")]
+    moved = [
+        np.abs(v - runs["init" + k[len("d1/state.params") :]]).max()
+        for k, v in runs.items()
+        if k.startswith("d1/state.params")
+    ]
     assert sum(m > 1e-4 for m in moved) > len(moved) // 2
 
 

@@ -19,8 +19,13 @@ N_STEPS = 3
 
 
 def _start(args, env, log):
-    return subprocess.Popen([PYTHON, str(HELPERS / "data_parallel_steps.py"), *args], env=env,
-                            cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [PYTHON, str(HELPERS / "data_parallel_steps.py"), *args],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +40,11 @@ def runs(tmp_path_factory):
     procs["single"] = _start([str(root / "single.npz"), *common], subprocess_env(2), logs["single"])
     for pid in (0, 1):
         env = subprocess_env(1)
-        env.update(EQUIJAX_TEST_COORDINATOR=f"127.0.0.1:{port}", EQUIJAX_TEST_NPROC="2",
-                   EQUIJAX_TEST_PID=str(pid))
+        env.update(
+            EQUIJAX_TEST_COORDINATOR=f"127.0.0.1:{port}",
+            EQUIJAX_TEST_NPROC="2",
+            EQUIJAX_TEST_PID=str(pid),
+        )
         procs[f"proc{pid}"] = _start([str(root / "multi.npz"), *common], env, logs[f"proc{pid}"])
     failed = []
     for name, proc in procs.items():
@@ -52,7 +60,11 @@ def runs(tmp_path_factory):
         for proc in procs.values():
             proc.kill()
         pytest.fail("\n".join(failed))
-    files = {"single": root / "single.npz", "proc0": root / "multi.0.npz", "proc1": root / "multi.1.npz"}
+    files = {
+        "single": root / "single.npz",
+        "proc0": root / "multi.0.npz",
+        "proc1": root / "multi.1.npz",
+    }
     return {name: dict(np.load(path)) for name, path in files.items()}
 
 
@@ -63,7 +75,11 @@ def test_processes_form_one_two_device_mesh(runs):
         assert (int(r["process_count"]), int(r["process_index"])) == (2, pid)
         assert (int(r["device_count"]), int(r["local_device_count"])) == (2, 1)
     s = runs["single"]
-    assert (int(s["process_count"]), int(s["device_count"]), int(s["local_device_count"])) == (1, 2, 2)
+    assert (int(s["process_count"]), int(s["device_count"]), int(s["local_device_count"])) == (
+        1,
+        2,
+        2,
+    )
     for r in runs.values():
         assert r["d2/group_sizes"].tolist() == [8, 8]
         np.testing.assert_array_equal(r["d2/groups"], runs["single"]["d2/groups"])
@@ -77,8 +93,13 @@ def test_losses_and_metrics_match_single_process(runs):
     assert len(ref["d2/train/loss"]) == N_STEPS
     for pid in (0, 1):
         for key in keys:
-            np.testing.assert_allclose(runs[f"proc{pid}"][key], ref[key], rtol=1e-6, atol=1e-9,
-                                       err_msg=f"process {pid} {key}")
+            np.testing.assert_allclose(
+                runs[f"proc{pid}"][key],
+                ref[key],
+                rtol=1e-6,
+                atol=1e-9,
+                err_msg=f"process {pid} {key}",
+            )
 
 
 def test_final_state_matches_single_process(runs):

@@ -15,14 +15,13 @@ from trainutil import TINY_MODEL
 
 from equijax.data import LabeledStructure, generate_emt_dataset, split_by_group
 from equijax.graphs import BucketPolicy, atoms_to_graph
-from equijax.models.chgnet import CHGNet
 from equijax.potential import predict_padded
 from equijax.training import loop
 from equijax.training.batches import device_batch
 from equijax.training.checkpoint import Checkpoints
 from equijax.training.config import LossConfig, load_config, to_dict
-from equijax.training.loader import Loader
 from equijax.training.data_source import graph_cutoffs
+from equijax.training.loader import Loader
 from equijax.training.loop import TrainingDiverged, train
 from equijax.training.model_setup import build_model
 from equijax.training.step import (
@@ -39,7 +38,6 @@ from equijax.training.step import (
 pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
-
 def _with(structure: LabeledStructure, **changes) -> LabeledStructure:
     return dataclasses.replace(structure, **changes)
 
@@ -49,9 +47,19 @@ def _with(structure: LabeledStructure, **changes) -> LabeledStructure:
 
 def test_diverging_loss_stops_with_step_and_ids(uniform_structures, tmp_path, monkeypatch):
     """Forces x1e30 in batch 2 raise `TrainingDiverged` naming step 2 and ids; ckpt 1 loads."""
-    config = load_config(None, [*TINY_MODEL, "data.batch_size=4", "train.max_steps=6",
-                                "train.checkpoint_every_steps=1", "train.progress=false",
-                                "train.prefetch=0", "loss.kind=mse", f"train.run_dir={tmp_path}"])
+    config = load_config(
+        None,
+        [
+            *TINY_MODEL,
+            "data.batch_size=4",
+            "train.max_steps=6",
+            "train.checkpoint_every_steps=1",
+            "train.progress=false",
+            "train.prefetch=0",
+            "loss.kind=mse",
+            f"train.run_dir={tmp_path}",
+        ],
+    )
     structures = list(uniform_structures)
     train_set = split_by_group(structures, tuple(config.data.fractions), seed=config.data.seed)[0]
     # the loader's documented order: permutation drawn from (train.seed, epoch)
@@ -74,13 +82,22 @@ def test_diverging_loss_stops_with_step_and_ids(uniform_structures, tmp_path, mo
     # load it the way `train --resume` does: abstract TrainState, model config check
     module = build_model(config.model)
     example = jax.tree_util.tree_map(
-        lambda x: x[0], device_batch([atoms_to_graph(structures[0].atoms, 4.0, 3.0)],
-                                     structures[:1], np.arange(1), 1, BucketPolicy())[0])
+        lambda x: x[0],
+        device_batch(
+            [atoms_to_graph(structures[0].atoms, 4.0, 3.0)],
+            structures[:1],
+            np.arange(1),
+            1,
+            BucketPolicy(),
+        )[0],
+    )
     optimizer = make_optimizer(config.optim, config.train.max_steps)
     params = jax.eval_shape(module.init, jax.random.key(0), example)
     abstract = jax.eval_shape(lambda p: init_state(p, optimizer, config.train.seed), params)
     checkpoints = Checkpoints(tmp_path)
-    state, meta = checkpoints.restore_latest(abstract, lambda section: section == to_dict(config)["model"])
+    state, meta = checkpoints.restore_latest(
+        abstract, lambda section: section == to_dict(config)["model"]
+    )
     checkpoints.close()
     assert int(state.step) == 1
     assert (meta["epoch"], meta["next_step"]) == (0, 1)
@@ -110,8 +127,7 @@ def test_missing_labels_are_masked(uniform_structures):
         _with(base[4], forces=None, stress=None),
         _with(base[5], magmoms=rng.normal(size=len(base[5].atoms))),
     ]
-    graphs = [atoms_to_graph(s.atoms, *graph_cutoffs(config.model))
-              for s in structures]
+    graphs = [atoms_to_graph(s.atoms, *graph_cutoffs(config.model)) for s in structures]
     mesh = make_mesh(1)
     graph, targets, groups = device_batch(graphs, structures, np.arange(6), 1, BucketPolicy())
     single = jax.tree_util.tree_map(lambda x: x[0], graph)
@@ -123,8 +139,11 @@ def test_missing_labels_are_masked(uniform_structures):
     params = jax.tree_util.tree_unflatten(tree, [np.asarray(x) + n for x, n in zip(leaves, noise)])
 
     pred = jax.device_get(jax.jit(lambda p, g: predict_padded(module, p, g))(params, single))
-    metrics = jax.device_get(make_eval_step(module, loss, mesh)(
-        replicate(mesh, params), shard_batch(mesh, graph), shard_batch(mesh, targets)))
+    metrics = jax.device_get(
+        make_eval_step(module, loss, mesh)(
+            replicate(mesh, params), shard_batch(mesh, graph), shard_batch(mesh, targets)
+        )
+    )
 
     sums = {t: 0.0 for t in ("energy", "forces", "stress", "magmoms")}
     abs_sums, counts = dict(sums), dict(sums)
@@ -150,15 +169,21 @@ def test_missing_labels_are_masked(uniform_structures):
         "energy": sum(s.energy is not None for s in structures),
         "forces": sum(3 * len(s.atoms) for s in structures if s.forces is not None),
         "stress": sum(9 for s in structures if s.stress is not None),
-        "magmoms": sum(len(s.atoms) for s in structures if s.magmoms is not None)}
+        "magmoms": sum(len(s.atoms) for s in structures if s.magmoms is not None),
+    }
     assert min(counts.values()) > 0 and counts["forces"] < 3 * sum(len(s.atoms) for s in structures)
-    weights = {"energy": loss.energy, "forces": loss.forces, "stress": loss.stress,
-               "magmoms": loss.magmoms}
+    weights = {
+        "energy": loss.energy,
+        "forces": loss.forces,
+        "stress": loss.stress,
+        "magmoms": loss.magmoms,
+    }
     want_loss = sum(weights[t] * sums[t] / counts[t] for t in sums)
     for t in sums:
         assert float(metrics[f"count_{t}"]) == counts[t], t
-        np.testing.assert_allclose(float(metrics[f"mae_{t}"]), abs_sums[t] / counts[t], rtol=2e-5,
-                                   err_msg=t)
+        np.testing.assert_allclose(
+            float(metrics[f"mae_{t}"]), abs_sums[t] / counts[t], rtol=2e-5, err_msg=t
+        )
     np.testing.assert_allclose(float(metrics["loss"]), want_loss, rtol=2e-5)
 
 
@@ -192,18 +217,21 @@ def test_loader_order_is_seeded_and_covers_each_structure_once(emt_graphs):
         seen = []
         for step, (graph, targets, groups) in loader.epoch(epoch):
             index = np.concatenate(groups)
-            assert sorted(index.tolist()) == sorted(order[4 * step: 4 * step + 4].tolist())
+            assert sorted(index.tolist()) == sorted(order[4 * step : 4 * step + 4].tolist())
             for d, group in enumerate(groups):
                 n_atoms = [len(structures[i].atoms) for i in group]
                 want_e = [structures[i].energy / len(structures[i].atoms) for i in group]
-                np.testing.assert_allclose(targets.energy_per_atom[d][: len(group)], want_e, rtol=1e-6)
+                np.testing.assert_allclose(
+                    targets.energy_per_atom[d][: len(group)], want_e, rtol=1e-6
+                )
                 assert targets.energy_mask[d].sum() == len(group)
                 assert graph.atoms.n_node[d][: len(group)].tolist() == n_atoms
             seen.extend(index.tolist())
         assert len(seen) == len(set(seen)) == 28
     assert not np.array_equal(loader.order(0), loader.order(1))
-    assert np.array_equal(Loader(graphs, structures, 4, 2, seed=11, shuffle=False).order(2),
-                          np.arange(30))
+    assert np.array_equal(
+        Loader(graphs, structures, 4, 2, seed=11, shuffle=False).order(2), np.arange(30)
+    )
 
 
 def test_loader_resumes_mid_epoch_and_is_deterministic(emt_graphs):
@@ -223,10 +251,12 @@ def test_prefetch_gives_the_same_batches(emt_graphs):
     structures, graphs = emt_graphs
     plain = list(Loader(graphs, structures, 4, 2, seed=4, prefetch=0).epoch(2))
     for prefetch in (1, 3):
-        _assert_same_batches(list(Loader(graphs, structures, 4, 2, seed=4, prefetch=prefetch).epoch(2)),
-                             plain)
         _assert_same_batches(
-            list(Loader(graphs, structures, 4, 2, seed=4, prefetch=prefetch).epoch(2, 4)), plain[4:])
+            list(Loader(graphs, structures, 4, 2, seed=4, prefetch=prefetch).epoch(2)), plain
+        )
+        _assert_same_batches(
+            list(Loader(graphs, structures, 4, 2, seed=4, prefetch=prefetch).epoch(2, 4)), plain[4:]
+        )
 
 
 def test_prefetch_errors_surface_and_early_stop_does_not_hang(emt_graphs, monkeypatch):

@@ -27,11 +27,19 @@ from trainutil import EQUIJAX, HELPERS, PYTHON, TINY_MODEL, run_checked, subproc
 from equijax.cli import build_parser
 from equijax.training.checkpoint import CheckpointError
 
-RUN_ARGS = [*TINY_MODEL, "data.n_structures=40", "data.batch_size=8", "train.max_steps=6",
-            "train.checkpoint_every_steps=2", "train.epochs=100", "train.progress=false",
-            "train.prefetch=2",
-            # stage two of the loss weights from step 3: the resumed run B crosses the switch
-            "loss.stage_two.start=0.5", "loss.stage_two.energy=3.0"]
+RUN_ARGS = [
+    *TINY_MODEL,
+    "data.n_structures=40",
+    "data.batch_size=8",
+    "train.max_steps=6",
+    "train.checkpoint_every_steps=2",
+    "train.epochs=100",
+    "train.progress=false",
+    "train.prefetch=2",
+    # stage two of the loss weights from step 3: the resumed run B crosses the switch
+    "loss.stage_two.start=0.5",
+    "loss.stage_two.energy=3.0",
+]
 
 
 def _steps(run_dir: Path, kind: str = "checkpoints") -> list[int]:
@@ -45,8 +53,9 @@ def _records(run_dir: Path) -> list[dict]:
 def _restore(run_dir: Path, step: int) -> tuple[dict, dict]:
     """A checkpoint's state (as flat ``{path: array}``) and meta, read with orbax directly."""
     manager = ocp.CheckpointManager(run_dir.absolute() / "checkpoints")
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+    restored = manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore())
+    )
     manager.close()
     leaves, _ = jax.tree_util.tree_flatten_with_path(restored["state"])
     return {jax.tree_util.keystr(p): np.asarray(x) for p, x in leaves}, restored["meta"]
@@ -69,22 +78,39 @@ def runs(tmp_path_factory, uniform_extxyz):
 
     marker, log = root / "B.hang", root / "B.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([PYTHON, str(HELPERS / "train_hang.py"), "4", str(marker), "--",
-                                 "train", *args, f"train.run_dir={b}"],
-                                env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                PYTHON,
+                str(HELPERS / "train_hang.py"),
+                "4",
+                str(marker),
+                "--",
+                "train",
+                *args,
+                f"train.run_dir={b}",
+            ],
+            env=env,
+            cwd=root,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 240
     while not marker.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            pytest.fail(f"run B did not reach step 4 (exit {proc.poll()}):\n{log.read_text()[-4000:]}")
+            pytest.fail(
+                f"run B did not reach step 4 (exit {proc.poll()}):\n{log.read_text()[-4000:]}"
+            )
         time.sleep(0.1)
-    killed = {"steps": _steps(b), "records": _records(b),
-              "ckpt2_metadata": (b / "checkpoints" / "2" / "_CHECKPOINT_METADATA").read_bytes()}
+    killed = {
+        "steps": _steps(b),
+        "records": _records(b),
+        "ckpt2_metadata": (b / "checkpoints" / "2" / "_CHECKPOINT_METADATA").read_bytes(),
+    }
     os.kill(proc.pid, signal.SIGKILL)
     killed["returncode"] = proc.wait(timeout=60)
     run_checked([*EQUIJAX, "train", "--resume", *args, f"train.run_dir={b}"], env, timeout=300)
-    return {"A": a, "B": b, "args": args, "killed": killed,
-            "A_output": run_a.stdout + run_a.stderr}
+    return {"A": a, "B": b, "args": args, "killed": killed, "A_output": run_a.stdout + run_a.stderr}
 
 
 def test_run_was_killed_mid_epoch_after_a_checkpoint(runs):
@@ -96,7 +122,9 @@ def test_run_was_killed_mid_epoch_after_a_checkpoint(runs):
     _, meta = _restore(runs["B"], 2)
     assert (meta["epoch"], meta["next_step"]) == (0, 2)
     # the resumed run started from checkpoint 2: it did not rewrite it
-    assert (runs["B"] / "checkpoints" / "2" / "_CHECKPOINT_METADATA").read_bytes() == killed["ckpt2_metadata"]
+    assert (runs["B"] / "checkpoints" / "2" / "_CHECKPOINT_METADATA").read_bytes() == killed[
+        "ckpt2_metadata"
+    ]
 
 
 def test_stage_two_begins_at_its_step(runs):
@@ -112,7 +140,10 @@ def test_resumed_run_matches_uninterrupted_run(runs):
     assert _steps(a) == _steps(b) == [2, 4, 6]
     records_a, records_b = _records(a), _records(b)
     assert [(r["split"], r["step"]) for r in records_a if r["split"] != "train"] == [
-        ("val", 4), ("val", 6), ("test", 6)]
+        ("val", 4),
+        ("val", 6),
+        ("test", 6),
+    ]
     assert [r["step"] for r in records_a if r["split"] == "train"] == [1, 2, 3, 4, 5, 6]
     assert records_b == records_a  # train losses/MAEs per step, val per epoch, test
     assert _steps(a, "best") == _steps(b, "best")
@@ -130,8 +161,11 @@ def test_resumed_run_matches_uninterrupted_run(runs):
         assert meta_b == meta_a
     # the state moved away from step 2's
     state_2, _ = _restore(a, 2)
-    assert any(not np.array_equal(v, state_2[k]) for k, v in _restore(a, 6)[0].items()
-               if k.startswith("['params']"))
+    assert any(
+        not np.array_equal(v, state_2[k])
+        for k, v in _restore(a, 6)[0].items()
+        if k.startswith("['params']")
+    )
 
 
 def _copy_run(runs, tmp_path, name) -> Path:
@@ -141,8 +175,11 @@ def _copy_run(runs, tmp_path, name) -> Path:
 
 
 def _snapshot(run_dir: Path) -> dict:
-    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*"))
-            if p.is_file() and p.name != "config.json"}
+    return {
+        str(p.relative_to(run_dir)): p.read_bytes()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and p.name != "config.json"
+    }
 
 
 def _truncate_state_data(ckpt: Path) -> None:
@@ -158,8 +195,9 @@ def _delete_meta(ckpt: Path) -> None:
 
 # orbax leaves a callback on its closed event loop after the failed read (harmless)
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-@pytest.mark.parametrize("damage", [_truncate_state_data, _delete_meta],
-                         ids=["state-truncated", "meta-deleted"])
+@pytest.mark.parametrize(
+    "damage", [_truncate_state_data, _delete_meta], ids=["state-truncated", "meta-deleted"]
+)
 def test_corrupted_latest_checkpoint_is_refused(runs, tmp_path, damage):
     """``--resume`` on a damaged checkpoint raises `CheckpointError` naming it, changing nothing."""
     run_dir = _copy_run(runs, tmp_path, "C")
@@ -203,18 +241,24 @@ def test_init_from_copies_the_trunk_and_starts_new_heads_fresh(runs, uniform_str
     manager = ocp.CheckpointManager(a.absolute() / "best")
     saved = manager.restore(best, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
     manager.close()
-    want = {jax.tree_util.keystr(p): np.asarray(x) for p, x in
-            jax.tree_util.tree_leaves_with_path(saved["state"]["ema_params"]["params"])}
+    want = {
+        jax.tree_util.keystr(p): np.asarray(x)
+        for p, x in jax.tree_util.tree_leaves_with_path(saved["state"]["ema_params"]["params"])
+    }
 
     config = load_config(None, [*runs["args"], "model.forces=direct", f"model.init_from={a}"])
     module = build_model(config.model)
     example = _graphs(uniform_structures[:1], config.model)[0]
     params = initial_params(config, module, example, uniform_structures)
     fresh = module.init(jax.random.key(config.train.seed), example)
-    got = {jax.tree_util.keystr(p): np.asarray(x)
-           for p, x in jax.tree_util.tree_leaves_with_path(params["params"])}
-    fresh = {jax.tree_util.keystr(p): np.asarray(x)
-             for p, x in jax.tree_util.tree_leaves_with_path(fresh["params"])}
+    got = {
+        jax.tree_util.keystr(p): np.asarray(x)
+        for p, x in jax.tree_util.tree_leaves_with_path(params["params"])
+    }
+    fresh = {
+        jax.tree_util.keystr(p): np.asarray(x)
+        for p, x in jax.tree_util.tree_leaves_with_path(fresh["params"])
+    }
     heads = {k for k in got if k not in want}
     assert heads and all("direct" in k for k in heads), heads
     for key, value in got.items():

@@ -27,8 +27,10 @@ def test_structures_are_deterministic_and_extend():
         np.testing.assert_array_equal(a.positions, b.positions)
         np.testing.assert_array_equal(a.numbers, b.numbers)
     other = teacher_structures(10, seed=4)
-    assert any(len(a) != len(b) or not np.array_equal(a.positions, b.positions)
-               for (a, _), (b, _) in zip(small, other, strict=True))
+    assert any(
+        len(a) != len(b) or not np.array_equal(a.positions, b.positions)
+        for (a, _), (b, _) in zip(small, other, strict=True)
+    )
 
 
 def test_structures_are_sane_and_diverse():
@@ -71,14 +73,17 @@ def test_a_cache_with_other_structures_is_refused(tmp_path):
         generate_teacher_dataset(1, seed=0, cache_dir=tmp_path, potential="unused")
 
 
-def test_labels_equal_pytorch_chgnet_and_cache_round_trips(tmp_path, chgnet_potential,
-                                                           torch_chgnet):
+def test_labels_equal_pytorch_chgnet_and_cache_round_trips(
+    tmp_path, chgnet_potential, torch_chgnet
+):
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    labelled = generate_teacher_dataset(12, seed=1, cache_dir=tmp_path, batch_size=6,
-                                        progress=False, potential=chgnet_potential)
-    assert [s.id for s in labelled] == [f"{g}/{k}" for g in ("teacher1-00000", "teacher1-00001",
-                                                             "teacher1-00002") for k in range(4)]
+    labelled = generate_teacher_dataset(
+        12, seed=1, cache_dir=tmp_path, batch_size=6, progress=False, potential=chgnet_potential
+    )
+    assert [s.id for s in labelled] == [
+        f"{g}/{k}" for g in ("teacher1-00000", "teacher1-00001", "teacher1-00002") for k in range(4)
+    ]
     unlabelled = teacher_structures(12, seed=1)
     for s, (atoms, group) in zip(labelled, unlabelled, strict=True):
         assert s.group == group
@@ -107,8 +112,12 @@ def test_non_finite_teacher_label_is_refused():
     from equijax.training.teacher import _labelled
 
     atoms, group = teacher_structures(1, seed=0)[0]
-    good = {"energy": -1.0, "forces": np.zeros((len(atoms), 3)), "stress": np.zeros((3, 3)),
-            "magmoms": np.zeros(len(atoms))}
+    good = {
+        "energy": -1.0,
+        "forces": np.zeros((len(atoms), 3)),
+        "stress": np.zeros((3, 3)),
+        "magmoms": np.zeros(len(atoms)),
+    }
     assert _labelled(atoms, group, f"{group}/0", good).energy == -1.0
     bad = {**good, "forces": np.full((len(atoms), 3), np.nan)}
     with pytest.raises(FloatingPointError, match="forces of teacher0-00000/0 is not finite"):

@@ -10,10 +10,18 @@ from equijax.training.model_setup import check_init_from, transfer_params
 
 
 def test_transfer_copies_shared_leaves_keeps_new_and_drops_old():
-    fresh = {"params": {"trunk": {"w": np.zeros((2, 3), np.float32), "b": np.zeros(3, np.float32)},
-                        "new_head": {"w": np.ones(4, np.float32)}}}
-    source = {"params": {"trunk": {"w": np.arange(6.0).reshape(2, 3), "b": np.full(3, 7.0)},
-                         "old_head": {"w": np.full(5, 9.0)}}}
+    fresh = {
+        "params": {
+            "trunk": {"w": np.zeros((2, 3), np.float32), "b": np.zeros(3, np.float32)},
+            "new_head": {"w": np.ones(4, np.float32)},
+        }
+    }
+    source = {
+        "params": {
+            "trunk": {"w": np.arange(6.0).reshape(2, 3), "b": np.full(3, 7.0)},
+            "old_head": {"w": np.full(5, 9.0)},
+        }
+    }
     params, report = transfer_params(fresh, source)
     np.testing.assert_array_equal(params["params"]["trunk"]["w"], np.arange(6.0).reshape(2, 3))
     np.testing.assert_array_equal(params["params"]["trunk"]["b"], np.full(3, 7.0))
@@ -45,7 +53,6 @@ def test_transfer_refuses_no_shared_leaves_and_non_finite_ones():
 
 
 def test_check_init_from_needs_a_run_with_the_same_model(tmp_path):
-    import dataclasses
     import json
 
     config = load_config(None, [f"model.init_from={tmp_path}", "model.forces=direct"])
@@ -57,8 +64,11 @@ def test_check_init_from_needs_a_run_with_the_same_model(tmp_path):
     source["model"]["atom_graph_cutoff"] = 5.0
     source["model"]["n_conv"] = 3
     (tmp_path / "config.json").write_text(json.dumps(source))
-    with pytest.raises(ValueError, match=r"differs in atom_graph_cutoff: 5.0 there, 6.0 here, "
-                                         r"n_conv: 3 there, 4 here"):
+    with pytest.raises(
+        ValueError,
+        match=r"differs in atom_graph_cutoff: 5.0 there, 6.0 here, "
+        r"n_conv: 3 there, 4 here",
+    ):
         check_init_from(config.model)
 
 
@@ -66,14 +76,24 @@ def test_init_from_a_run_with_direct_head_options(tmp_path):
     """A run trained with the direct heads' options (norm, three-body stress and forces, pair
     energy, trunk-gradient scale) can start a conservative fine-tune or a plain direct one:
     those options only shape heads that are dropped or started fresh."""
-    import dataclasses
     import json
 
-    source = to_dict(load_config(None, [
-        "model.forces=direct", "model.direct_norm=20", "model.direct_angle_stress=true",
-        "model.direct_trunk_grad=0.1", "model.direct_angle_forces=true",
-        "model.direct_stress=virial_only", "model.direct_pair_energy=8"]))
+    source = to_dict(
+        load_config(
+            None,
+            [
+                "model.forces=direct",
+                "model.direct_norm=20",
+                "model.direct_angle_stress=true",
+                "model.direct_trunk_grad=0.1",
+                "model.direct_angle_forces=true",
+                "model.direct_stress=virial_only",
+                "model.direct_pair_energy=8",
+            ],
+        )
+    )
     (tmp_path / "config.json").write_text(json.dumps(source))
     for forces in ("conservative", "direct"):
-        check_init_from(load_config(None, [f"model.init_from={tmp_path}",
-                                           f"model.forces={forces}"]).model)
+        check_init_from(
+            load_config(None, [f"model.init_from={tmp_path}", f"model.forces={forces}"]).model
+        )

@@ -20,8 +20,14 @@ EQUIJAX = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "equija
 
 # A tiny CHGNet: compiling its train step is what dominates the runtime of these tests.
 TINY_MODEL = [
-    "model.atom_fea_dim=8", "model.bond_fea_dim=8", "model.angle_fea_dim=8", "model.hidden_dim=8",
-    "model.mlp_hidden_dims=[8]", "model.n_conv=2", "model.num_radial=5", "model.num_angular=5",
+    "model.atom_fea_dim=8",
+    "model.bond_fea_dim=8",
+    "model.angle_fea_dim=8",
+    "model.hidden_dim=8",
+    "model.mlp_hidden_dims=[8]",
+    "model.n_conv=2",
+    "model.num_radial=5",
+    "model.num_angular=5",
     "model.atom_graph_cutoff=4.0",
 ]
 
@@ -44,9 +50,15 @@ def uniform_emt_structures(n: int, seed: int = 0) -> list:
         atoms.set_cell(atoms.cell.array @ (np.eye(3) + (strain + strain.T) / 2), scale_atoms=True)
         atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
         atoms.calc = EMT()
-        out.append(LabeledStructure(
-            id=f"u{i:03d}", atoms=atoms.copy(), energy=atoms.get_potential_energy(),
-            forces=atoms.get_forces(), stress=atoms.get_stress(voigt=False) * EV_PER_A3_TO_GPA))
+        out.append(
+            LabeledStructure(
+                id=f"u{i:03d}",
+                atoms=atoms.copy(),
+                energy=atoms.get_potential_energy(),
+                forces=atoms.get_forces(),
+                stress=atoms.get_stress(voigt=False) * EV_PER_A3_TO_GPA,
+            )
+        )
     return out
 
 
@@ -56,8 +68,9 @@ def subprocess_env(n_devices: int = 1, cache_dir: str | Path | None = None) -> d
     env = dict(os.environ)
     # LLVM -O0: compiling the train step takes about half as long; every comparison in these tests
     # is between runs compiled with the same flags
-    env["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count={n_devices} "
-                        "--xla_backend_optimization_level=0")
+    env["XLA_FLAGS"] = (
+        f"--xla_force_host_platform_device_count={n_devices} --xla_backend_optimization_level=0"
+    )
     env["JAX_PLATFORMS"] = "cpu"
     # and LLVM's expensive passes off too (jax_disable_most_optimizations; same for every run)
     env["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
@@ -70,14 +83,18 @@ def subprocess_env(n_devices: int = 1, cache_dir: str | Path | None = None) -> d
     return env
 
 
-def run_checked(cmd: list[str], env: dict, timeout: float = 300, cwd: Path | None = None
-                ) -> subprocess.CompletedProcess:
+def run_checked(
+    cmd: list[str], env: dict, timeout: float = 300, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """Run ``cmd``; on failure, fail the test with the tail of its output."""
-    proc = subprocess.run(cmd, env=env, cwd=cwd or REPO, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        cmd, env=env, cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout
+    )
     if proc.returncode != 0:
-        pytest.fail(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n"
-                    f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        pytest.fail(
+            f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n"
+            f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
     return proc
 
 

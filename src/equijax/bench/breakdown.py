@@ -44,7 +44,9 @@ def stage_breakdown(module, params, graph, step_ms: float, repeats: int = 5) -> 
     predict = jax.jit(lambda p, g: predict_padded(module, p, g))
     forward_ms = median_ms(forward, params, graph, repeats=repeats)
     predict_ms = median_ms(predict, params, graph, repeats=repeats)
-    stages = {"forward_ms": forward_ms, "forces_stress_ms": predict_ms - forward_ms,
-              "param_gradient_and_update_ms": step_ms - predict_ms}
-    return {**stages, "step_ms": step_ms,
-            "share": {k[:-3]: v / step_ms for k, v in stages.items()}}
+    stages = {
+        "forward_ms": forward_ms,
+        "forces_stress_ms": predict_ms - forward_ms,
+        "param_gradient_and_update_ms": step_ms - predict_ms,
+    }
+    return {**stages, "step_ms": step_ms, "share": {k[:-3]: v / step_ms for k, v in stages.items()}}

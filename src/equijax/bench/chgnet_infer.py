@@ -56,13 +56,16 @@ def _equijax_rate(structures, batch_size: int, steps: int) -> dict:
     predictions = potential.predict(subset, batch_size=batch_size)
     e2e = time.perf_counter() - t0
     stats = jax.devices()[0].memory_stats() or {}
-    return {"structures_per_s": batch_size / float(np.median(times)),
-            "ms_per_batch": 1e3 * float(np.median(times)), "compile_s": compile_s,
-            "padding_fraction": padding_fraction(reals, [p.sizes for p in padded]),
-            "distinct_shapes": len({p.sizes for p in padded}),
-            "end_to_end_structures_per_s": len(subset) / e2e,
-            "peak_memory_MB": stats.get("peak_bytes_in_use", 0) / 2**20 or None,
-            "first_batch": predictions[:batch_size]}
+    return {
+        "structures_per_s": batch_size / float(np.median(times)),
+        "ms_per_batch": 1e3 * float(np.median(times)),
+        "compile_s": compile_s,
+        "padding_fraction": padding_fraction(reals, [p.sizes for p in padded]),
+        "distinct_shapes": len({p.sizes for p in padded}),
+        "end_to_end_structures_per_s": len(subset) / e2e,
+        "peak_memory_MB": stats.get("peak_bytes_in_use", 0) / 2**20 or None,
+        "first_batch": predictions[:batch_size],
+    }
 
 
 def _chgnet_rate(structures, batch_size: int, steps: int) -> dict:
@@ -86,9 +89,15 @@ def _chgnet_rate(structures, batch_size: int, steps: int) -> dict:
         return out
 
     first = infer(batches[0])
-    first_batch = [{"energy_per_atom": float(first["e"][k]), "forces": first["f"][k].detach().cpu().numpy(),
-                    "stress": first["s"][k].detach().cpu().numpy(),
-                    "magmoms": first["m"][k].detach().cpu().numpy()} for k in range(batch_size)]
+    first_batch = [
+        {
+            "energy_per_atom": float(first["e"][k]),
+            "forces": first["f"][k].detach().cpu().numpy(),
+            "stress": first["s"][k].detach().cpu().numpy(),
+            "magmoms": first["m"][k].detach().cpu().numpy(),
+        }
+        for k in range(batch_size)
+    ]
     if dev == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = []
@@ -96,16 +105,24 @@ def _chgnet_rate(structures, batch_size: int, steps: int) -> dict:
         t0 = time.perf_counter()
         infer(batches[k % len(batches)])
         times.append(time.perf_counter() - t0)
-    return {"available": True, "device": dev, "structures_per_s": batch_size / float(np.median(times)),
-            "ms_per_batch": 1e3 * float(np.median(times)),
-            "peak_memory_MB": torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else None,
-            "first_batch": first_batch}
+    return {
+        "available": True,
+        "device": dev,
+        "structures_per_s": batch_size / float(np.median(times)),
+        "ms_per_batch": 1e3 * float(np.median(times)),
+        "peak_memory_MB": torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else None,
+        "first_batch": first_batch,
+    }
 
 
 def _max_differences(ours: list[dict], ref: list[dict]) -> dict:
     """Largest absolute differences over a batch: energy per atom, forces, stress, magmoms."""
-    return {key: float(max(np.max(np.abs(np.asarray(o[key]) - np.asarray(r[key]))) for o, r in zip(ours, ref)))
-            for key in ("energy_per_atom", "forces", "stress", "magmoms")}
+    return {
+        key: float(
+            max(np.max(np.abs(np.asarray(o[key]) - np.asarray(r[key]))) for o, r in zip(ours, ref))
+        )
+        for key in ("energy_per_atom", "forces", "stress", "magmoms")
+    }
 
 
 def default_batch_size() -> int:
@@ -114,8 +131,13 @@ def default_batch_size() -> int:
     return 40 if jax.default_backend() != "cpu" else 8
 
 
-def run(out: str | None = "results/bench_chgnet_infer.json", batch_size: int | None = None,
-        steps: int = 6, limit: int | None = None, reference: bool = True) -> dict:
+def run(
+    out: str | None = "results/bench_chgnet_infer.json",
+    batch_size: int | None = None,
+    steps: int = 6,
+    limit: int | None = None,
+    reference: bool = True,
+) -> dict:
     """Run the benchmark, print a table and write JSON; returns the results. With ``reference``,
     JAX's GPU preallocation is turned off first (`share_gpu_with_torch`)."""
     if reference:
@@ -123,40 +145,70 @@ def run(out: str | None = "results/bench_chgnet_infer.json", batch_size: int | N
     batch_size = batch_size or default_batch_size()
     structures = load_benchmark_structures(limit)
     if len(structures) < batch_size:
-        raise ValueError(f"need at least batch_size={batch_size} structures, have {len(structures)}")
-    results = {"benchmark": "chgnet-infer", "task": "efsm", "machine": machine_info(),
-               "n_structures": len(structures), "batch_size": batch_size, "steps": steps,
-               "equijax": _equijax_rate(structures, batch_size, steps)}
+        raise ValueError(
+            f"need at least batch_size={batch_size} structures, have {len(structures)}"
+        )
+    results = {
+        "benchmark": "chgnet-infer",
+        "task": "efsm",
+        "machine": machine_info(),
+        "n_structures": len(structures),
+        "batch_size": batch_size,
+        "steps": steps,
+        "equijax": _equijax_rate(structures, batch_size, steps),
+    }
     if reference:
         results["chgnet"] = _chgnet_rate(structures, batch_size, steps)
         if results["chgnet"]["available"]:
-            results["speedup_vs_chgnet"] = (results["equijax"]["structures_per_s"]
-                                            / results["chgnet"]["structures_per_s"])
+            results["speedup_vs_chgnet"] = (
+                results["equijax"]["structures_per_s"] / results["chgnet"]["structures_per_s"]
+            )
             results["max_abs_difference_first_batch"] = _max_differences(
-                results["equijax"]["first_batch"], results["chgnet"]["first_batch"])
+                results["equijax"]["first_batch"], results["chgnet"]["first_batch"]
+            )
     for side in ("equijax", "chgnet"):
         results.get(side, {}).pop("first_batch", None)
     ours, ref = results["equijax"], results.get("chgnet", {})
-    table = Table(f"CHGNet 0.3.0 efsm inference, batch {batch_size} (median of {steps} batches)",
-                  ["what", "structures/s", "ms/batch", "peak MB", "vs chgnet"])
+    table = Table(
+        f"CHGNet 0.3.0 efsm inference, batch {batch_size} (median of {steps} batches)",
+        ["what", "structures/s", "ms/batch", "peak MB", "vs chgnet"],
+    )
     ref_rate = ref.get("structures_per_s")
 
-    table.add("equijax (jit, graphs prebuilt)", f"{ours['structures_per_s']:.1f}",
-              f"{ours['ms_per_batch']:.0f}", format_mb(ours["peak_memory_MB"]),
-              ratio(ours['structures_per_s'], ref_rate))
-    table.add("equijax end to end (graphs built)", f"{ours['end_to_end_structures_per_s']:.1f}", "-",
-              "-", ratio(ours['end_to_end_structures_per_s'], ref_rate))
+    table.add(
+        "equijax (jit, graphs prebuilt)",
+        f"{ours['structures_per_s']:.1f}",
+        f"{ours['ms_per_batch']:.0f}",
+        format_mb(ours["peak_memory_MB"]),
+        ratio(ours["structures_per_s"], ref_rate),
+    )
+    table.add(
+        "equijax end to end (graphs built)",
+        f"{ours['end_to_end_structures_per_s']:.1f}",
+        "-",
+        "-",
+        ratio(ours["end_to_end_structures_per_s"], ref_rate),
+    )
     if ref_rate:
-        table.add("chgnet (torch, graphs prebuilt)", f"{ref_rate:.1f}", f"{ref['ms_per_batch']:.0f}",
-                  format_mb(ref["peak_memory_MB"]), "1.00x")
+        table.add(
+            "chgnet (torch, graphs prebuilt)",
+            f"{ref_rate:.1f}",
+            f"{ref['ms_per_batch']:.0f}",
+            format_mb(ref["peak_memory_MB"]),
+            "1.00x",
+        )
     table.print()
     if "max_abs_difference_first_batch" in results:
         d = results["max_abs_difference_first_batch"]
-        print(f"agreement on the first batch (max |equijax - chgnet|): energy {d['energy_per_atom']:.1e} eV/atom,"
-              f" forces {d['forces']:.1e} eV/Å, stress {d['stress']:.1e} GPa, magmoms {d['magmoms']:.1e} μB")
+        print(
+            f"agreement on the first batch (max |equijax - chgnet|): energy {d['energy_per_atom']:.1e} eV/atom,"
+            f" forces {d['forces']:.1e} eV/Å, stress {d['stress']:.1e} GPa, magmoms {d['magmoms']:.1e} μB"
+        )
     pf = ours["padding_fraction"]
-    print(f"equijax: {ours['distinct_shapes']} bucket shape(s) (padding: edges {pf['n_edge']:.1%},"
-          f" angles {pf['n_angle']:.1%}), compiled in {ours['compile_s']:.1f} s before timing;"
-          f" machine: {results['machine']['summary']}")
+    print(
+        f"equijax: {ours['distinct_shapes']} bucket shape(s) (padding: edges {pf['n_edge']:.1%},"
+        f" angles {pf['n_angle']:.1%}), compiled in {ours['compile_s']:.1f} s before timing;"
+        f" machine: {results['machine']['summary']}"
+    )
     write_json(results, out)
     return results

@@ -49,9 +49,17 @@ from equijax.training.step import (
 
 def _teacher_labels(structures, batch_size: int) -> list[LabeledStructure]:
     predictions = Potential.from_pretrained("0.3.0").predict(structures, batch_size=batch_size)
-    return [LabeledStructure(id=str(i), atoms=a, energy=p["energy"], forces=p["forces"],
-                             stress=p["stress"], magmoms=p["magmoms"])
-            for i, (a, p) in enumerate(zip(structures, predictions))]
+    return [
+        LabeledStructure(
+            id=str(i),
+            atoms=a,
+            energy=p["energy"],
+            forces=p["forces"],
+            stress=p["stress"],
+            magmoms=p["magmoms"],
+        )
+        for i, (a, p) in enumerate(zip(structures, predictions))
+    ]
 
 
 class Run(NamedTuple):
@@ -65,8 +73,7 @@ class Run(NamedTuple):
     fused: bool = True  # CHGNetConfig.fused_gates; False: core and gate first layers apart
 
 
-def _model(forces: str, example, remat: bool = False, factorized: bool = True,
-           fused: bool = True):
+def _model(forces: str, example, remat: bool = False, factorized: bool = True, fused: bool = True):
     """The pretrained CHGNet 0.3.0; with direct forces, fresh direct heads on its trunk
     (``"direct-angle"``: with the three-body stress term, ``direct_angle_stress``;
     ``"direct-physical"``: with `PHYSICAL_HEADS`, three-body forces, a pair energy and the
@@ -75,11 +82,13 @@ def _model(forces: str, example, remat: bool = False, factorized: bool = True,
     ``factorized``: ``factorized_messages`` (same values; False is the plain concatenation);
     ``fused``: ``fused_gates`` (same values; False runs core and gate first layers apart)."""
     module, params = from_pretrained("0.3.0")
-    config = dataclasses.replace(module.config, remat=remat, factorized_messages=factorized,
-                                 fused_gates=fused)
+    config = dataclasses.replace(
+        module.config, remat=remat, factorized_messages=factorized, fused_gates=fused
+    )
     if forces != "conservative":
-        config = dataclasses.replace(config, forces="direct",
-                                     direct_angle_stress=forces == "direct-angle")
+        config = dataclasses.replace(
+            config, forces="direct", direct_angle_stress=forces == "direct-angle"
+        )
         if forces == "direct-physical":
             config = dataclasses.replace(config, **PHYSICAL_HEADS)
         fresh = CHGNet(config).init(jax.random.key(0), example)
@@ -87,8 +96,9 @@ def _model(forces: str, example, remat: bool = False, factorized: bool = True,
     return CHGNet(config), params
 
 
-def _equijax_rate(labeled, batch_size: int, steps: int, run: Run, breakdown: bool = False,
-                  memory: bool = False) -> dict:
+def _equijax_rate(
+    labeled, batch_size: int, steps: int, run: Run, breakdown: bool = False, memory: bool = False
+) -> dict:
     """Time ``steps`` train steps of ``run`` (median; with ``conservative_every`` k, the mean over
     whole cycles of k steps, since its steps differ in kind) after compiling each batch shape.
     ``memory``: also XLA's memory plan of the step (``xla_memory``) and, on a CPU, the measured
@@ -101,8 +111,14 @@ def _equijax_rate(labeled, batch_size: int, steps: int, run: Run, breakdown: boo
     loader = Loader(graphs, labeled, batch_size, 1, seed=0, shuffle=False, prefetch=0)
     optimizer = make_optimizer(OptimConfig(learning_rate=1e-4, warmup_steps=1, clip_norm=1e9), 1000)
     state = replicate(mesh, init_state(params, optimizer, 0))
-    raw_step = make_train_step(module, optimizer, LossConfig(kind="huber", delta=0.1), mesh,
-                               ema_decay=0.0, conservative_every=conservative_every)
+    raw_step = make_train_step(
+        module,
+        optimizer,
+        LossConfig(kind="huber", delta=0.1),
+        mesh,
+        ema_decay=0.0,
+        conservative_every=conservative_every,
+    )
     if conservative_every:
         steps = -(-steps // conservative_every) * conservative_every
     step = with_matmul_precision(raw_step, precision)
@@ -137,12 +153,17 @@ def _equijax_rate(labeled, batch_size: int, steps: int, run: Run, breakdown: boo
         times.append(time.perf_counter() - t0)
     stats = jax.devices()[0].memory_stats() or {}
     ms = 1e3 * float(np.mean(times) if conservative_every else np.median(times))
-    out |= {"ms_per_step": ms, "timed_steps": steps, "structures_per_s": batch_size / (ms / 1e3),
-           "compile_s": compile_s,
-           "distinct_shapes": len(shapes), "final_loss": float(m["loss"]),
-           # the device's peak over the whole process so far (JAX cannot reset it): only the
-           # first run of a benchmark measures itself alone
-           "peak_memory_MB": stats.get("peak_bytes_in_use", 0) / 2**20 or None}
+    out |= {
+        "ms_per_step": ms,
+        "timed_steps": steps,
+        "structures_per_s": batch_size / (ms / 1e3),
+        "compile_s": compile_s,
+        "distinct_shapes": len(shapes),
+        "final_loss": float(m["loss"]),
+        # the device's peak over the whole process so far (JAX cannot reset it): only the
+        # first run of a benchmark measures itself alone
+        "peak_memory_MB": stats.get("peak_bytes_in_use", 0) / 2**20 or None,
+    }
     # after the memory peak was read: these compile and run more functions
     if breakdown:
         local = jax.tree_util.tree_map(lambda x: x[0], placed[0][0])
@@ -166,13 +187,25 @@ def _chgnet_rate(labeled, batch_size: int, steps: int, memory: bool = False) -> 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     model = TorchCHGNet.load(model_name="0.3.0", use_device=dev, verbose=False)
     graphs = [model.graph_converter(AseAtomsAdaptor.get_structure(s.atoms)) for s in labeled]
-    labels = [{"e": torch.tensor(s.energy / len(s.atoms), dtype=torch.float32),
-               "f": torch.tensor(s.forces, dtype=torch.float32),
-               "s": torch.tensor(s.stress, dtype=torch.float32),
-               "m": torch.tensor(s.magmoms, dtype=torch.float32)} for s in labeled]
+    labels = [
+        {
+            "e": torch.tensor(s.energy / len(s.atoms), dtype=torch.float32),
+            "f": torch.tensor(s.forces, dtype=torch.float32),
+            "s": torch.tensor(s.stress, dtype=torch.float32),
+            "m": torch.tensor(s.magmoms, dtype=torch.float32),
+        }
+        for s in labeled
+    ]
     model.train()
-    loss_fn = CombinedLoss(target_str="efsm", criterion="Huber", delta=0.1, energy_loss_ratio=1,
-                           force_loss_ratio=1, stress_loss_ratio=0.1, mag_loss_ratio=0.1)
+    loss_fn = CombinedLoss(
+        target_str="efsm",
+        criterion="Huber",
+        delta=0.1,
+        energy_loss_ratio=1,
+        force_loss_ratio=1,
+        stress_loss_ratio=0.1,
+        mag_loss_ratio=0.1,
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
     def train_step(k):
@@ -180,8 +213,10 @@ def _chgnet_rate(labeled, batch_size: int, steps: int, memory: bool = False) -> 
         for i in idx:
             graphs[i].atom_frac_coord.requires_grad = True
         batch = [graphs[i].to(dev) for i in idx]
-        targets = {"e": torch.stack([labels[i]["e"] for i in idx]).to(dev),
-                   **{key: [labels[i][key].to(dev) for i in idx] for key in ("f", "s", "m")}}
+        targets = {
+            "e": torch.stack([labels[i]["e"] for i in idx]).to(dev),
+            **{key: [labels[i][key].to(dev) for i in idx] for key in ("f", "s", "m")},
+        }
         loss = loss_fn(targets, model(batch, task="efsm"))["loss"]
         optimizer.zero_grad()
         loss.backward()
@@ -203,9 +238,14 @@ def _chgnet_rate(labeled, batch_size: int, steps: int, memory: bool = False) -> 
         train_step(k % n_batches)
         times.append(time.perf_counter() - t0)
     ms = 1e3 * float(np.median(times))
-    return {"available": True, "device": dev, "ms_per_step": ms, "structures_per_s": batch_size / (ms / 1e3),
-            "peak_memory_MB": torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else None,
-            **({"step_rss_growth_MB": rss.growth_mb} if rss else {})}
+    return {
+        "available": True,
+        "device": dev,
+        "ms_per_step": ms,
+        "structures_per_s": batch_size / (ms / 1e3),
+        "peak_memory_MB": torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else None,
+        **({"step_rss_growth_MB": rss.growth_mb} if rss else {}),
+    }
 
 
 def _timed_reference(labeled, batch_size: int, steps: int, memory: bool) -> dict:
@@ -217,8 +257,10 @@ def _timed_reference(labeled, batch_size: int, steps: int, memory: bool) -> dict
 
         torch.cuda.empty_cache()
     if ref.get("available"):
-        print(f"  {ref['ms_per_step']:.0f} ms/step, {ref['structures_per_s']:.1f} structures/s",
-              flush=True)
+        print(
+            f"  {ref['ms_per_step']:.0f} ms/step, {ref['structures_per_s']:.1f} structures/s",
+            flush=True,
+        )
     return ref
 
 
@@ -231,26 +273,46 @@ PHYSICAL_HEADS = dict(direct_angle_forces=True, direct_pair_energy=8, direct_str
 def _label(run: Run) -> str:
     """Table row name of ``run``."""
     p, k = run.precision, run.conservative_every
-    return (f"equijax, {run.forces} forces" + (f" + conservative every {k} (mean)" if k else "")
-            + (", remat" if run.remat else "")
-            + ("" if run.factorized else ", concatenated messages")
-            + ("" if run.fused else ", unfused gates")
-            + ("" if p == "default" else f", {p}{' (emulated)' if emulated(p) else ''}"))
+    return (
+        f"equijax, {run.forces} forces"
+        + (f" + conservative every {k} (mean)" if k else "")
+        + (", remat" if run.remat else "")
+        + ("" if run.factorized else ", concatenated messages")
+        + ("" if run.fused else ", unfused gates")
+        + ("" if p == "default" else f", {p}{' (emulated)' if emulated(p) else ''}")
+    )
 
 
 def _breakdown_table(results: dict, runs: list[Run], batch_size: int) -> Table:
-    table = Table(f"Where a training step's time goes (ms, batch {batch_size}); optimized HLO of the step",
-                  ["what", "forward", "forces+stress", "param grad+update", "step", "kernels",
-                   "fusions", "gather/scatter/dot alone"])
+    table = Table(
+        f"Where a training step's time goes (ms, batch {batch_size}); optimized HLO of the step",
+        [
+            "what",
+            "forward",
+            "forces+stress",
+            "param grad+update",
+            "step",
+            "kernels",
+            "fusions",
+            "gather/scatter/dot alone",
+        ],
+    )
     for run in runs:
         ours = results[_key(run)]
         if "stages" not in ours:  # a conservative_every run: its steps differ in kind
             continue
         st, hlo = ours["stages"], ours["train_step_hlo"]
         alone = "/".join(str(hlo["alone"].get(op, 0)) for op in ("gather", "scatter", "dot"))
-        table.add(_label(run)[len("equijax, "):], f"{st['forward_ms']:.1f}",
-                  f"{st['forces_stress_ms']:.1f}", f"{st['param_gradient_and_update_ms']:.1f}",
-                  f"{st['step_ms']:.1f}", hlo["kernels"], hlo["fusions"], alone)
+        table.add(
+            _label(run)[len("equijax, ") :],
+            f"{st['forward_ms']:.1f}",
+            f"{st['forces_stress_ms']:.1f}",
+            f"{st['param_gradient_and_update_ms']:.1f}",
+            f"{st['step_ms']:.1f}",
+            hlo["kernels"],
+            hlo["fusions"],
+            alone,
+        )
     return table
 
 
@@ -261,18 +323,24 @@ def _memory_table(results: dict, runs: list[Run], batch_size: int) -> Table:
     cpu = jax.default_backend() == "cpu"
     ref = results.get("chgnet", {})
     ref_mb = ref.get("step_rss_growth_MB" if cpu else "peak_memory_MB")
-    table = Table(f"Memory of one training step (MiB, batch {batch_size}): XLA's plan, and measured "
-                  + ("resident growth of one step (CPU)" if cpu else "device peak"),
-                  ["what", "XLA arguments", "XLA temp", "XLA total", "measured", "vs chgnet"])
+    table = Table(
+        f"Memory of one training step (MiB, batch {batch_size}): XLA's plan, and measured "
+        + ("resident growth of one step (CPU)" if cpu else "device peak"),
+        ["what", "XLA arguments", "XLA temp", "XLA total", "measured", "vs chgnet"],
+    )
     for i, run in enumerate(runs):
         ours = results[_key(run)]
         plan = ours.get("xla_memory_MB") or {}
-        measured = ours.get("step_rss_growth_MB") if cpu else (
-            ours["peak_memory_MB"] if i == 0 else None)
+        measured = (
+            ours.get("step_rss_growth_MB") if cpu else (ours["peak_memory_MB"] if i == 0 else None)
+        )
         compared = measured if cpu else plan.get("total")
-        table.add(_label(run), *(format_mb(plan.get(k)) for k in ("arguments", "temp", "total")),
-                  format_mb(measured),
-                  f"{compared / ref_mb:.3f}x" if compared and ref_mb else "-")
+        table.add(
+            _label(run),
+            *(format_mb(plan.get(k)) for k in ("arguments", "temp", "total")),
+            format_mb(measured),
+            f"{compared / ref_mb:.3f}x" if compared and ref_mb else "-",
+        )
     if ref.get("available"):
         table.add("chgnet (torch), conservative", "-", "-", "-", format_mb(ref_mb), "1.000x")
     return table
@@ -284,21 +352,32 @@ def _key(run: Run) -> str:
     blocks, ``_concat`` for concatenated (not factorized) messages, ``_unfused`` for core and
     gate first layers apart and ``_<precision>`` for a matmul precision other than JAX's
     default."""
-    return ("equijax" + ("" if run.forces == "conservative" else f"_{run.forces}")
-            + (f"_every{run.conservative_every}" if run.conservative_every else "")
-            + ("_remat" if run.remat else "")
-            + ("" if run.factorized else "_concat")
-            + ("" if run.fused else "_unfused")
-            + ("" if run.precision == "default" else f"_{run.precision}"))
+    return (
+        "equijax"
+        + ("" if run.forces == "conservative" else f"_{run.forces}")
+        + (f"_every{run.conservative_every}" if run.conservative_every else "")
+        + ("_remat" if run.remat else "")
+        + ("" if run.factorized else "_concat")
+        + ("" if run.fused else "_unfused")
+        + ("" if run.precision == "default" else f"_{run.precision}")
+    )
 
 
-def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | None = None,
-        steps: int = 5, limit: int | None = None, reference: bool = True,
-        forces: tuple[str, ...] = ("conservative", "direct"),
-        precisions: tuple[str, ...] = ("default",),
-        breakdown: bool = False, conservative_every: int = 0, remat: bool = False,
-        concat_messages: bool = False, unfused_gates: bool = False,
-        memory: bool = False) -> dict:
+def run(
+    out: str | None = "results/bench_chgnet_train.json",
+    batch_size: int | None = None,
+    steps: int = 5,
+    limit: int | None = None,
+    reference: bool = True,
+    forces: tuple[str, ...] = ("conservative", "direct"),
+    precisions: tuple[str, ...] = ("default",),
+    breakdown: bool = False,
+    conservative_every: int = 0,
+    remat: bool = False,
+    concat_messages: bool = False,
+    unfused_gates: bool = False,
+    memory: bool = False,
+) -> dict:
     """Run the benchmark (batch 40 on GPU, 4 on CPU by default) for each of ``forces``
     (`FORCES`: "conservative", "direct", "direct-angle", "direct-physical") and matmul
     ``precisions`` (`equijax.nn.precision.PRECISIONS`; TF32/bf16 are emulated off GPU, so their
@@ -334,12 +413,20 @@ def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | N
     on_gpu = jax.default_backend() != "cpu"
     batch_size = batch_size or (40 if on_gpu else 4)
     structures = load_benchmark_structures(limit or max(batch_size * steps, batch_size))
-    print(f"labelling {len(structures)} benchmark structures with the pretrained CHGNet ...",
-          flush=True)
+    print(
+        f"labelling {len(structures)} benchmark structures with the pretrained CHGNet ...",
+        flush=True,
+    )
     labeled = _teacher_labels(structures, batch_size)
-    results = {"benchmark": "chgnet-train", "machine": machine_info(), "batch_size": batch_size,
-               "steps": steps, "n_structures": len(structures), "precisions": list(precisions),
-               "emulated_precisions": [p for p in precisions if emulated(p)]}
+    results = {
+        "benchmark": "chgnet-train",
+        "machine": machine_info(),
+        "batch_size": batch_size,
+        "steps": steps,
+        "n_structures": len(structures),
+        "precisions": list(precisions),
+        "emulated_precisions": [p for p in precisions if emulated(p)],
+    }
     runs = [Run(f, p) for f in forces for p in precisions]
     if conservative_every:  # each direct kind asked for (plain direct heads if none)
         direct_kinds = [f for f in forces if f != "conservative"] or ["direct"]
@@ -357,30 +444,50 @@ def run(out: str | None = "results/bench_chgnet_train.json", batch_size: int | N
     for r in runs:
         print(f"timing {_label(r)} ...", flush=True)
         ours = results[_key(r)] = _equijax_rate(labeled, batch_size, steps, r, breakdown, memory)
-        print(f"  {ours['ms_per_step']:.0f} ms/step, {ours['structures_per_s']:.1f} structures/s, "
-              f"compile {ours['compile_s']:.1f} s", flush=True)
+        print(
+            f"  {ours['ms_per_step']:.0f} ms/step, {ours['structures_per_s']:.1f} structures/s, "
+            f"compile {ours['compile_s']:.1f} s",
+            flush=True,
+        )
         write_json(results | {"complete": False}, out, say=False)
     if reference and not reference_first:
         results["chgnet"] = _timed_reference(labeled, batch_size, steps, memory)
     ref = results.get("chgnet", {})
     ref_rate = ref.get("structures_per_s")
-    table = Table(f"CHGNet 0.3.0 training step (efsm), batch {batch_size}, median of {steps}"
-                  + (f" (conservative every {conservative_every}: mean of whole cycles)"
-                     if conservative_every else ""),
-                  ["what", "ms/step", "structures/s", "compile s", "peak MB", "vs chgnet"])
+    table = Table(
+        f"CHGNet 0.3.0 training step (efsm), batch {batch_size}, median of {steps}"
+        + (
+            f" (conservative every {conservative_every}: mean of whole cycles)"
+            if conservative_every
+            else ""
+        ),
+        ["what", "ms/step", "structures/s", "compile s", "peak MB", "vs chgnet"],
+    )
     for i, r in enumerate(runs):
         key = _key(r)
         ours = results[key]
         if ref_rate:
-            results["speedup_vs_chgnet" + key[len("equijax"):]] = ours["structures_per_s"] / ref_rate
-        table.add(_label(r), f"{ours['ms_per_step']:.0f}",
-                  f"{ours['structures_per_s']:.1f}", f"{ours['compile_s']:.1f}",
-                  format_mb(ours["peak_memory_MB"]) + ("" if i == 0 or not ours["peak_memory_MB"]
-                                                       else " (process)"),
-                  ratio(ours["structures_per_s"], ref_rate))
+            results["speedup_vs_chgnet" + key[len("equijax") :]] = (
+                ours["structures_per_s"] / ref_rate
+            )
+        table.add(
+            _label(r),
+            f"{ours['ms_per_step']:.0f}",
+            f"{ours['structures_per_s']:.1f}",
+            f"{ours['compile_s']:.1f}",
+            format_mb(ours["peak_memory_MB"])
+            + ("" if i == 0 or not ours["peak_memory_MB"] else " (process)"),
+            ratio(ours["structures_per_s"], ref_rate),
+        )
     if ref_rate:
-        table.add("chgnet (torch), conservative", f"{ref['ms_per_step']:.0f}", f"{ref_rate:.1f}",
-                  "-", format_mb(ref["peak_memory_MB"]), "1.00x")
+        table.add(
+            "chgnet (torch), conservative",
+            f"{ref['ms_per_step']:.0f}",
+            f"{ref_rate:.1f}",
+            "-",
+            format_mb(ref["peak_memory_MB"]),
+            "1.00x",
+        )
     table.print()
     if breakdown:
         _breakdown_table(results, runs, batch_size).print()

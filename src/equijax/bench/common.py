@@ -58,13 +58,30 @@ def machine_info() -> dict:
         pass
     devices = [d.device_kind for d in jax.devices()]
     info = {
-        "cpu": cpu, "cpu_count": os.cpu_count(), "jax_backend": jax.default_backend(),
-        "jax_devices": devices, "python": platform.python_version(),
-        "versions": {p: _version(p) for p in ("equijax", "jax", "jaxlib", "vesin", "ase", "jraph",
-                                                "chgnet", "torch", "numpy")},
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "jax_backend": jax.default_backend(),
+        "jax_devices": devices,
+        "python": platform.python_version(),
+        "versions": {
+            p: _version(p)
+            for p in (
+                "equijax",
+                "jax",
+                "jaxlib",
+                "vesin",
+                "ase",
+                "jraph",
+                "chgnet",
+                "torch",
+                "numpy",
+            )
+        },
     }
-    info["summary"] = (f"{cpu} ({os.cpu_count()} cores), jax {info['versions']['jax']} on "
-                       f"{jax.default_backend()} [{', '.join(sorted(set(devices)))}]")
+    info["summary"] = (
+        f"{cpu} ({os.cpu_count()} cores), jax {info['versions']['jax']} on "
+        f"{jax.default_backend()} [{', '.join(sorted(set(devices)))}]"
+    )
     return info
 
 

@@ -53,13 +53,18 @@ def _chgnet_converter_rate(structures, rounds: int) -> dict:
     pmg = [AseAtomsAdaptor.get_structure(a) for a in structures]
     adaptor_s = time.perf_counter() - t0
     seconds = _time_rounds(lambda: [converter(s) for s in pmg], rounds)
-    return {"available": True, "algorithm": converter.algorithm, "seconds": seconds,
-            "structures_per_s": len(pmg) / seconds,
-            "ase_to_pymatgen_structures_per_s": len(pmg) / adaptor_s}
+    return {
+        "available": True,
+        "algorithm": converter.algorithm,
+        "seconds": seconds,
+        "structures_per_s": len(pmg) / seconds,
+        "ase_to_pymatgen_structures_per_s": len(pmg) / adaptor_s,
+    }
 
 
-def _padding_report(graphs, counts, batch_size: int, n_devices: int, global_batch: int,
-                    seed: int) -> dict:
+def _padding_report(
+    graphs, counts, batch_size: int, n_devices: int, global_batch: int, seed: int
+) -> dict:
     """Padding fraction and distinct shapes for single-device batches, and load imbalance and
     padding for ``n_devices``-way split global batches of ``global_batch`` graphs."""
     rng = np.random.default_rng(seed)
@@ -70,8 +75,12 @@ def _padding_report(graphs, counts, batch_size: int, n_devices: int, global_batc
         _, r = pad_batch([graphs[i] for i in order[start : start + batch_size]], policy)
         real.append(r)
         padded.append(policy.sizes_for(r))
-    single = {"batch_size": batch_size, "n_batches": len(real),
-              "distinct_shapes": len(set(padded)), "padding_fraction": padding_fraction(real, padded)}
+    single = {
+        "batch_size": batch_size,
+        "n_batches": len(real),
+        "distinct_shapes": len(set(padded)),
+        "padding_fraction": padding_fraction(real, padded),
+    }
 
     cost_model = CostModel()
     costs = cost_model(counts)
@@ -94,14 +103,17 @@ def _padding_report(graphs, counts, batch_size: int, n_devices: int, global_batc
         return imbalances, padding_fraction(real, padded)
 
     imbalances, padding = common_shape_padding(
-        lambda idx: split_balanced(costs[idx], n_devices, sizes=graph_sizes[idx]))
+        lambda idx: split_balanced(costs[idx], n_devices, sizes=graph_sizes[idx])
+    )
     _, padding_cost_only = common_shape_padding(lambda idx: split_balanced(costs[idx], n_devices))
     return {
         "single_device": single,
         "multi_device": {
-            "n_devices": n_devices, "cost_model": cost_model.__dict__,
+            "n_devices": n_devices,
+            "cost_model": cost_model.__dict__,
             "whole_set_imbalance": load_imbalance(costs, whole),
-            "global_batch": global_batch, "per_step_imbalance_max": float(np.max(imbalances)),
+            "global_batch": global_batch,
+            "per_step_imbalance_max": float(np.max(imbalances)),
             "per_step_imbalance_mean": float(np.mean(imbalances)),
             "padding_fraction_common_shape": padding,
             "padding_fraction_common_shape_cost_only": padding_cost_only,
@@ -120,18 +132,40 @@ def calibrate(graphs, seed: int = 0) -> dict:
     batched = batch_graphs([graphs[i] for i in rng.choice(len(graphs), 8, replace=False)])
     base = batched.sizes
     batches = []
-    for fn, fe, fa in [(1, 1, 1), (8, 1, 1), (1, 3, 1), (1, 1, 3), (8, 3, 1), (1, 3, 3), (8, 1, 3),
-                       (8, 3, 3)]:
-        sizes = GraphSizes(base.n_node * fn + 16, base.n_edge * fe + 16, base.n_bond * fa + 16,
-                           base.n_angle * fa + 16, base.n_graph + 1)
-        batches.append((pad_graph(batched, sizes), np.array([sizes.n_node, sizes.n_edge, sizes.n_angle])))
+    for fn, fe, fa in [
+        (1, 1, 1),
+        (8, 1, 1),
+        (1, 3, 1),
+        (1, 1, 3),
+        (8, 3, 1),
+        (1, 3, 3),
+        (8, 1, 3),
+        (8, 3, 3),
+    ]:
+        sizes = GraphSizes(
+            base.n_node * fn + 16,
+            base.n_edge * fe + 16,
+            base.n_bond * fa + 16,
+            base.n_angle * fa + 16,
+            base.n_graph + 1,
+        )
+        batches.append(
+            (pad_graph(batched, sizes), np.array([sizes.n_node, sizes.n_edge, sizes.n_angle]))
+        )
     model = calibrate_cost_model(lambda g: proxy_train_step(params, g), batches)
     return model.__dict__
 
 
-def run(out: str | None = "results/bench_graphs.json", rounds: int = 3, reference: bool = True,
-        do_calibrate: bool = False, batch_size: int = 40, n_devices: int = 8,
-        global_batch: int = 64, limit: int | None = None) -> dict:
+def run(
+    out: str | None = "results/bench_graphs.json",
+    rounds: int = 3,
+    reference: bool = True,
+    do_calibrate: bool = False,
+    batch_size: int = 40,
+    n_devices: int = 8,
+    global_batch: int = 64,
+    limit: int | None = None,
+) -> dict:
     """Run the benchmark, print a table and write JSON to ``out``; returns the results.
 
     ``limit`` uses only the first structures of the benchmark set (for quick checks).
@@ -146,10 +180,14 @@ def run(out: str | None = "results/bench_graphs.json", rounds: int = 3, referenc
     counts = graph_counts(graphs)
     ours_s = _time_rounds(build, rounds)
     vesin_s = _time_rounds(
-        lambda: [directed_edges(a.positions, a.cell.array, a.pbc, 6.0) for a in structures], rounds)
+        lambda: [directed_edges(a.positions, a.cell.array, a.pbc, 6.0) for a in structures], rounds
+    )
     results = {
-        "benchmark": "graphs", "machine": machine_info(), "n_structures": n,
-        "mean_atoms": float(counts[:, 0].mean()), "mean_directed_edges": float(counts[:, 1].mean()),
+        "benchmark": "graphs",
+        "machine": machine_info(),
+        "n_structures": n,
+        "mean_atoms": float(counts[:, 0].mean()),
+        "mean_directed_edges": float(counts[:, 1].mean()),
         "mean_angles": float(counts[:, 2].mean()),
         "equijax": {"seconds": ours_s, "structures_per_s": n / ours_s},
         "neighbor_list_only": {"structures_per_s": n / vesin_s},
@@ -158,34 +196,46 @@ def run(out: str | None = "results/bench_graphs.json", rounds: int = 3, referenc
         ref = _chgnet_converter_rate(structures, max(1, rounds - 1))
         results["chgnet"] = ref
         if ref["available"]:
-            results["speedup_vs_chgnet"] = results["equijax"]["structures_per_s"] / ref["structures_per_s"]
+            results["speedup_vs_chgnet"] = (
+                results["equijax"]["structures_per_s"] / ref["structures_per_s"]
+            )
     results.update(_padding_report(graphs, counts, batch_size, n_devices, global_batch, seed=0))
     if do_calibrate:
         results["calibrated_cost_model"] = calibrate(graphs)
 
     table = Table("graph construction, 1 CPU thread", ["what", "structures/s", "vs chgnet"])
     ref_rate = results.get("chgnet", {}).get("structures_per_s")
-    for name, rate in [("equijax atoms_to_graph", results["equijax"]["structures_per_s"]),
-                       ("vesin neighbour list alone (a floor)", results["neighbor_list_only"]["structures_per_s"]),
-                       ("chgnet CrystalGraphConverter (fast)", ref_rate)]:
+    for name, rate in [
+        ("equijax atoms_to_graph", results["equijax"]["structures_per_s"]),
+        ("vesin neighbour list alone (a floor)", results["neighbor_list_only"]["structures_per_s"]),
+        ("chgnet CrystalGraphConverter (fast)", ref_rate),
+    ]:
         if rate is not None:
             table.add(name, f"{rate:.0f}", f"{rate / ref_rate:.1f}x" if ref_rate else "-")
-    print(f"{n} structures: mean {results['mean_atoms']:.1f} atoms, "
-          f"{results['mean_directed_edges']:.0f} directed edges (< 6 Å), {results['mean_angles']:.0f} angles "
-          f"(bonds < 3 Å)\n")
+    print(
+        f"{n} structures: mean {results['mean_atoms']:.1f} atoms, "
+        f"{results['mean_directed_edges']:.0f} directed edges (< 6 Å), {results['mean_angles']:.0f} angles "
+        f"(bonds < 3 Å)\n"
+    )
     table.print()
     single = results["single_device"]
     pf = single["padding_fraction"]
-    print(f"\nbuckets (batch {batch_size}, {single['n_batches']} batches): {single['distinct_shapes']} shapes;"
-          f" padding atoms {pf['n_node']:.1%} edges {pf['n_edge']:.1%} bonds {pf['n_bond']:.1%}"
-          f" angles {pf['n_angle']:.1%}")
+    print(
+        f"\nbuckets (batch {batch_size}, {single['n_batches']} batches): {single['distinct_shapes']} shapes;"
+        f" padding atoms {pf['n_node']:.1%} edges {pf['n_edge']:.1%} bonds {pf['n_bond']:.1%}"
+        f" angles {pf['n_angle']:.1%}"
+    )
     md = results["multi_device"]
-    print(f"load balance over {n_devices} devices: whole set max/mean {md['whole_set_imbalance']:.4f};"
-          f" global batches of {md['global_batch']}: max/mean worst {md['per_step_imbalance_max']:.4f},"
-          f" mean {md['per_step_imbalance_mean']:.4f}")
+    print(
+        f"load balance over {n_devices} devices: whole set max/mean {md['whole_set_imbalance']:.4f};"
+        f" global batches of {md['global_batch']}: max/mean worst {md['per_step_imbalance_max']:.4f},"
+        f" mean {md['per_step_imbalance_mean']:.4f}"
+    )
     pc, po = md["padding_fraction_common_shape"], md["padding_fraction_common_shape_cost_only"]
-    print(f"  padding of the common per-device shape: edges {pc['n_edge']:.1%} angles {pc['n_angle']:.1%}"
-          f" (cost-only balancing: edges {po['n_edge']:.1%} angles {po['n_angle']:.1%})")
+    print(
+        f"  padding of the common per-device shape: edges {pc['n_edge']:.1%} angles {pc['n_angle']:.1%}"
+        f" (cost-only balancing: edges {po['n_edge']:.1%} angles {po['n_angle']:.1%})"
+    )
     if do_calibrate:
         print("calibrated cost model (proxy step, seconds):", results["calibrated_cost_model"])
     print(f"machine: {results['machine']['summary']}")

@@ -12,9 +12,21 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-BOOKKEEPING = frozenset({"parameter", "constant", "tuple", "get-tuple-element", "bitcast",
-                         "copy-start", "copy-done", "after-all", "opt-barrier",
-                         "partition-id", "replica-id"})
+BOOKKEEPING = frozenset(
+    {
+        "parameter",
+        "constant",
+        "tuple",
+        "get-tuple-element",
+        "bitcast",
+        "copy-start",
+        "copy-done",
+        "after-all",
+        "opt-barrier",
+        "partition-id",
+        "replica-id",
+    }
+)
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.\-]+ = (?:\(.*?\)|\S+) ([a-z][a-z0-9\-]*)\(")
 _ASSIGNMENT = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.\-]+ = ")
 _COMPUTATION = re.compile(r"^(ENTRY\s+)?%?([\w.\-]+) \(.*\{\s*$")
@@ -108,10 +120,15 @@ def hlo_summary(hlo_text: str) -> dict:
             elif hits:
                 fused[watched] += hits
     fusions = sum(kinds.values())
-    return {"kernels": fusions + sum(unfused.values()), "fusions": fusions,
-            "fusion_kinds": dict(sorted(kinds.items())), "unfused": dict(sorted(unfused.items())),
-            "alone": dict(sorted(alone.items())), "fused": dict(sorted(fused.items())),
-            "unparsed": unparsed}
+    return {
+        "kernels": fusions + sum(unfused.values()),
+        "fusions": fusions,
+        "fusion_kinds": dict(sorted(kinds.items())),
+        "unfused": dict(sorted(unfused.items())),
+        "alone": dict(sorted(alone.items())),
+        "fused": dict(sorted(fused.items())),
+        "unparsed": unparsed,
+    }
 
 
 def compiled_summary(jitted, *args) -> dict:

@@ -27,8 +27,12 @@ def xla_memory(compiled) -> dict | None:
     None where the backend gives no analysis."""
     try:
         m = compiled.memory_analysis()
-        sizes = {"arguments": m.argument_size_in_bytes, "outputs": m.output_size_in_bytes,
-                 "temp": m.temp_size_in_bytes, "aliased": m.alias_size_in_bytes}
+        sizes = {
+            "arguments": m.argument_size_in_bytes,
+            "outputs": m.output_size_in_bytes,
+            "temp": m.temp_size_in_bytes,
+            "aliased": m.alias_size_in_bytes,
+        }
     except Exception:  # noqa: BLE001 - some backends and versions report no analysis
         return None
     sizes["total"] = sizes["arguments"] + sizes["outputs"] + sizes["temp"] - sizes["aliased"]

@@ -44,8 +44,9 @@ def _median_seconds(fn, repeats: int) -> float:
 
 def _measure(config, tp: str, loader, batches, repeats: int, params=None) -> dict:
     """Compile and time inference and one train step of the model of ``config`` with ``tp``."""
-    model = dataclasses.replace(config.model,
-                                config=dataclasses.replace(config.model.config, tp=tp))
+    model = dataclasses.replace(
+        config.model, config=dataclasses.replace(config.model.config, tp=tp)
+    )
     module = build_model(model)
     graphs = [jax.tree_util.tree_map(lambda x: x[0], g) for g, _, _ in batches]
     params = params if params is not None else module.init(jax.random.key(0), graphs[0])
@@ -73,21 +74,35 @@ def _measure(config, tp: str, loader, batches, repeats: int, params=None) -> dic
         jax.block_until_ready(metrics["loss"])
         times.append(time.perf_counter() - t0)
     batch = loader.batch_size
-    return {"tp": tp, "num_params": count_params(params), "params": params,
-            "infer_compile_s": infer_compile, "train_compile_s": train_compile,
-            "infer_atom_steps_per_s": real_atoms / infer_s,
-            "train_ms_per_step": 1e3 * float(np.median(times)),
-            "train_structures_per_s": batch / float(np.median(times)), "energies": energies}
+    return {
+        "tp": tp,
+        "num_params": count_params(params),
+        "params": params,
+        "infer_compile_s": infer_compile,
+        "train_compile_s": train_compile,
+        "infer_atom_steps_per_s": real_atoms / infer_s,
+        "train_ms_per_step": 1e3 * float(np.median(times)),
+        "train_structures_per_s": batch / float(np.median(times)),
+        "energies": energies,
+    }
 
 
-def run(config_name: str, overrides: list[str] = (), batch_size: int | None = None,
-        limit: int = 32, repeats: int = 5, out: str | None = "results/bench_model.json") -> dict:
+def run(
+    config_name: str,
+    overrides: list[str] = (),
+    batch_size: int | None = None,
+    limit: int = 32,
+    repeats: int = 5,
+    out: str | None = "results/bench_model.json",
+) -> dict:
     """Benchmark the equivariant model of ``config_name`` (+ ``overrides``) against its e3nn-jax
     CG twin; prints a table, writes JSON, returns the results."""
     config = load_config(config_name, list(overrides))
     if config.model.name != "equivariant":
-        raise ValueError(f"bench model times model.name=equivariant configs, got "
-                         f"{config.model.name!r} (CHGNet has `equijax bench chgnet-train`)")
+        raise ValueError(
+            f"bench model times model.name=equivariant configs, got "
+            f"{config.model.name!r} (CHGNet has `equijax bench chgnet-train`)"
+        )
     config.train.progress = False
     config.data.n_structures = min(config.data.n_structures or limit, limit)
     batch = batch_size or config.data.batch_size
@@ -96,31 +111,60 @@ def run(config_name: str, overrides: list[str] = (), batch_size: int | None = No
     graphs = [atoms_to_graph(s.atoms, cutoff, bond_cutoff) for s in structures]
     loader = Loader(graphs, structures, batch, 1, seed=0, shuffle=False, prefetch=0)
     batches = [loader.batch(0, k) for k in range(loader.steps_per_epoch)]
-    print(f"bench model: {config.name}, tp={config.model.config.tp}, {len(structures)} structures, "
-          f"batch {batch}, {len(batches)} batches, {repeats} repeats", flush=True)
+    print(
+        f"bench model: {config.name}, tp={config.model.config.tp}, {len(structures)} structures, "
+        f"batch {batch}, {len(batches)} batches, {repeats} repeats",
+        flush=True,
+    )
     ours = _measure(config, config.model.config.tp, loader, batches, repeats)
     print(f"  equijax ({config.model.config.tp}) done", flush=True)
     same_function = config.model.config.tp == "cg"
-    base = _measure(config, "e3nn", loader, batches, repeats,
-                    params=ours["params"] if same_function else None)
+    base = _measure(
+        config, "e3nn", loader, batches, repeats, params=ours["params"] if same_function else None
+    )
     print("  e3nn-jax baseline done", flush=True)
-    result = {"benchmark": "model", "machine": machine_info(), "config": config.name,
-              "model": config.model.to_dict(), "batch_size": batch,
-              "n_structures": len(structures), "repeats": repeats}
+    result = {
+        "benchmark": "model",
+        "machine": machine_info(),
+        "config": config.name,
+        "model": config.model.to_dict(),
+        "batch_size": batch,
+        "n_structures": len(structures),
+        "repeats": repeats,
+    }
     for key, r in (("equijax", ours), ("e3nn_baseline", base)):
         result[key] = {k: v for k, v in r.items() if k not in ("params", "energies")}
     if same_function:
         diff = np.abs(ours["energies"] - base["energies"]).max()
         result["max_energy_difference_eV"] = float(diff)
-    table = Table(f"equijax bench model ({config.name}, {result['machine']['summary']})",
-                  ["model", "params", "infer compile s", "atom-steps/s", "train compile s",
-                   "train ms/step", "structures/s", "speedup (infer / train)"])
-    for name, r in ((f"equijax tp={config.model.config.tp}", ours), ("e3nn-jax tensor_product", base)):
-        table.add(name, r["num_params"], f"{r['infer_compile_s']:.1f}",
-                  f"{r['infer_atom_steps_per_s']:.0f}", f"{r['train_compile_s']:.1f}",
-                  f"{r['train_ms_per_step']:.1f}", f"{r['train_structures_per_s']:.1f}",
-                  f"{ratio(r['infer_atom_steps_per_s'], base['infer_atom_steps_per_s'])} / "
-                  f"{ratio(r['train_structures_per_s'], base['train_structures_per_s'])}")
+    table = Table(
+        f"equijax bench model ({config.name}, {result['machine']['summary']})",
+        [
+            "model",
+            "params",
+            "infer compile s",
+            "atom-steps/s",
+            "train compile s",
+            "train ms/step",
+            "structures/s",
+            "speedup (infer / train)",
+        ],
+    )
+    for name, r in (
+        (f"equijax tp={config.model.config.tp}", ours),
+        ("e3nn-jax tensor_product", base),
+    ):
+        table.add(
+            name,
+            r["num_params"],
+            f"{r['infer_compile_s']:.1f}",
+            f"{r['infer_atom_steps_per_s']:.0f}",
+            f"{r['train_compile_s']:.1f}",
+            f"{r['train_ms_per_step']:.1f}",
+            f"{r['train_structures_per_s']:.1f}",
+            f"{ratio(r['infer_atom_steps_per_s'], base['infer_atom_steps_per_s'])} / "
+            f"{ratio(r['train_structures_per_s'], base['train_structures_per_s'])}",
+        )
     table.print()
     if same_function:
         print(f"same function as the baseline: energies agree to {diff:.1e} eV")

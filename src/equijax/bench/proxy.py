@@ -20,19 +20,26 @@ def init_proxy_params(seed: int = 0, n_layers: int = 3) -> dict:
     rng = np.random.default_rng(seed)
 
     def dense(n_in, n_out):
-        return {"w": jnp.asarray(rng.normal(0, n_in**-0.5, (n_in, n_out)), jnp.float32),
-                "b": jnp.zeros(n_out, jnp.float32)}
+        return {
+            "w": jnp.asarray(rng.normal(0, n_in**-0.5, (n_in, n_out)), jnp.float32),
+            "b": jnp.zeros(n_out, jnp.float32),
+        }
 
     layers = []
     for _ in range(n_layers):
-        layers.append({
-            "atom_core": dense(2 * FEATURES + NUM_BASIS, FEATURES),
-            "atom_gate": dense(2 * FEATURES + NUM_BASIS, FEATURES),
-            "bond_core": dense(2 * FEATURES + NUM_BASIS, FEATURES),
-            "bond_gate": dense(2 * FEATURES + NUM_BASIS, FEATURES),
-        })
-    return {"embed": jnp.asarray(rng.normal(0, 1, (95, FEATURES)), jnp.float32),
-            "bond_embed": dense(NUM_BASIS, FEATURES), "layers": layers}
+        layers.append(
+            {
+                "atom_core": dense(2 * FEATURES + NUM_BASIS, FEATURES),
+                "atom_gate": dense(2 * FEATURES + NUM_BASIS, FEATURES),
+                "bond_core": dense(2 * FEATURES + NUM_BASIS, FEATURES),
+                "bond_gate": dense(2 * FEATURES + NUM_BASIS, FEATURES),
+            }
+        )
+    return {
+        "embed": jnp.asarray(rng.normal(0, 1, (95, FEATURES)), jnp.float32),
+        "bond_embed": dense(NUM_BASIS, FEATURES),
+        "layers": layers,
+    }
 
 
 def _gated(p_core, p_gate, x):
@@ -58,9 +65,13 @@ def proxy_energy(params: dict, graph: CrystalGraph) -> jnp.ndarray:
     angle_basis = jnp.cos(jnp.arccos(cos)[:, None] * jnp.arange(NUM_BASIS, dtype=jnp.float32))
     for layer in params["layers"]:
         h = jnp.concatenate([x[a.receivers], x[a.senders], rbf], axis=-1)
-        x = x + jax.ops.segment_sum(_gated(layer["atom_core"], layer["atom_gate"], h), a.receivers, n_node)
+        x = x + jax.ops.segment_sum(
+            _gated(layer["atom_core"], layer["atom_gate"], h), a.receivers, n_node
+        )
         h = jnp.concatenate([y[b.receivers], y[b.senders], angle_basis], axis=-1)
-        y = y + jax.ops.segment_sum(_gated(layer["bond_core"], layer["bond_gate"], h), b.receivers, n_bond)
+        y = y + jax.ops.segment_sum(
+            _gated(layer["bond_core"], layer["bond_gate"], h), b.receivers, n_bond
+        )
     return jnp.sum(x) + jnp.sum(y)
 
 

@@ -59,12 +59,22 @@ def machine_rates(big: bool) -> dict:
     a = jnp.ones((k, k), jnp.float32)
     matmul = jax.jit(lambda p, q: p @ q)
     mm_ms, _ = _time(matmul, (a, a), 5)
-    return {"bandwidth_gb_s": 2 * 4 * n / (ms * 1e-3) / 1e9,
-            "matmul_tflop_s": 2 * k**3 / (mm_ms * 1e-3) / 1e12}
+    return {
+        "bandwidth_gb_s": 2 * 4 * n / (ms * 1e-3) / 1e9,
+        "matmul_tflop_s": 2 * k**3 / (mm_ms * 1e-3) / 1e12,
+    }
 
 
-def measure(name: str, lmax: int, batch: int, channels: int, repeats: int, modes, rates,
-            outputs: dict | None = None) -> dict:
+def measure(
+    name: str,
+    lmax: int,
+    batch: int,
+    channels: int,
+    repeats: int,
+    modes,
+    rates,
+    outputs: dict | None = None,
+) -> dict:
     """All numbers of one method at one L (errors are reported, not raised).
 
     The forward output (first 64 rows) goes to ``outputs[(name, L)]`` for `agreement`.
@@ -110,8 +120,13 @@ def measure(name: str, lmax: int, batch: int, channels: int, repeats: int, modes
 def _ratios(rows: list) -> list:
     """Speed-ups of equijax's products over the reference in the same run, per L and mode."""
     by = {(r["method"], r["L"]): r for r in rows}
-    pairs = [("gaunt_grid", "e3nn_s2grid"), ("gaunt_fourier", "e3nn_s2grid"),
-             ("cg", "e3nn_cg"), ("cg", "cue_uniform_1d"), ("cg", "cue_naive")]
+    pairs = [
+        ("gaunt_grid", "e3nn_s2grid"),
+        ("gaunt_fourier", "e3nn_s2grid"),
+        ("cg", "e3nn_cg"),
+        ("cg", "cue_uniform_1d"),
+        ("cg", "cue_naive"),
+    ]
     out = []
     for ours, ref in pairs:
         for (name, lmax), row in sorted(by.items(), key=lambda kv: kv[0][1]):
@@ -126,9 +141,13 @@ def _ratios(rows: list) -> list:
     return out
 
 
-SAME_FUNCTION = (("gaunt_grid", "e3nn_s2grid"), ("gaunt_grid:grid", "e3nn_s2grid"),
-                 ("gaunt_grid:operator", "e3nn_s2grid"), ("gaunt_fourier", "e3nn_s2grid"),
-                 ("cg", "e3nn_cg"))
+SAME_FUNCTION = (
+    ("gaunt_grid", "e3nn_s2grid"),
+    ("gaunt_grid:grid", "e3nn_s2grid"),
+    ("gaunt_grid:operator", "e3nn_s2grid"),
+    ("gaunt_fourier", "e3nn_s2grid"),
+    ("cg", "e3nn_cg"),
+)
 
 
 def agreement(outputs: dict) -> list:
@@ -144,7 +163,9 @@ def agreement(outputs: dict) -> list:
             if name != ours or b is None:
                 continue
             rel = float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
-            out.append({"method": ours, "reference": ref, "L": lmax, "max_relative_difference": rel})
+            out.append(
+                {"method": ours, "reference": ref, "L": lmax, "max_relative_difference": rel}
+            )
     return out
 
 
@@ -160,7 +181,9 @@ def plot(rows: list, path: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     for ax, (mode, title) in zip(axes, (("fwd", "forward"), ("fwdbwd", "forward + backward"))):
         for i, name in enumerate(names):
-            pts = [(r["L"], r[f"{mode}_ms"]) for r in rows if r["method"] == name and f"{mode}_ms" in r]
+            pts = [
+                (r["L"], r[f"{mode}_ms"]) for r in rows if r["method"] == name and f"{mode}_ms" in r
+            ]
             if pts:
                 ls, ms = zip(*pts)
                 style = "-o" if not name.startswith(("e3nn", "cue")) else "--s"
@@ -174,17 +197,31 @@ def plot(rows: list, path: str) -> None:
     handles = dict(zip(*reversed(axes[1].get_legend_handles_labels())))
     handles |= dict(zip(*reversed(axes[0].get_legend_handles_labels())))
     if handles:  # one entry per method, whichever panel has it
-        axes[1].legend(list(handles.values()), list(handles), fontsize=8, loc="center left",
-                       bbox_to_anchor=(1.02, 0.5))
+        axes[1].legend(
+            list(handles.values()),
+            list(handles),
+            fontsize=8,
+            loc="center left",
+            bbox_to_anchor=(1.02, 0.5),
+        )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     print(f"wrote {path}")
 
 
-def run(lmaxes=None, batch=None, channels=None, methods=None, repeats=None, modes=MODES,
-        out: str | None = "results/bench_tp.json", plot_path: str | None = "results/bench_tp.png",
-        e3nn_cg_lmax: int = 4, cue_lmax: int | None = None) -> dict:
+def run(
+    lmaxes=None,
+    batch=None,
+    channels=None,
+    methods=None,
+    repeats=None,
+    modes=MODES,
+    out: str | None = "results/bench_tp.json",
+    plot_path: str | None = "results/bench_tp.png",
+    e3nn_cg_lmax: int = 4,
+    cue_lmax: int | None = None,
+) -> dict:
     """Run the benchmark; sizes default to the anchor workload on GPU and a small one on CPU.
 
     ``e3nn_cg_lmax`` / ``cue_lmax`` skip those comparators above that L (their compile times
@@ -201,46 +238,90 @@ def run(lmaxes=None, batch=None, channels=None, methods=None, repeats=None, mode
         methods += ["cue"] if tp_methods.cue_available() else []
     info = machine_info()
     rates = machine_rates(big=gpu)
-    print(f"machine: {info['summary']}; measured {rates['bandwidth_gb_s']:.0f} GB/s, "
-          f"{rates['matmul_tflop_s']:.2f} TFLOP/s float32 matmul")
-    print(f"workload: N={batch}, C={channels}, x1 = C x [0e+1o+..+L], x2 = 1 x [0e+1o+..+L], "
-          f"outputs l <= L; {repeats} repeats\n")
+    print(
+        f"machine: {info['summary']}; measured {rates['bandwidth_gb_s']:.0f} GB/s, "
+        f"{rates['matmul_tflop_s']:.2f} TFLOP/s float32 matmul"
+    )
+    print(
+        f"workload: N={batch}, C={channels}, x1 = C x [0e+1o+..+L], x2 = 1 x [0e+1o+..+L], "
+        f"outputs l <= L; {repeats} repeats\n"
+    )
     rows, outputs = [], {}
     for lmax in lmaxes:
         for name in methods:
             if (name == "e3nn_cg" and lmax > e3nn_cg_lmax) or (name == "cue" and lmax > cue_lmax):
-                rows.append({"method": name, "L": lmax, "skipped": "above its L cap (compile time)"})
+                rows.append(
+                    {"method": name, "L": lmax, "skipped": "above its L cap (compile time)"}
+                )
                 continue
             row = measure(name, lmax, batch, channels, repeats, modes, rates, outputs)
             rows.append(row)
-            print(f"  L={lmax} {row['method']}: fwd {_fmt(row.get('fwd_ms'))} ms, "
-                  f"fwd+bwd {_fmt(row.get('fwdbwd_ms'))} ms, compile {_fmt(row.get('fwd_compile_s'))} s"
-                  + (f"  [{row['error']}]" if "error" in row else ""), flush=True)
-    table = Table(f"equijax bench tp ({info['summary']})",
-                  ["L", "method", "paths", "compile s", "fwd ms", "fwd+bwd ms", "bwd2 ms",
-                   "peak MB", "%BW", "%matmul"])
+            print(
+                f"  L={lmax} {row['method']}: fwd {_fmt(row.get('fwd_ms'))} ms, "
+                f"fwd+bwd {_fmt(row.get('fwdbwd_ms'))} ms, compile {_fmt(row.get('fwd_compile_s'))} s"
+                + (f"  [{row['error']}]" if "error" in row else ""),
+                flush=True,
+            )
+    table = Table(
+        f"equijax bench tp ({info['summary']})",
+        [
+            "L",
+            "method",
+            "paths",
+            "compile s",
+            "fwd ms",
+            "fwd+bwd ms",
+            "bwd2 ms",
+            "peak MB",
+            "%BW",
+            "%matmul",
+        ],
+    )
+
     def pct(row, key):
         return _fmt(100 * row[key], 2) if key in row else "-"
 
     for r in rows:
-        table.add(r["L"], r["method"], r.get("paths", "-"), _fmt(r.get("fwd_compile_s")),
-                  _fmt(r.get("fwd_ms")), _fmt(r.get("fwdbwd_ms")), _fmt(r.get("bwdbwd_ms")),
-                  _fmt(r.get("fwd_peak_mb")), pct(r, "fraction_of_bandwidth"),
-                  pct(r, "fraction_of_matmul"))
+        table.add(
+            r["L"],
+            r["method"],
+            r.get("paths", "-"),
+            _fmt(r.get("fwd_compile_s")),
+            _fmt(r.get("fwd_ms")),
+            _fmt(r.get("fwdbwd_ms")),
+            _fmt(r.get("bwdbwd_ms")),
+            _fmt(r.get("fwd_peak_mb")),
+            pct(r, "fraction_of_bandwidth"),
+            pct(r, "fraction_of_matmul"),
+        )
     print()
     table.print()
     ratios = _ratios(rows)
     for e in ratios:
-        print(f"  L={e['L']} {e['method']} vs {e['reference']}: "
-              + ", ".join(f"{m} {e[f'{m}_speedup']:.2f}x" for m in MODES if f"{m}_speedup" in e))
+        print(
+            f"  L={e['L']} {e['method']} vs {e['reference']}: "
+            + ", ".join(f"{m} {e[f'{m}_speedup']:.2f}x" for m in MODES if f"{m}_speedup" in e)
+        )
     agreements = agreement(outputs)
     for e in agreements:
-        print(f"  L={e['L']} {e['method']} equals {e['reference']} to "
-              f"{e['max_relative_difference']:.1e} (relative)")
-    result = {"machine": info, "rates": rates, "agreement": agreements,
-              "workload": {"batch": batch, "channels": channels, "lmax": lmaxes,
-                           "repeats": repeats, "dtype": "float32"},
-              "rows": rows, "ratios": ratios}
+        print(
+            f"  L={e['L']} {e['method']} equals {e['reference']} to "
+            f"{e['max_relative_difference']:.1e} (relative)"
+        )
+    result = {
+        "machine": info,
+        "rates": rates,
+        "agreement": agreements,
+        "workload": {
+            "batch": batch,
+            "channels": channels,
+            "lmax": lmaxes,
+            "repeats": repeats,
+            "dtype": "float32",
+        },
+        "rows": rows,
+        "ratios": ratios,
+    }
     write_json(result, out)
     if plot_path:
         plot(rows, plot_path)

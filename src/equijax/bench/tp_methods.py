@@ -18,8 +18,14 @@ import numpy as np
 
 from equijax.nn import tp
 
-EQUIJAX_METHODS = ("cg", "gaunt_grid", "gaunt_grid:grid", "gaunt_grid:operator", "gaunt_fourier",
-                   "vector_gaunt")
+EQUIJAX_METHODS = (
+    "cg",
+    "gaunt_grid",
+    "gaunt_grid:grid",
+    "gaunt_grid:operator",
+    "gaunt_fourier",
+    "vector_gaunt",
+)
 REFERENCE_METHODS = ("e3nn_cg", "e3nn_s2grid", "cue")
 
 
@@ -49,8 +55,13 @@ def _equijax(name: str, lmax: int, channels: int) -> Method:
     keep = output_filter(lmax)
 
     def fn(x1, x2):
-        out = tp.tensor_product(kind, e3nn.IrrepsArray(ir1, x1), e3nn.IrrepsArray(ir2, x2),
-                                filter_ir_out=keep, **options)
+        out = tp.tensor_product(
+            kind,
+            e3nn.IrrepsArray(ir1, x1),
+            e3nn.IrrepsArray(ir2, x2),
+            filter_ir_out=keep,
+            **options,
+        )
         return out.array
 
     return Method(name, fn, tp.paths(kind, ir1, ir2, keep))
@@ -61,8 +72,9 @@ def _e3nn_cg(lmax: int, channels: int) -> Method:
     keep = output_filter(lmax)
 
     def fn(x1, x2):
-        return e3nn.tensor_product(e3nn.IrrepsArray(ir1, x1), e3nn.IrrepsArray(ir2, x2),
-                                   filter_ir_out=keep).array
+        return e3nn.tensor_product(
+            e3nn.IrrepsArray(ir1, x1), e3nn.IrrepsArray(ir2, x2), filter_ir_out=keep
+        ).array
 
     return Method("e3nn_cg", fn, tp.paths("cg", ir1, ir2, keep))
 
@@ -95,8 +107,10 @@ def _cue(lmax: int, channels: int, batch: int) -> Method:
 
     natural = [f"{l}{'e' if l % 2 == 0 else 'o'}" for l in range(lmax + 1)]
     descriptor = cue.descriptors.channelwise_tensor_product(
-        channels * cue_irreps(natural), cue_irreps(natural),
-        cue_irreps([f"{l}{p}" for l in range(lmax + 1) for p in "eo"]))
+        channels * cue_irreps(natural),
+        cue_irreps(natural),
+        cue_irreps([f"{l}{p}" for l in range(lmax + 1) for p in "eo"]),
+    )
     poly = descriptor.squeeze_modes().flatten_coefficient_modes().polynomial
     method = "uniform_1d" if jax.default_backend() == "gpu" else "naive"
     out_shape = jax.ShapeDtypeStruct((batch, poly.outputs[0].size), jnp.float32)
@@ -120,8 +134,9 @@ def build(name: str, lmax: int, channels: int, batch: int) -> Method:
         return _e3nn_s2grid(lmax, channels)
     if name == "cue":
         return _cue(lmax, channels, batch)
-    raise ValueError(f"unknown method {name!r}; expected one of "
-                     f"{', '.join(EQUIJAX_METHODS + REFERENCE_METHODS)}")
+    raise ValueError(
+        f"unknown method {name!r}; expected one of {', '.join(EQUIJAX_METHODS + REFERENCE_METHODS)}"
+    )
 
 
 def cue_available() -> bool:

@@ -29,11 +29,20 @@ class EquijaxCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "magmoms"]
 
-    def __init__(self, module: Model, params, *, cutoff: float | None = None,
-                 bond_cutoff: float | None = None, policy: BucketPolicy | None = None, **kwargs):
+    def __init__(
+        self,
+        module: Model,
+        params,
+        *,
+        cutoff: float | None = None,
+        bond_cutoff: float | None = None,
+        policy: BucketPolicy | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
-        self.potential = Potential(module, params, cutoff=cutoff, bond_cutoff=bond_cutoff,
-                                   policy=policy)
+        self.potential = Potential(
+            module, params, cutoff=cutoff, bond_cutoff=bond_cutoff, policy=policy
+        )
 
     @classmethod
     def from_pretrained(cls, name: str = "chgnet-0.3.0", **kwargs) -> EquijaxCalculator:
@@ -47,7 +56,8 @@ class EquijaxCalculator(Calculator):
         want_stress = "stress" in properties
         if want_stress and not self.atoms.pbc.all():
             raise PropertyNotImplementedError(
-                "stress needs a structure periodic in all three directions")
+                "stress needs a structure periodic in all three directions"
+            )
         result = self.potential.predict(self.atoms, compute_stress=self.atoms.pbc.all())
         self.results = {
             "energy": result["energy"],
@@ -57,4 +67,5 @@ class EquijaxCalculator(Calculator):
         }
         if "stress" in result:
             self.results["stress"] = full_3x3_to_voigt_6_stress(
-                np.asarray(result["stress"]) / EV_PER_A3_TO_GPA)
+                np.asarray(result["stress"]) / EV_PER_A3_TO_GPA
+            )

@@ -12,7 +12,12 @@ def resolve_config(name_or_path: str) -> Path:
     packaged = resources.files("equijax.configs") / "experiment" / f"{path.stem}.yaml"
     if packaged.is_file():
         return Path(str(packaged))
-    available = sorted(p.name[:-5] for p in (resources.files("equijax.configs") / "experiment").iterdir()
-                       if p.name.endswith(".yaml"))
-    raise FileNotFoundError(f"config {name_or_path!r}: no such file, and no packaged config of that "
-                            f"name (packaged: {available})")
+    available = sorted(
+        p.name[:-5]
+        for p in (resources.files("equijax.configs") / "experiment").iterdir()
+        if p.name.endswith(".yaml")
+    )
+    raise FileNotFoundError(
+        f"config {name_or_path!r}: no such file, and no packaged config of that "
+        f"name (packaged: {available})"
+    )

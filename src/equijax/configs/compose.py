@@ -74,8 +74,10 @@ def compose_file(path: str | Path, group_overrides: list[str] = ()) -> DictConfi
         key, _, value = override.partition("=")
         group = key.lstrip("+~")
         if value not in group_options(group, path.parent):
-            raise ValueError(f"config key {group!r}: no option {value!r} in group {group} "
-                             f"(available: {group_options(group, path.parent)})")
+            raise ValueError(
+                f"config key {group!r}: no option {value!r} in group {group} "
+                f"(available: {group_options(group, path.parent)})"
+            )
         selections.append(f"{group}={value}" if group in listed else f"+{group}={value}")
     if GlobalHydra.instance().is_initialized():  # e.g. called from inside a Hydra app
         GlobalHydra.instance().clear()

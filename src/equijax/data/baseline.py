@@ -8,7 +8,9 @@ from ase.data import chemical_symbols
 from equijax.data.structures import LabeledStructure
 
 
-def per_element_linear_baseline(train: list[LabeledStructure], test: list[LabeledStructure]) -> dict:
+def per_element_linear_baseline(
+    train: list[LabeledStructure], test: list[LabeledStructure]
+) -> dict:
     """Fit energy per atom ~ Σ_e x_e w_e (x_e: fraction of element e) on ``train``; score ``test``.
 
     Least squares without intercept (fractions sum to one, so an intercept is redundant) on the
@@ -48,7 +50,9 @@ def per_element_linear_baseline(train: list[LabeledStructure], test: list[Labele
         "energy_rmse_per_atom": float(np.sqrt(np.mean(errors**2))),
         "force_mae_zero": float(np.mean(np.abs(np.concatenate(forces)))) if forces else None,
         "stress_mae_zero": float(np.mean(np.abs(np.concatenate(stresses)))) if stresses else None,
-        "coefficients": {chemical_symbols[z]: float(w) for z, w in zip(elements, weights, strict=True)},
+        "coefficients": {
+            chemical_symbols[z]: float(w) for z, w in zip(elements, weights, strict=True)
+        },
         "n_train": len(train_e),
         "n_test": len(test_e),
     }
@@ -62,8 +66,10 @@ def _fractions(structures: list[LabeledStructure], elements: np.ndarray) -> np.n
         numbers, counts = np.unique(s.atoms.numbers, return_counts=True)
         unknown = [chemical_symbols[z] for z in numbers if int(z) not in column]
         if unknown:
-            raise ValueError(f"structure {s.id!r}: elements {unknown} do not occur in the "
-                             "baseline's training set")
+            raise ValueError(
+                f"structure {s.id!r}: elements {unknown} do not occur in the "
+                "baseline's training set"
+            )
         for z, c in zip(numbers, counts, strict=True):
             x[i, column[int(z)]] = c / s.n_atoms
     return x

@@ -25,7 +25,16 @@ __all__ = ["EMT_ELEMENTS", "generate_emt_dataset", "per_element_linear_baseline"
 EMT_ELEMENTS = ("Cu", "Ni", "Al", "Ag", "Au", "Pt", "Pd")
 TEMPERATURES_K = (300.0, 600.0, 1200.0)
 # Trajectory kinds, cycled so that even a small dataset has all of them.
-KIND_SCHEDULE = ("bulk", "alloy", "vacancy", "alloy", "surface111", "alloy", "surface100", "vacancy")
+KIND_SCHEDULE = (
+    "bulk",
+    "alloy",
+    "vacancy",
+    "alloy",
+    "surface111",
+    "alloy",
+    "surface100",
+    "vacancy",
+)
 SNAPSHOTS_PER_TRAJECTORY = 4
 STEPS_BETWEEN_SNAPSHOTS = 5
 TIMESTEP_FS = 2.0
@@ -34,12 +43,21 @@ MAX_STRAIN = 0.03  # each strain component uniform in ±3 %
 RATTLE_A = 0.03  # Å, Gaussian displacement of the starting positions
 VACUUM_A = 6.0  # Å of vacuum on each side of a slab
 # (cell, repeats) for bulk: 4 * prod for the cubic cell, prod for the primitive cell -> 4..32 atoms
-BULK_SUPERCELLS = (("cubic", (1, 1, 1)), ("cubic", (2, 1, 1)), ("cubic", (2, 2, 1)),
-                   ("cubic", (2, 2, 2)), ("primitive", (2, 2, 2)), ("primitive", (2, 2, 3)),
-                   ("primitive", (3, 3, 2)), ("primitive", (3, 3, 3)))
+BULK_SUPERCELLS = (
+    ("cubic", (1, 1, 1)),
+    ("cubic", (2, 1, 1)),
+    ("cubic", (2, 2, 1)),
+    ("cubic", (2, 2, 2)),
+    ("primitive", (2, 2, 2)),
+    ("primitive", (2, 2, 3)),
+    ("primitive", (3, 3, 2)),
+    ("primitive", (3, 3, 3)),
+)
 
 
-def generate_emt_dataset(n_structures: int, seed: int = 0, progress: bool = True) -> list[LabeledStructure]:
+def generate_emt_dataset(
+    n_structures: int, seed: int = 0, progress: bool = True
+) -> list[LabeledStructure]:
     """``n_structures`` EMT-labelled snapshots of fcc metals, alloys, vacancies and surfaces.
 
     Each trajectory (kinds cycled: pure bulk, random binary/ternary alloys, bulk with a vacancy,
@@ -87,8 +105,14 @@ def _trajectory(seed: int, trajectory: int, n_snapshots: int) -> list[LabeledStr
     # Maxwell-Boltzmann momenta: each component ~ N(0, m kB T)
     sigma = np.sqrt(atoms.get_masses() * units.kB * temperature)[:, None]
     atoms.set_momenta(sigma * rng.standard_normal((len(atoms), 3)))
-    dynamics = Langevin(atoms, TIMESTEP_FS * units.fs, temperature_K=temperature,
-                        friction=FRICTION_PER_FS / units.fs, fixcm=False, rng=rng)
+    dynamics = Langevin(
+        atoms,
+        TIMESTEP_FS * units.fs,
+        temperature_K=temperature,
+        friction=FRICTION_PER_FS / units.fs,
+        fixcm=False,
+        rng=rng,
+    )
     group = f"emt{seed}-{trajectory:05d}"
     snapshots = []
     for k in range(n_snapshots):
@@ -106,8 +130,15 @@ def _label(atoms: Atoms, structure_id: str, group: str) -> LabeledStructure:
         stress = atoms.get_stress(voigt=False) * EV_PER_A3_TO_GPA
     snapshot = atoms.copy()  # no calculator
     del snapshot.arrays["momenta"]
-    return LabeledStructure(id=structure_id, atoms=snapshot, energy=energy, forces=forces,
-                            stress=stress, magmoms=None, group=group)
+    return LabeledStructure(
+        id=structure_id,
+        atoms=snapshot,
+        energy=energy,
+        forces=forces,
+        stress=stress,
+        magmoms=None,
+        group=group,
+    )
 
 
 def _starting_structure(kind: str, rng: np.random.Generator) -> Atoms:
@@ -120,8 +151,12 @@ def _starting_structure(kind: str, rng: np.random.Generator) -> Atoms:
         n_elements = 1 if rng.random() < 0.5 else int(rng.integers(2, 4))
         elements = list(rng.choice(EMT_ELEMENTS, size=n_elements, replace=False))
     fractions = rng.dirichlet(np.ones(len(elements)))
-    lattice_constant = float(sum(f * reference_states[atomic_numbers[e]]["a"]
-                                 for f, e in zip(fractions, elements, strict=True)))
+    lattice_constant = float(
+        sum(
+            f * reference_states[atomic_numbers[e]]["a"]
+            for f, e in zip(fractions, elements, strict=True)
+        )
+    )
     if kind.startswith("surface"):
         atoms = _slab(kind, lattice_constant, rng)
     else:
@@ -150,10 +185,13 @@ def _slab(kind: str, lattice_constant: float, rng: np.random.Generator) -> Atoms
     return slab
 
 
-def _random_symbols(elements: list[str], fractions: np.ndarray, n: int,
-                    rng: np.random.Generator) -> list[str]:
+def _random_symbols(
+    elements: list[str], fractions: np.ndarray, n: int, rng: np.random.Generator
+) -> list[str]:
     """``n`` symbols, each element at least once when ``n`` allows, shuffled."""
-    counts = np.ones(len(elements), dtype=int) if n >= len(elements) else np.zeros(len(elements), int)
+    counts = (
+        np.ones(len(elements), dtype=int) if n >= len(elements) else np.zeros(len(elements), int)
+    )
     counts += rng.multinomial(n - counts.sum(), fractions)
     symbols = [e for e, c in zip(elements, counts, strict=True) for _ in range(c)]
     return [str(s) for s in rng.permutation(symbols)]

@@ -67,11 +67,15 @@ def read_mptrj_json(path: str | os.PathLike, *, skip_malformed: bool = False) ->
     return parse_mptrj(data, skip_malformed=skip_malformed, source=str(path))
 
 
-def parse_mptrj(data: dict, *, skip_malformed: bool = False, source: str = "MPtrj data") -> MPtrjReadResult:
+def parse_mptrj(
+    data: dict, *, skip_malformed: bool = False, source: str = "MPtrj data"
+) -> MPtrjReadResult:
     """`read_mptrj_json` on an already loaded ``{mp_id: {frame_id: frame}}`` dictionary."""
     if not isinstance(data, dict):
-        raise ValueError(f"{source}: expected a JSON object {{mp_id: {{frame_id: frame}}}}, "
-                         f"got {type(data).__name__}")
+        raise ValueError(
+            f"{source}: expected a JSON object {{mp_id: {{frame_id: frame}}}}, "
+            f"got {type(data).__name__}"
+        )
     structures: list[LabeledStructure] = []
     malformed: dict[str, str] = {}
     for mp_id, frames in data.items():
@@ -88,10 +92,13 @@ def parse_mptrj(data: dict, *, skip_malformed: bool = False, source: str = "MPtr
         listing = "; ".join(f"{k}: {v}" for k, v in list(malformed.items())[:20])
         more = "" if len(malformed) <= 20 else f"; ... and {len(malformed) - 20} more"
         if not skip_malformed:
-            raise ValueError(f"{source}: {len(malformed)} malformed MPtrj entries "
-                             f"(pass skip_malformed=True to skip them): {listing}{more}")
-        logger.warning("%s: skipped %d malformed MPtrj entries: %s%s", source, len(malformed),
-                       listing, more)
+            raise ValueError(
+                f"{source}: {len(malformed)} malformed MPtrj entries "
+                f"(pass skip_malformed=True to skip them): {listing}{more}"
+            )
+        logger.warning(
+            "%s: skipped %d malformed MPtrj entries: %s%s", source, len(malformed), listing, more
+        )
     check_unique_ids(structures)
     return MPtrjReadResult(structures, malformed)
 
@@ -113,7 +120,7 @@ def write_mptrj_json(structures: list[LabeledStructure], path: str | os.PathLike
     data: dict[str, dict[str, dict]] = {}
     for s in structures:
         prefix = f"{s.group}/"
-        frame_id = s.id[len(prefix):] if s.id.startswith(prefix) else s.id
+        frame_id = s.id[len(prefix) :] if s.id.startswith(prefix) else s.id
         frames = data.setdefault(s.group, {})
         if frame_id in frames:
             raise ValueError(f"structure {s.id!r}: frame {s.group!r}/{frame_id!r} already written")
@@ -149,8 +156,13 @@ def _parse_frame(structure_id: str, mp_id: str, frame) -> LabeledStructure:
     if stress is not None:
         stress = np.array(stress, dtype=np.float64) * KBAR_VASP_TO_GPA
     structure = LabeledStructure(
-        id=structure_id, atoms=atoms, energy=energy, forces=frame.get("force"), stress=stress,
-        magmoms=frame.get("magmom"), group=mp_id,
+        id=structure_id,
+        atoms=atoms,
+        energy=energy,
+        forces=frame.get("force"),
+        stress=stress,
+        magmoms=frame.get("magmom"),
+        group=mp_id,
     )
     return structure
 

@@ -72,7 +72,9 @@ def structure_dict_from_atoms(atoms: ase.Atoms) -> dict:
         "lattice": {
             "matrix": cell.tolist(),
             "pbc": [bool(p) for p in atoms.pbc],
-            "a": float(lengths[0]), "b": float(lengths[1]), "c": float(lengths[2]),
+            "a": float(lengths[0]),
+            "b": float(lengths[1]),
+            "c": float(lengths[2]),
             "alpha": float(_angle(cell[1], cell[2])),
             "beta": float(_angle(cell[0], cell[2])),
             "gamma": float(_angle(cell[0], cell[1])),
@@ -80,8 +82,13 @@ def structure_dict_from_atoms(atoms: ase.Atoms) -> dict:
         },
         "properties": {},
         "sites": [
-            {"species": [{"element": symbol, "occu": 1}], "abc": abc.tolist(), "xyz": xyz.tolist(),
-             "properties": {}, "label": symbol}
+            {
+                "species": [{"element": symbol, "occu": 1}],
+                "abc": abc.tolist(),
+                "xyz": xyz.tolist(),
+                "properties": {},
+                "label": symbol,
+            }
             for symbol, abc, xyz in zip(symbols, fractional, atoms.positions, strict=True)
         ],
     }
@@ -92,8 +99,10 @@ def _site_number(site: dict, i: int) -> int:
     if not isinstance(species, list) or not species:
         raise ValueError(f"site {i} has no species")
     if len(species) > 1:
-        raise ValueError(f"site {i} is a disordered site with {len(species)} species "
-                         f"(partial occupancy is not supported)")
+        raise ValueError(
+            f"site {i} is a disordered site with {len(species)} species "
+            f"(partial occupancy is not supported)"
+        )
     occupancy = float(species[0].get("occu", 1.0))
     if abs(occupancy - 1.0) > OCCUPANCY_TOLERANCE:
         raise ValueError(f"site {i} has partial occupancy {occupancy}")

@@ -39,7 +39,9 @@ _ID_KEYS = ("id", "group")  # atoms.info keys that hold LabeledStructure fields
 _DB_ID_KEY = "structure_id"  # "id" is reserved by ase.db, so ids live under this key
 
 
-def from_ase_atoms(atoms: ase.Atoms, structure_id: str, group: str | None = None) -> LabeledStructure:
+def from_ase_atoms(
+    atoms: ase.Atoms, structure_id: str, group: str | None = None
+) -> LabeledStructure:
     """A `LabeledStructure` from ``atoms`` and the results of its attached calculator (if any).
 
     Energy (eV) via ``get_potential_energy()``, forces (N, 3) eV/Å, stress ASE Voigt eV/Å³ ->
@@ -62,8 +64,15 @@ def from_ase_atoms(atoms: ase.Atoms, structure_id: str, group: str | None = None
     clean = atoms.copy()  # copies arrays, info, constraints; never the calculator
     for key in _ID_KEYS:
         clean.info.pop(key, None)
-    return LabeledStructure(id=str(structure_id), atoms=clean, energy=energy, forces=forces,
-                            stress=stress, magmoms=magmoms, group=group)
+    return LabeledStructure(
+        id=str(structure_id),
+        atoms=clean,
+        energy=energy,
+        forces=forces,
+        stress=stress,
+        magmoms=magmoms,
+        group=group,
+    )
 
 
 def to_ase_atoms(structure: LabeledStructure) -> ase.Atoms:
@@ -90,8 +99,9 @@ def to_ase_atoms(structure: LabeledStructure) -> ase.Atoms:
     return atoms
 
 
-def read_ase(path: str | os.PathLike, index: int | str | slice = ":",
-             format: str | None = None) -> list[LabeledStructure]:  # noqa: A002 (ase's name)
+def read_ase(
+    path: str | os.PathLike, index: int | str | slice = ":", format: str | None = None
+) -> list[LabeledStructure]:  # noqa: A002 (ase's name)
     """Read structures and labels from any `ase.io` format (extxyz, traj, OUTCAR, ...).
 
     Args:
@@ -117,7 +127,9 @@ def read_ase(path: str | os.PathLike, index: int | str | slice = ":",
     for i, atoms in chosen:
         structure_id = atoms.info.get("id", f"{path.stem}:{i}")
         group = atoms.info.get("group")
-        structures.append(from_ase_atoms(atoms, str(structure_id), None if group is None else str(group)))
+        structures.append(
+            from_ase_atoms(atoms, str(structure_id), None if group is None else str(group))
+        )
     check_unique_ids(structures)
     return structures
 
@@ -147,8 +159,11 @@ def read_ase_db(path: str | os.PathLike) -> list[LabeledStructure]:
             pairs = row.key_value_pairs
             structure_id = pairs.get(_DB_ID_KEY, pairs.get("id", f"db:{row.id}"))
             group = pairs.get("group")
-            structures.append(from_ase_atoms(row.toatoms(), str(structure_id),
-                                             None if group is None else str(group)))
+            structures.append(
+                from_ase_atoms(
+                    row.toatoms(), str(structure_id), None if group is None else str(group)
+                )
+            )
     check_unique_ids(structures)
     return structures
 
@@ -169,4 +184,3 @@ def write_ase_db(structures: list[LabeledStructure], path: str | os.PathLike) ->
             atoms = to_ase_atoms(structure)
             atoms.info.clear()
             db.write(atoms, key_value_pairs={_DB_ID_KEY: structure.id, "group": structure.group})
-

@@ -7,8 +7,11 @@ import numpy as np
 from equijax.data.structures import LabeledStructure
 
 
-def split_by_group(structures: list[LabeledStructure], fractions: tuple[float, ...] = (0.8, 0.1, 0.1),
-                   seed: int = 0) -> tuple[list[LabeledStructure], ...]:
+def split_by_group(
+    structures: list[LabeledStructure],
+    fractions: tuple[float, ...] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+) -> tuple[list[LabeledStructure], ...]:
     """Split ``structures`` so that every ``group`` (trajectory, mp-id) lies in exactly one split.
 
     The sorted distinct groups are shuffled with ``numpy.random.default_rng(seed)`` and dealt out
@@ -40,7 +43,7 @@ def split_by_group(structures: list[LabeledStructure], fractions: tuple[float, .
     split_of = {}
     start = 0
     for k, count in enumerate(counts):
-        for g in order[start:start + count]:
+        for g in order[start : start + count]:
             split_of[groups[g]] = k
         start += count
     splits: tuple[list[LabeledStructure], ...] = tuple([] for _ in counts)
@@ -53,8 +56,10 @@ def _group_counts(n_groups: int, fractions: np.ndarray) -> list[int]:
     """Groups per split: largest-remainder rounding, then >= 1 for every non-zero fraction."""
     nonzero = fractions > 0
     if n_groups < nonzero.sum():
-        raise ValueError(f"cannot split {n_groups} groups into {int(nonzero.sum())} non-empty "
-                         f"splits (fractions {fractions.tolist()}); need at least one group each")
+        raise ValueError(
+            f"cannot split {n_groups} groups into {int(nonzero.sum())} non-empty "
+            f"splits (fractions {fractions.tolist()}); need at least one group each"
+        )
     ideal = fractions * n_groups
     counts = np.floor(ideal).astype(int)
     by_remainder = np.argsort(-(ideal - counts), kind="stable")

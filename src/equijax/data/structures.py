@@ -14,7 +14,6 @@ import ase
 import numpy as np
 
 
-
 @dataclasses.dataclass
 class LabeledStructure:
     """A structure and its reference labels; construction coerces arrays to float64 and validates.
@@ -45,8 +44,9 @@ class LabeledStructure:
             self.group = self.id
         if self.energy is not None:
             if isinstance(self.energy, (str, bytes)) or np.ndim(self.energy) != 0:
-                raise ValueError(f"structure {self.id!r}: energy must be a scalar, got "
-                                 f"{self.energy!r:.80}")
+                raise ValueError(
+                    f"structure {self.id!r}: energy must be a scalar, got {self.energy!r:.80}"
+                )
             self.energy = float(self.energy)
         for name in ("forces", "stress", "magmoms"):
             value = getattr(self, name)
@@ -77,8 +77,10 @@ class LabeledStructure:
         if n == 0:
             raise ValueError(f"{label}: the structure has no atoms")
         if (self.atoms.numbers < 1).any():
-            raise ValueError(f"{label}: atomic numbers must be >= 1, got "
-                             f"{sorted(set(self.atoms.numbers.tolist()))}")
+            raise ValueError(
+                f"{label}: atomic numbers must be >= 1, got "
+                f"{sorted(set(self.atoms.numbers.tolist()))}"
+            )
         _check_finite(self.atoms.positions, label, "positions")
         _check_finite(self.atoms.cell.array, label, "cell")
         if self.energy is not None and not np.isfinite(self.energy):
@@ -87,8 +89,10 @@ class LabeledStructure:
         _check_array(self.stress, (3, 3), label, "stress")
         _check_array(self.magmoms, (n,), label, "magmoms")
         if self.stress is not None and not np.asarray(self.atoms.pbc).all():
-            raise ValueError(f"{label}: has a stress label but pbc={self.atoms.pbc.tolist()}; "
-                             "stress is only defined for cells periodic in all three directions")
+            raise ValueError(
+                f"{label}: has a stress label but pbc={self.atoms.pbc.tolist()}; "
+                "stress is only defined for cells periodic in all three directions"
+            )
 
 
 def check_unique_ids(structures: Iterable[LabeledStructure]) -> None:
@@ -107,7 +111,9 @@ def _as_float_array(value, structure_id: str, name: str) -> np.ndarray:
     try:
         return np.array(value, dtype=np.float64)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"structure {structure_id!r}: {name} is not a numeric array ({err})") from err
+        raise ValueError(
+            f"structure {structure_id!r}: {name} is not a numeric array ({err})"
+        ) from err
 
 
 def _check_array(value: np.ndarray | None, shape: tuple[int, ...], label: str, name: str) -> None:

@@ -71,14 +71,20 @@ def fit_cost_model(counts: np.ndarray, seconds: np.ndarray) -> CostModel:
     if counts.ndim != 2 or counts.shape[1] != 3 or counts.shape[0] != seconds.shape[0]:
         raise ValueError(f"need counts (M, 3) and seconds (M,), got {counts.shape} {seconds.shape}")
     if counts.shape[0] < 4:
-        raise ValueError(f"need at least 4 measurements to fit 4 coefficients, got {counts.shape[0]}")
+        raise ValueError(
+            f"need at least 4 measurements to fit 4 coefficients, got {counts.shape[0]}"
+        )
     design = np.concatenate([np.ones((counts.shape[0], 1)), counts], axis=1)
     # Columns differ by orders of magnitude (1 vs 1e4 angles): solve on unit-norm columns.
     norms = np.linalg.norm(design, axis=0)
     norms[norms == 0] = 1.0
     coef = nnls(design / norms, seconds)[0] / norms
-    return CostModel(per_atom=float(coef[1]), per_edge=float(coef[2]), per_angle=float(coef[3]),
-                     per_batch=float(coef[0]))
+    return CostModel(
+        per_atom=float(coef[1]),
+        per_edge=float(coef[2]),
+        per_angle=float(coef[3]),
+        per_batch=float(coef[0]),
+    )
 
 
 def calibrate_cost_model(
@@ -181,6 +187,7 @@ def _improve_most_loaded(x, owner, loads, cost=None, cost_loads=None, cost_cap=n
         if lo == hi:
             continue
         items_lo = np.flatnonzero(owner == lo)
+
         # column 0 of the candidates moves a alone; column b > 0 swaps a with items_lo[b - 1]
         def delta(v, items_a, items_b):
             take = np.concatenate([np.zeros((1, v.shape[1])), v[items_b]])[None]
@@ -190,8 +197,13 @@ def _improve_most_loaded(x, owner, loads, cost=None, cost_loads=None, cost_cap=n
         worst = np.maximum((loads[hi] - give + take).max(-1), (loads[lo] + give - take).max(-1))
         if cost is not None:
             give_c, take_c = delta(cost, items_hi, items_lo)
-            over = np.maximum((cost_loads[hi] - give_c + take_c)[..., 0],
-                              (cost_loads[lo] + give_c - take_c)[..., 0]) > cost_cap
+            over = (
+                np.maximum(
+                    (cost_loads[hi] - give_c + take_c)[..., 0],
+                    (cost_loads[lo] + give_c - take_c)[..., 0],
+                )
+                > cost_cap
+            )
             worst[over] = np.inf
         if items_hi.size == 1:
             worst[:, 0] = np.inf  # never leave a device empty

@@ -100,7 +100,10 @@ def unbatch_graphs(graph: CrystalGraph) -> list[CrystalGraph]:
             n_edge=n_edge[g : g + 1],
         )
         bond_graph = jraph.GraphsTuple(
-            nodes={"edge": b.nodes["edge"][bnds] - edge0[g], "pair": b.nodes["pair"][bnds] - pair0[g]},
+            nodes={
+                "edge": b.nodes["edge"][bnds] - edge0[g],
+                "pair": b.nodes["pair"][bnds] - pair0[g],
+            },
             edges={
                 "center": b.edges["center"][angles] - node0[g],
                 "edge_ij": b.edges["edge_ij"][angles] - edge0[g],
@@ -127,7 +130,9 @@ def pad_graph(graph: CrystalGraph, sizes: GraphSizes) -> CrystalGraph:
     graph owns at least one padding atom, two padding edges, one bond and one angle slot.
     """
     real = graph.sizes
-    need = GraphSizes(real.n_node + 1, real.n_edge + 2, real.n_bond + 1, real.n_angle + 1, real.n_graph + 1)
+    need = GraphSizes(
+        real.n_node + 1, real.n_edge + 2, real.n_bond + 1, real.n_angle + 1, real.n_graph + 1
+    )
     short = [f for f, s, n in zip(GraphSizes._fields, sizes, need) if s < n]
     if short:
         raise ValueError(
@@ -162,7 +167,9 @@ def pad_graph(graph: CrystalGraph, sizes: GraphSizes) -> CrystalGraph:
         senders=np.concatenate([a.senders, np.full(pad_edges, node0, np.int32)]),
         receivers=np.concatenate([a.receivers, np.full(pad_edges, node0, np.int32)]),
         globals={
-            "cell": np.concatenate([a.globals["cell"], np.tile(np.eye(3, dtype=dtype), (pad_graphs, 1, 1))]),
+            "cell": np.concatenate(
+                [a.globals["cell"], np.tile(np.eye(3, dtype=dtype), (pad_graphs, 1, 1))]
+            ),
             "volume": np.concatenate([a.globals["volume"], np.ones(pad_graphs, dtype)]),
             "n_atoms": np.concatenate([a.globals["n_atoms"], count(pad_nodes)]),
             "pbc": np.concatenate([a.globals["pbc"], np.ones((pad_graphs, 3), bool)]),
@@ -179,7 +186,9 @@ def pad_graph(graph: CrystalGraph, sizes: GraphSizes) -> CrystalGraph:
         edges={
             "center": np.concatenate([b.edges["center"], np.full(pad_angles, node0, np.int32)]),
             "edge_ij": np.concatenate([b.edges["edge_ij"], np.full(pad_angles, edge0, np.int32)]),
-            "edge_ik": np.concatenate([b.edges["edge_ik"], np.full(pad_angles, edge0 + 1, np.int32)]),
+            "edge_ik": np.concatenate(
+                [b.edges["edge_ik"], np.full(pad_angles, edge0 + 1, np.int32)]
+            ),
         },
         senders=np.concatenate([b.senders, np.full(pad_angles, bond0, np.int32)]),
         receivers=np.concatenate([b.receivers, np.full(pad_angles, bond0, np.int32)]),

@@ -70,7 +70,9 @@ class BucketPolicy:
             out = [self.round(n) for n in need]
         if self.fixed_graphs is not None:
             if real.n_graph > self.fixed_graphs:
-                raise ValueError(f"batch has {real.n_graph} graphs > fixed_graphs={self.fixed_graphs}")
+                raise ValueError(
+                    f"batch has {real.n_graph} graphs > fixed_graphs={self.fixed_graphs}"
+                )
             out[-1] = self.fixed_graphs + 1
         return GraphSizes(*out)
 

@@ -16,8 +16,8 @@ from equijax.graphs.line_graph import bond_graph
 from equijax.graphs.neighbors import directed_edges
 from equijax.graphs.validation import (
     IsolatedAtomError,
-    check_neighbors,
     StructureLabel,
+    check_neighbors,
     validate_atoms,
 )
 
@@ -141,6 +141,9 @@ def build_graphs(
         more = "" if len(dropped) <= 20 else f" (+{len(dropped) - 20} more)"
         logger.warning(
             "dropped %d structure(s) with isolated atoms (cutoff %s Å): indices %s%s",
-            len(dropped), cutoff, shown, more,
+            len(dropped),
+            cutoff,
+            shown,
+            more,
         )
     return GraphDataset(graphs=graphs, indices=indices, dropped=dropped)

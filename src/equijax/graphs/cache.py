@@ -57,13 +57,21 @@ def _flatten(graph: CrystalGraph) -> dict[str, np.ndarray]:
     if np.abs(a.edges["shift"]).max(initial=0) > np.iinfo(np.int16).max:
         raise ValueError("periodic shift does not fit the cache's int16 storage")
     return {
-        "numbers": a.nodes["numbers"], "positions": a.nodes["positions"],
-        "senders": a.senders, "receivers": a.receivers,
-        "shift": a.edges["shift"], "pair": a.edges["pair"],
-        "bond_edge": b.nodes["edge"], "bond_pair": b.nodes["pair"],
-        "angle_center": b.edges["center"], "angle_edge_ij": b.edges["edge_ij"],
-        "angle_edge_ik": b.edges["edge_ik"], "angle_senders": b.senders,
-        "angle_receivers": b.receivers, "cell": a.globals["cell"][0], "pbc": a.globals["pbc"][0],
+        "numbers": a.nodes["numbers"],
+        "positions": a.nodes["positions"],
+        "senders": a.senders,
+        "receivers": a.receivers,
+        "shift": a.edges["shift"],
+        "pair": a.edges["pair"],
+        "bond_edge": b.nodes["edge"],
+        "bond_pair": b.nodes["pair"],
+        "angle_center": b.edges["center"],
+        "angle_edge_ij": b.edges["edge_ij"],
+        "angle_edge_ik": b.edges["edge_ik"],
+        "angle_senders": b.senders,
+        "angle_receivers": b.receivers,
+        "cell": a.globals["cell"][0],
+        "pbc": a.globals["pbc"][0],
     }
 
 
@@ -82,18 +90,23 @@ class GraphCache(Sequence):
     Build (or reuse) with `GraphCache.build`, open an existing one with `GraphCache(path)`.
     """
 
-    def __init__(self, path: str | os.PathLike, cutoff: float | None = None,
-                 bond_cutoff: float | None = None):
+    def __init__(
+        self, path: str | os.PathLike, cutoff: float | None = None, bond_cutoff: float | None = None
+    ):
         self.path = Path(path)
         meta_file = self.path / "meta.json"
         try:
             self.meta = json.loads(meta_file.read_text())
         except FileNotFoundError:
-            raise FileNotFoundError(f"{self.path} is not a complete graph cache (no meta.json)") from None
+            raise FileNotFoundError(
+                f"{self.path} is not a complete graph cache (no meta.json)"
+            ) from None
         except json.JSONDecodeError as err:
             raise ValueError(f"{meta_file} is corrupted: {err}") from None
         if self.meta.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{self.path}: cache format {self.meta.get('format')} != {FORMAT_VERSION}")
+            raise ValueError(
+                f"{self.path}: cache format {self.meta.get('format')} != {FORMAT_VERSION}"
+            )
         for name, want in (("cutoff", cutoff), ("bond_cutoff", bond_cutoff)):
             if want is not None and self.meta[name] != want:
                 raise ValueError(f"{self.path} was built with {name}={self.meta[name]}, not {want}")
@@ -110,7 +123,9 @@ class GraphCache(Sequence):
         file = self.path / f"{name}.bin"
         expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
         if file.stat().st_size != expected:
-            raise ValueError(f"{file} has {file.stat().st_size} bytes, expected {expected}: corrupted cache")
+            raise ValueError(
+                f"{file} has {file.stat().st_size} bytes, expected {expected}: corrupted cache"
+            )
         if expected == 0:
             return np.zeros(shape, dtype)
         return np.memmap(file, dtype=dtype, mode="r", shape=shape)
@@ -158,18 +173,30 @@ class GraphCache(Sequence):
         atom_graph = jraph.GraphsTuple(
             nodes={"numbers": get("numbers").astype(np.int32), "positions": get("positions")},
             edges={"shift": get("shift").astype(np.int32), "pair": get("pair")},
-            senders=get("senders"), receivers=get("receivers"),
-            globals={"cell": cell[None], "volume": np.array([abs(np.linalg.det(cell))]),
-                     "n_atoms": np.array([n_atoms], np.int32), "pbc": get("pbc")[None],
-                     "n_pairs": np.array([count[4]], np.int32)},
-            n_node=np.array([n_atoms], np.int32), n_edge=np.array([count[1]], np.int32),
+            senders=get("senders"),
+            receivers=get("receivers"),
+            globals={
+                "cell": cell[None],
+                "volume": np.array([abs(np.linalg.det(cell))]),
+                "n_atoms": np.array([n_atoms], np.int32),
+                "pbc": get("pbc")[None],
+                "n_pairs": np.array([count[4]], np.int32),
+            },
+            n_node=np.array([n_atoms], np.int32),
+            n_edge=np.array([count[1]], np.int32),
         )
         bond_graph = jraph.GraphsTuple(
             nodes={"edge": get("bond_edge"), "pair": get("bond_pair")},
-            edges={"center": get("angle_center"), "edge_ij": get("angle_edge_ij"),
-                   "edge_ik": get("angle_edge_ik")},
-            senders=get("angle_senders"), receivers=get("angle_receivers"), globals=None,
-            n_node=np.array([count[2]], np.int32), n_edge=np.array([count[3]], np.int32),
+            edges={
+                "center": get("angle_center"),
+                "edge_ij": get("angle_edge_ij"),
+                "edge_ik": get("angle_edge_ik"),
+            },
+            senders=get("angle_senders"),
+            receivers=get("angle_receivers"),
+            globals=None,
+            n_node=np.array([count[2]], np.int32),
+            n_edge=np.array([count[3]], np.int32),
         )
         return CrystalGraph(atoms=atom_graph, bonds=bond_graph)
 
@@ -210,7 +237,9 @@ class GraphCache(Sequence):
                 tqdm(structures, disable=not progress, desc="graph cache", unit="struct")
             ):
                 try:
-                    graph = atoms_to_graph(atoms, cutoff, bond_cutoff, label=StructureLabel(atoms, index))
+                    graph = atoms_to_graph(
+                        atoms, cutoff, bond_cutoff, label=StructureLabel(atoms, index)
+                    )
                 except IsolatedAtomError as err:
                     if not drop_isolated:
                         raise
@@ -221,20 +250,34 @@ class GraphCache(Sequence):
                 for name, (dtype, _, _) in _FIELDS.items():
                     files[name].write(np.ascontiguousarray(fields[name], dtype=dtype).tobytes())
                 s = graph.sizes
-                counts = [s.n_node, s.n_edge, s.n_bond, s.n_angle, int(graph.atoms.globals["n_pairs"][0])]
+                counts = [
+                    s.n_node,
+                    s.n_edge,
+                    s.n_bond,
+                    s.n_angle,
+                    int(graph.atoms.globals["n_pairs"][0]),
+                ]
                 files["counts"].write(np.array(counts, np.int64).tobytes())
                 n_graphs += 1
         finally:
             for f in files.values():
                 f.close()
-        meta = {"format": FORMAT_VERSION, "cutoff": cutoff, "bond_cutoff": bond_cutoff,
-                "n_graphs": n_graphs, "content_hash": digest, "dropped": dropped}
+        meta = {
+            "format": FORMAT_VERSION,
+            "cutoff": cutoff,
+            "bond_cutoff": bond_cutoff,
+            "n_graphs": n_graphs,
+            "content_hash": digest,
+            "dropped": dropped,
+        }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         shutil.rmtree(path, ignore_errors=True)
         os.replace(tmp, path)
         if dropped:
             logging.getLogger(__name__).warning(
                 "graph cache %s: dropped %d structure(s) with isolated atoms: indices %s",
-                path, len(dropped), [i for i, _ in dropped][:20],
+                path,
+                len(dropped),
+                [i for i, _ in dropped][:20],
             )
         return cls(path, cutoff, bond_cutoff)

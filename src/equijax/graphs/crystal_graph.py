@@ -97,8 +97,11 @@ def edge_vectors(atoms: jraph.GraphsTuple, xnp=np, positions=None, cell=None):
     # geometry at full float32 whatever the matmul precision (TF32/bf16 would move atoms by
     # 0.01-0.05 Å in a 10 Å cell)
     exact = {} if xnp is np else {"precision": "highest"}
-    return (pos[atoms.senders] - pos[atoms.receivers]
-            + xnp.einsum("ei,eij->ej", shift, cell[graph_of_edge], **exact))
+    return (
+        pos[atoms.senders]
+        - pos[atoms.receivers]
+        + xnp.einsum("ei,eij->ej", shift, cell[graph_of_edge], **exact)
+    )
 
 
 def graph_index(counts: jax.Array, total: int) -> jax.Array:

@@ -81,7 +81,9 @@ def validate_atoms(atoms: ase.Atoms, label: str | StructureLabel) -> None:
         if pbc.all():
             scale = float(np.prod(lengths))
             if abs(np.linalg.det(cell)) <= MIN_CELL_VOLUME_FRACTION * scale:
-                raise ValueError(f"{label}: the cell is singular (volume {atoms.cell.volume:.3g} Å³)")
+                raise ValueError(
+                    f"{label}: the cell is singular (volume {atoms.cell.volume:.3g} Å³)"
+                )
         else:
             periodic = cell[pbc]
             gram = periodic @ periodic.T
@@ -91,7 +93,11 @@ def validate_atoms(atoms: ase.Atoms, label: str | StructureLabel) -> None:
 
 
 def check_neighbors(
-    label: str | StructureLabel, n_atoms: int, centers: np.ndarray, distances: np.ndarray, cutoff: float
+    label: str | StructureLabel,
+    n_atoms: int,
+    centers: np.ndarray,
+    distances: np.ndarray,
+    cutoff: float,
 ) -> None:
     """Raise `ValueError` for coincident atoms or atoms without a neighbour within ``cutoff``.
 

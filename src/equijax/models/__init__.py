@@ -8,6 +8,18 @@ from equijax.models.equivariant import EquivariantConfig, EquivariantPotential
 from equijax.models.protocol import Model
 from equijax.models.registry import available, build, config_class, load_pretrained
 
-__all__ = ["PRESETS", "BaseModelConfig", "CHGNet", "CHGNetConfig", "ConfigError",
-           "EquivariantConfig", "EquivariantPotential", "Model", "available", "build",
-           "config_class", "load_pretrained", "registry"]
+__all__ = [
+    "PRESETS",
+    "BaseModelConfig",
+    "CHGNet",
+    "CHGNetConfig",
+    "ConfigError",
+    "EquivariantConfig",
+    "EquivariantPotential",
+    "Model",
+    "available",
+    "build",
+    "config_class",
+    "load_pretrained",
+    "registry",
+]

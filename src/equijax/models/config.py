@@ -68,14 +68,18 @@ class BaseModelConfig:
 
     def as_conservative(self):
         """This config with conservative forces and every direct-head option at its default."""
-        defaults = {f.name: f.default for f in dataclasses.fields(self)
-                    if f.name in self.DIRECT_HEAD_OPTIONS}
+        defaults = {
+            f.name: f.default
+            for f in dataclasses.fields(self)
+            if f.name in self.DIRECT_HEAD_OPTIONS
+        }
         return dataclasses.replace(self, forces="conservative", **defaults)
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as plain JSON-ready values (tuples as lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v
-                for k, v in dataclasses.asdict(self).items()}
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
 
 
 @functools.cache
@@ -101,8 +105,10 @@ def check_choices(config) -> None:
         allowed = field_choices(type(config), f.name)
         value = getattr(config, f.name)
         if allowed is not None and value not in allowed:
-            raise ConfigError(f"config key 'model.{f.name}': must be one of "
-                              f"{', '.join(map(repr, allowed))}, got {value!r}")
+            raise ConfigError(
+                f"config key 'model.{f.name}': must be one of "
+                f"{', '.join(map(repr, allowed))}, got {value!r}"
+            )
 
 
 def config_from_dict(cls, values: Mapping[str, Any], model_name: str = "") -> Any:
@@ -120,12 +126,16 @@ def config_from_dict(cls, values: Mapping[str, Any], model_name: str = "") -> An
     for key, value in values.items():
         if key in aliases:
             if aliases[key] in values:
-                raise ConfigError(f"config key 'model.{key}': the same as model.{aliases[key]}; "
-                                  "set only one of them")
+                raise ConfigError(
+                    f"config key 'model.{key}': the same as model.{aliases[key]}; "
+                    "set only one of them"
+                )
             key = aliases[key]
         if key not in names:
-            raise ConfigError(f"config key 'model.{key}': not a key of model {label!r}; its keys "
-                              f"are: {', '.join(names)}")
+            raise ConfigError(
+                f"config key 'model.{key}': not a key of model {label!r}; its keys "
+                f"are: {', '.join(names)}"
+            )
         kwargs[key] = _coerce(key, value, hints[key])
     try:
         return cls(**kwargs)
@@ -169,20 +179,25 @@ def _coerce(key: str, value, hint):
         elif origin is tuple:
             item = typing.get_args(arg)[0]
             if isinstance(value, list | tuple) and all(
-                    isinstance(v, item) and not isinstance(v, bool) for v in value):
+                isinstance(v, item) and not isinstance(v, bool) for v in value
+            ):
                 return tuple(value)
         elif isinstance(arg, type) and isinstance(value, arg):
             return value
     allowed = field_choices_of_hint(hint)
-    expected = (f"one of {', '.join(map(repr, allowed))}" if allowed
-                else " or ".join(_type_name(a) for a in args))
+    expected = (
+        f"one of {', '.join(map(repr, allowed))}"
+        if allowed
+        else " or ".join(_type_name(a) for a in args)
+    )
     raise ConfigError(f"config key 'model.{key}': expected {expected}, got {value!r}")
 
 
 def field_choices_of_hint(hint) -> tuple:
     """The ``Literal`` values inside a type hint (empty when it has none)."""
-    return tuple(v for a in _union_args(hint) if typing.get_origin(a) is Literal
-                 for v in typing.get_args(a))
+    return tuple(
+        v for a in _union_args(hint) if typing.get_origin(a) is Literal for v in typing.get_args(a)
+    )
 
 
 def _type_name(hint) -> str:

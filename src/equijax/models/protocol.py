@@ -31,8 +31,9 @@ class Model(Protocol):
 
     config: BaseModelConfig
 
-    def __call__(self, graph: CrystalGraph, positions: jax.Array | None = None,
-                 cell: jax.Array | None = None) -> dict[str, jax.Array]: ...
+    def __call__(
+        self, graph: CrystalGraph, positions: jax.Array | None = None, cell: jax.Array | None = None
+    ) -> dict[str, jax.Array]: ...
 
     def init(self, rngs, *args, **kwargs): ...
 
@@ -43,7 +44,9 @@ def check_model(module) -> Model:
     """``module`` itself if it satisfies `Model`; else a `TypeError` saying what is missing."""
     config = getattr(module, "config", None)
     if not isinstance(module, Model) or not isinstance(config, BaseModelConfig):
-        raise TypeError(f"{type(module).__name__} is not an equijax model: it needs a `config` "
-                        "deriving from equijax.models.config.BaseModelConfig and flax's "
-                        "init/apply (see equijax.models.protocol.Model)")
+        raise TypeError(
+            f"{type(module).__name__} is not an equijax model: it needs a `config` "
+            "deriving from equijax.models.config.BaseModelConfig and flax's "
+            "init/apply (see equijax.models.protocol.Model)"
+        )
     return module

@@ -16,8 +16,8 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from equijax.models.chgnet import CHGNet, CHGNetConfig
 from equijax.models.chgnet import PRESETS as CHGNET_PRESETS
+from equijax.models.chgnet import CHGNet, CHGNetConfig
 from equijax.models.chgnet.pretrained import from_pretrained as chgnet_from_pretrained
 from equijax.models.config import BaseModelConfig, ConfigError, config_from_dict
 from equijax.models.equivariant import EquivariantConfig, EquivariantPotential
@@ -54,9 +54,12 @@ _PRETRAINED_ALIASES = {"0.3.0": "chgnet-0.3.0", "0.2.0": "chgnet-0.2.0"}
 def register(entry: ModelEntry, *, replace: bool = False) -> None:
     """Add ``entry``; registering a taken name raises `ValueError` unless ``replace``."""
     if not issubclass(entry.config_class, BaseModelConfig) or not dataclasses.is_dataclass(
-            entry.config_class):
-        raise TypeError(f"model {entry.name!r}: its config class must be a dataclass deriving "
-                        "from equijax.models.config.BaseModelConfig")
+        entry.config_class
+    ):
+        raise TypeError(
+            f"model {entry.name!r}: its config class must be a dataclass deriving "
+            "from equijax.models.config.BaseModelConfig"
+        )
     if entry.name in _MODELS and not replace:
         raise ValueError(f"model {entry.name!r} is already registered")
     _MODELS[entry.name] = entry
@@ -91,8 +94,9 @@ def available_pretrained() -> list[str]:
 def entry(name: str) -> ModelEntry:
     """The `ModelEntry` of ``name``; `ConfigError` listing the registered names otherwise."""
     if name not in _MODELS:
-        raise ConfigError(f"config key 'model.name': unknown model {name!r}; registered: "
-                          f"{', '.join(available())}")
+        raise ConfigError(
+            f"config key 'model.name': unknown model {name!r}; registered: {', '.join(available())}"
+        )
     return _MODELS[name]
 
 
@@ -107,8 +111,7 @@ def make_config(name: str, values: Mapping[str, Any] | BaseModelConfig) -> BaseM
     cls = config_class(name)
     if isinstance(values, BaseModelConfig):
         if not isinstance(values, cls):
-            raise TypeError(f"model {name!r} takes a {cls.__name__}, got "
-                            f"{type(values).__name__}")
+            raise TypeError(f"model {name!r} takes a {cls.__name__}, got {type(values).__name__}")
         return values
     return config_from_dict(cls, values, name)
 
@@ -123,8 +126,9 @@ def pretrained(name: str) -> Pretrained:
     `ValueError` listing the names otherwise."""
     key = _PRETRAINED_ALIASES.get(name, name)
     if key not in _PRETRAINED:
-        raise ValueError(f"unknown pretrained model {name!r}; available: "
-                         f"{', '.join(available_pretrained())}")
+        raise ValueError(
+            f"unknown pretrained model {name!r}; available: {', '.join(available_pretrained())}"
+        )
     return _PRETRAINED[key]
 
 
@@ -136,5 +140,9 @@ def load_pretrained(name: str, **kwargs) -> tuple[Model, dict]:
 register(ModelEntry("chgnet", CHGNetConfig, CHGNet))
 register(ModelEntry("equivariant", EquivariantConfig, EquivariantPotential))
 for _version, _config in CHGNET_PRESETS.items():
-    register_pretrained(f"chgnet-{_version}", Pretrained(
-        "chgnet", _config, lambda version=_version, **kw: chgnet_from_pretrained(version, **kw)))
+    register_pretrained(
+        f"chgnet-{_version}",
+        Pretrained(
+            "chgnet", _config, lambda version=_version, **kw: chgnet_from_pretrained(version, **kw)
+        ),
+    )

@@ -30,8 +30,13 @@ def chebyshev(x: jnp.ndarray, order: int) -> jnp.ndarray:
     return jnp.stack(terms, axis=-1)
 
 
-def angle_energy(coefficients: jnp.ndarray, vector_ij: jnp.ndarray, vector_ik: jnp.ndarray,
-                 cutoff: float, envelope_order: float = 8.0):
+def angle_energy(
+    coefficients: jnp.ndarray,
+    vector_ij: jnp.ndarray,
+    vector_ik: jnp.ndarray,
+    cutoff: float,
+    envelope_order: float = 8.0,
+):
     """Energies ``φ`` (A,) eV and their gradients ``∂φ/∂r_ij``, ``∂φ/∂r_ik`` (A, 3) eV/Å with
     respect to the two bond vectors (centre to neighbour, Å, nonzero), from ``coefficients``
     (A, K) eV; ``cutoff`` Å is the bond graph's."""
@@ -41,10 +46,12 @@ def angle_energy(coefficients: jnp.ndarray, vector_ij: jnp.ndarray, vector_ik: j
         r_ij, r_ik = jnp.linalg.norm(v_ij), jnp.linalg.norm(v_ik)
         # elementwise sums, not dots: geometry stays float32 under reduced matmul precision
         cos = jnp.clip(jnp.sum(v_ij * v_ik) / (r_ij * r_ik), -1.0, 1.0)
-        envelope = (polynomial_cutoff(r_ij, cutoff, envelope_order)
-                    * polynomial_cutoff(r_ik, cutoff, envelope_order))
+        envelope = polynomial_cutoff(r_ij, cutoff, envelope_order) * polynomial_cutoff(
+            r_ik, cutoff, envelope_order
+        )
         return envelope * jnp.sum(d * chebyshev(cos, order))
 
     energies, (grad_ij, grad_ik) = jax.vmap(jax.value_and_grad(one, argnums=(0, 1)))(
-        vector_ij, vector_ik, coefficients)
+        vector_ij, vector_ik, coefficients
+    )
     return energies, grad_ij, grad_ik

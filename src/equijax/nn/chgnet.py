@@ -15,7 +15,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from equijax.nn.mlp import GatheredConcat, GatedMLP, layer_norm
+from equijax.nn.mlp import GatedMLP, GatheredConcat, layer_norm
 
 
 def _optional_norm(norm: str | None, name: str):
@@ -54,16 +54,27 @@ class AtomConv(_GatedConv):
     """
 
     @nn.compact
-    def __call__(self, atom_feas, bond_feas, bond_weights, receivers, senders, pair,
-                 receivers_sorted: bool = True):
+    def __call__(
+        self,
+        atom_feas,
+        bond_feas,
+        bond_weights,
+        receivers,
+        senders,
+        pair,
+        receivers_sorted: bool = True,
+    ):
         features = atom_feas.shape[-1]
-        messages = _inputs(((atom_feas, receivers), (bond_feas, pair), (atom_feas, senders)),
-                           self.factorized)
-        messages = GatedMLP(features, self.hidden, self.act, self.gated_norm, self.fused_gates,
-                            name="gated_mlp")(messages)
+        messages = _inputs(
+            ((atom_feas, receivers), (bond_feas, pair), (atom_feas, senders)), self.factorized
+        )
+        messages = GatedMLP(
+            features, self.hidden, self.act, self.gated_norm, self.fused_gates, name="gated_mlp"
+        )(messages)
         messages = messages * bond_weights[pair]
-        summed = jax.ops.segment_sum(messages, receivers, atom_feas.shape[0],
-                                     indices_are_sorted=receivers_sorted)
+        summed = jax.ops.segment_sum(
+            messages, receivers, atom_feas.shape[0], indices_are_sorted=receivers_sorted
+        )
         out = nn.Dense(features, use_bias=self.out_bias, name="mlp_out")(summed) + atom_feas
         return _optional_norm(self.norm, "norm")(out)
 
@@ -77,8 +88,10 @@ def _inputs(parts, factorized: bool):
 
 def _bond_graph_inputs(atom_feas, bond_feas, angle_feas, center, pair_i, pair_j, factorized):
     """CHGNet's bond-graph message input ``[b_i, b_j, a_ijk, x_center]``, (A, 2Fb + Fa + F)."""
-    return _inputs(((bond_feas, pair_i), (bond_feas, pair_j), (angle_feas, None),
-                    (atom_feas, center)), factorized)
+    return _inputs(
+        ((bond_feas, pair_i), (bond_feas, pair_j), (angle_feas, None), (atom_feas, center)),
+        factorized,
+    )
 
 
 class BondConv(_GatedConv):
@@ -95,10 +108,12 @@ class BondConv(_GatedConv):
     @nn.compact
     def __call__(self, atom_feas, bond_feas, bond_weights, angle_feas, center, pair_i, pair_j):
         features = bond_feas.shape[-1]
-        inputs = _bond_graph_inputs(atom_feas, bond_feas, angle_feas, center, pair_i, pair_j,
-                                    self.factorized)
-        update = GatedMLP(features, self.hidden, self.act, self.gated_norm, self.fused_gates,
-                            name="gated_mlp")(inputs)
+        inputs = _bond_graph_inputs(
+            atom_feas, bond_feas, angle_feas, center, pair_i, pair_j, self.factorized
+        )
+        update = GatedMLP(
+            features, self.hidden, self.act, self.gated_norm, self.fused_gates, name="gated_mlp"
+        )(inputs)
         update = update * bond_weights[pair_i] * bond_weights[pair_j]
         summed = jax.ops.segment_sum(update, pair_i, bond_feas.shape[0])
         out = nn.Dense(features, use_bias=self.out_bias, name="mlp_out")(summed) + bond_feas
@@ -120,8 +135,18 @@ class AngleUpdate(nn.Module):
 
     @nn.compact
     def __call__(self, atom_feas, bond_feas, angle_feas, center, pair_i, pair_j):
-        inputs = _bond_graph_inputs(atom_feas, bond_feas, angle_feas, center, pair_i, pair_j,
-                                    self.factorized)
-        out = GatedMLP(angle_feas.shape[-1], self.hidden, self.act, self.gated_norm,
-                       self.fused_gates, name="gated_mlp")(inputs) + angle_feas
+        inputs = _bond_graph_inputs(
+            atom_feas, bond_feas, angle_feas, center, pair_i, pair_j, self.factorized
+        )
+        out = (
+            GatedMLP(
+                angle_feas.shape[-1],
+                self.hidden,
+                self.act,
+                self.gated_norm,
+                self.fused_gates,
+                name="gated_mlp",
+            )(inputs)
+            + angle_feas
+        )
         return _optional_norm(self.norm, "norm")(out)

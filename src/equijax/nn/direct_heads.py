@@ -76,18 +76,29 @@ def check_direct_norm(norm: float) -> None:
         raise ValueError(f"the direct heads' norm must be a finite number > 0, got {norm!r}")
 
 
-def symmetric_pair_features(atom_features: jnp.ndarray, senders: jnp.ndarray,
-                            receivers: jnp.ndarray, pair: jnp.ndarray, n_pairs: int) -> jnp.ndarray:
+def symmetric_pair_features(
+    atom_features: jnp.ndarray,
+    senders: jnp.ndarray,
+    receivers: jnp.ndarray,
+    pair: jnp.ndarray,
+    n_pairs: int,
+) -> jnp.ndarray:
     """(P, 2F) features of each undirected pair that do not depend on its orientation:
     ``a_i + a_j`` and ``a_i * a_j`` from (N, F) atom features (each pair has two directed edges)."""
     total = jax.ops.segment_sum(atom_features[senders], pair, n_pairs)
-    product = jax.ops.segment_sum(atom_features[senders] * atom_features[receivers], pair,
-                                  n_pairs) / 2.0
+    product = (
+        jax.ops.segment_sum(atom_features[senders] * atom_features[receivers], pair, n_pairs) / 2.0
+    )
     return jnp.concatenate([total, product], axis=-1)
 
 
-def direct_forces(pair_weights: jnp.ndarray, pair: jnp.ndarray, unit: jnp.ndarray,
-                  receivers: jnp.ndarray, n_atoms: int) -> jnp.ndarray:
+def direct_forces(
+    pair_weights: jnp.ndarray,
+    pair: jnp.ndarray,
+    unit: jnp.ndarray,
+    receivers: jnp.ndarray,
+    n_atoms: int,
+) -> jnp.ndarray:
     """(N, 3) forces ``F_i = Σ_e w(pair(e)) r̂_e`` over the edges e centred on atom i.
 
     ``pair_weights`` (P,), ``pair`` (E,) pair index of each edge, ``unit`` (E, 3) centre-to-
@@ -95,10 +106,17 @@ def direct_forces(pair_weights: jnp.ndarray, pair: jnp.ndarray, unit: jnp.ndarra
     return jax.ops.segment_sum(pair_weights[pair][:, None] * unit, receivers, n_atoms)
 
 
-def direct_stress(w_outer: jnp.ndarray, w_iso: jnp.ndarray, pair: jnp.ndarray, unit: jnp.ndarray,
-                  graph_of_edge: jnp.ndarray, volume: jnp.ndarray, n_graphs: int,
-                  force_weights: jnp.ndarray | None = None,
-                  lengths: jnp.ndarray | None = None) -> jnp.ndarray:
+def direct_stress(
+    w_outer: jnp.ndarray,
+    w_iso: jnp.ndarray,
+    pair: jnp.ndarray,
+    unit: jnp.ndarray,
+    graph_of_edge: jnp.ndarray,
+    volume: jnp.ndarray,
+    n_graphs: int,
+    force_weights: jnp.ndarray | None = None,
+    lengths: jnp.ndarray | None = None,
+) -> jnp.ndarray:
     """(G, 3, 3) symmetric stress in GPa, ``(1/V) Σ_pairs (w₁ r̂⊗r̂ + w₀ I)``; zero for graphs
     without a 3D cell (``volume`` 0). Each pair's two directed edges share r̂⊗r̂, so the sum over
     edges is halved.
@@ -112,14 +130,22 @@ def direct_stress(w_outer: jnp.ndarray, w_iso: jnp.ndarray, pair: jnp.ndarray, u
     if force_weights is not None:
         edge_outer = edge_outer + force_weights[pair] * lengths
     outer = unit[:, :, None] * unit[:, None, :]
-    per_edge = (edge_outer[:, None, None] * outer
-                + w_iso[pair][:, None, None] * jnp.eye(3, dtype=unit.dtype)) / 2.0
+    per_edge = (
+        edge_outer[:, None, None] * outer
+        + w_iso[pair][:, None, None] * jnp.eye(3, dtype=unit.dtype)
+    ) / 2.0
     total = jax.ops.segment_sum(per_edge, graph_of_edge, n_graphs)
     return total * gpa_per_volume(volume)[:, None, None]
 
 
-def angle_stress(angle_weights: jnp.ndarray, unit_ij: jnp.ndarray, unit_ik: jnp.ndarray,
-                 graph_of_angle: jnp.ndarray, volume: jnp.ndarray, n_graphs: int) -> jnp.ndarray:
+def angle_stress(
+    angle_weights: jnp.ndarray,
+    unit_ij: jnp.ndarray,
+    unit_ik: jnp.ndarray,
+    graph_of_angle: jnp.ndarray,
+    volume: jnp.ndarray,
+    n_graphs: int,
+) -> jnp.ndarray:
     """(G, 3, 3) symmetric three-body stress in GPa, ``(160.2/V) Σ_angles w_a (r̂_ij⊗r̂_ik +
     r̂_ik⊗r̂_ij) / 2`` over the angles (bond pairs j-i-k sharing centre i) of each graph.
 
@@ -133,9 +159,16 @@ def angle_stress(angle_weights: jnp.ndarray, unit_ij: jnp.ndarray, unit_ik: jnp.
     return total * gpa_per_volume(volume)[:, None, None]
 
 
-def angle_edge_gradient(angle_weights: jnp.ndarray, unit_ij: jnp.ndarray, unit_ik: jnp.ndarray,
-                        length_ij: jnp.ndarray, length_ik: jnp.ndarray, edge_ij: jnp.ndarray,
-                        edge_ik: jnp.ndarray, n_edges: int) -> jnp.ndarray:
+def angle_edge_gradient(
+    angle_weights: jnp.ndarray,
+    unit_ij: jnp.ndarray,
+    unit_ik: jnp.ndarray,
+    length_ij: jnp.ndarray,
+    length_ik: jnp.ndarray,
+    edge_ij: jnp.ndarray,
+    edge_ik: jnp.ndarray,
+    n_edges: int,
+) -> jnp.ndarray:
     """(E, 3) edge gradients eV/Å of three-body force terms with angle weights c (A,) eV: the
     non-central part of the gradient of an angle energy φ(cos θ_ijk), with c = ∂φ/∂cos θ.
 
@@ -145,31 +178,47 @@ def angle_edge_gradient(angle_weights: jnp.ndarray, unit_ij: jnp.ndarray, unit_i
     (`edge_gradient_forces`) have Σ_i F_i = 0; their virial (1/V) Σ r⊗g =
     (c / V)(r̂_ij⊗r̂_ik + r̂_ik⊗r̂_ij) is `angle_stress` with weights 2c. The central rest of
     φ's gradient, −c cos θ / r along each bond, is a pair term that `direct_forces` can carry."""
-    return angle_gradients_on_edges((angle_weights / length_ij)[:, None] * unit_ik,
-                                    (angle_weights / length_ik)[:, None] * unit_ij, edge_ij,
-                                    edge_ik, n_edges)
+    return angle_gradients_on_edges(
+        (angle_weights / length_ij)[:, None] * unit_ik,
+        (angle_weights / length_ik)[:, None] * unit_ij,
+        edge_ij,
+        edge_ik,
+        n_edges,
+    )
 
 
-def angle_gradients_on_edges(grad_ij: jnp.ndarray, grad_ik: jnp.ndarray, edge_ij: jnp.ndarray,
-                             edge_ik: jnp.ndarray, n_edges: int) -> jnp.ndarray:
+def angle_gradients_on_edges(
+    grad_ij: jnp.ndarray,
+    grad_ik: jnp.ndarray,
+    edge_ij: jnp.ndarray,
+    edge_ik: jnp.ndarray,
+    n_edges: int,
+) -> jnp.ndarray:
     """(E, 3) edge gradients: each angle's gradients with respect to its two bonds, ``grad_ij``
     and ``grad_ik`` (A, 3), summed onto those bonds' directed edges ``edge_ij``/``edge_ik``."""
-    return (jax.ops.segment_sum(grad_ij, edge_ij, n_edges)
-            + jax.ops.segment_sum(grad_ik, edge_ik, n_edges))
+    return jax.ops.segment_sum(grad_ij, edge_ij, n_edges) + jax.ops.segment_sum(
+        grad_ik, edge_ik, n_edges
+    )
 
 
-def edge_gradient_forces(edge_gradient: jnp.ndarray, senders: jnp.ndarray,
-                         receivers: jnp.ndarray, n_atoms: int) -> jnp.ndarray:
+def edge_gradient_forces(
+    edge_gradient: jnp.ndarray, senders: jnp.ndarray, receivers: jnp.ndarray, n_atoms: int
+) -> jnp.ndarray:
     """(N, 3) forces eV/Å of per-edge energy gradients ``g_e = ∂E/∂r_e`` (E, 3) eV/Å, r_e the
     vector from the edge's centre (``receivers``) to its neighbour (``senders``): the centre gets
     +g_e and the neighbour −g_e, so the net force is zero."""
-    return (jax.ops.segment_sum(edge_gradient, receivers, n_atoms)
-            - jax.ops.segment_sum(edge_gradient, senders, n_atoms))
+    return jax.ops.segment_sum(edge_gradient, receivers, n_atoms) - jax.ops.segment_sum(
+        edge_gradient, senders, n_atoms
+    )
 
 
-def edge_gradient_stress(edge_gradient: jnp.ndarray, vectors: jnp.ndarray,
-                         graph_of_edge: jnp.ndarray, volume: jnp.ndarray,
-                         n_graphs: int) -> jnp.ndarray:
+def edge_gradient_stress(
+    edge_gradient: jnp.ndarray,
+    vectors: jnp.ndarray,
+    graph_of_edge: jnp.ndarray,
+    volume: jnp.ndarray,
+    n_graphs: int,
+) -> jnp.ndarray:
     """(G, 3, 3) stress GPa ``(160.2 / V) Σ_e sym(r_e ⊗ g_e)``: the virial (1/V) ∂E/∂ε of an
     energy of edge vectors with gradients ``edge_gradient`` (E, 3) eV/Å at ``vectors`` (E, 3) Å;
     zero for graphs without a 3D cell (``volume`` (G,) Å³ of 0). The sum is symmetric already
@@ -204,18 +253,39 @@ class DirectHeads(nn.Module):
     norm: float = 1.0
 
     @nn.compact
-    def __call__(self, pair_features, atom_features, senders, receivers, pair, unit,
-                 graph_of_edge, volume, lengths=None):
+    def __call__(
+        self,
+        pair_features,
+        atom_features,
+        senders,
+        receivers,
+        pair,
+        unit,
+        graph_of_edge,
+        volume,
+        lengths=None,
+    ):
         if self.stress not in DIRECT_STRESS:
-            raise ValueError(f"DirectHeads.stress must be one of {DIRECT_STRESS}, got {self.stress!r}")
+            raise ValueError(
+                f"DirectHeads.stress must be one of {DIRECT_STRESS}, got {self.stress!r}"
+            )
         if self.stress != "independent" and lengths is None:
             raise ValueError(f"DirectHeads(stress={self.stress!r}) needs the edge lengths")
         check_direct_norm(self.norm)
         n_pairs, n_atoms, n_graphs = pair_features.shape[0], atom_features.shape[0], volume.shape[0]
-        features = jnp.concatenate([pair_features, symmetric_pair_features(
-            atom_features, senders, receivers, pair, n_pairs)], axis=-1)
-        weights = MLP(3, hidden=self.hidden, act=self.activation, zero_init_last=True,
-                      name="pair_mlp")(features) / self.norm
+        features = jnp.concatenate(
+            [
+                pair_features,
+                symmetric_pair_features(atom_features, senders, receivers, pair, n_pairs),
+            ],
+            axis=-1,
+        )
+        weights = (
+            MLP(3, hidden=self.hidden, act=self.activation, zero_init_last=True, name="pair_mlp")(
+                features
+            )
+            / self.norm
+        )
         forces = direct_forces(weights[:, 0], pair, unit, receivers, n_atoms)
         force_weights = None
         if self.stress != "independent":
@@ -225,6 +295,15 @@ class DirectHeads(nn.Module):
         w_outer, w_iso = weights[:, 1], weights[:, 2]
         if self.stress == "virial_only":
             w_outer = w_iso = jnp.zeros_like(w_outer)
-        stress = direct_stress(w_outer, w_iso, pair, unit, graph_of_edge, volume,
-                               n_graphs, force_weights, None if force_weights is None else lengths)
+        stress = direct_stress(
+            w_outer,
+            w_iso,
+            pair,
+            unit,
+            graph_of_edge,
+            volume,
+            n_graphs,
+            force_weights,
+            None if force_weights is None else lengths,
+        )
         return forces, stress

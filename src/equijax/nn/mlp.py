@@ -26,7 +26,9 @@ def activation(name: str):
     try:
         return ACTIVATIONS[name.lower()]
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}") from None
+        raise ValueError(
+            f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}"
+        ) from None
 
 
 def hidden_layers(hidden: int | Sequence[int] | None) -> tuple[int, ...]:
@@ -69,11 +71,13 @@ def dense_of_gathered(inputs: GatheredConcat, kernel: jnp.ndarray, dot=jax.lax.d
     """
     widths = [x.shape[-1] for x, _ in inputs.parts]
     if sum(widths) != kernel.shape[0]:
-        raise ValueError(f"parts of widths {widths} (sum {sum(widths)}) do not match a kernel "
-                         f"of {kernel.shape[0]} input rows")
+        raise ValueError(
+            f"parts of widths {widths} (sum {sum(widths)}) do not match a kernel "
+            f"of {kernel.shape[0]} input rows"
+        )
     out, start = None, 0
     for (x, index), width in zip(inputs.parts, widths):
-        rows = kernel[start:start + width]
+        rows = kernel[start : start + width]
         start += width
         if index is not None and x.shape[0] >= index.shape[0]:
             x, index = x[index], None  # as many rows to multiply either way: gather first
@@ -88,8 +92,9 @@ def _gathered_product(dense: nn.Dense, inputs, kernel: jnp.ndarray) -> jnp.ndarr
     """``dense_of_gathered(inputs, kernel)`` with ``dense``'s ``precision`` and ``dot_general``
     (a plain array is one part); ``dtype`` and ``dot_general_cls`` must stay unset."""
     if dense.dtype is not None or dense.dot_general_cls is not None:
-        raise NotImplementedError(f"{type(dense).__name__} supports neither dtype nor "
-                                  "dot_general_cls")
+        raise NotImplementedError(
+            f"{type(dense).__name__} supports neither dtype nor dot_general_cls"
+        )
     if not isinstance(inputs, GatheredConcat):
         inputs = GatheredConcat(((inputs, None),))
     dot = functools.partial(dense.dot_general or jax.lax.dot_general, precision=dense.precision)
@@ -125,8 +130,11 @@ class DenseParams(nn.Module):
     @nn.compact
     def __call__(self, d_in: int):
         kernel = self.param("kernel", self.kernel_init, (d_in, self.features), jnp.float32)
-        bias = (self.param("bias", self.bias_init, (self.features,), jnp.float32)
-                if self.use_bias else None)
+        bias = (
+            self.param("bias", self.bias_init, (self.features,), jnp.float32)
+            if self.use_bias
+            else None
+        )
         return kernel, bias
 
 
@@ -158,21 +166,27 @@ class MLP(nn.Module):
     zero_init_last: bool = False  # start the output at exactly 0 (e.g. an energy correction)
 
     @nn.compact
-    def __call__(self, x=None, *, first_layer_params: int | None = None,
-                 first_layer_output=None) -> jnp.ndarray:
+    def __call__(
+        self, x=None, *, first_layer_params: int | None = None, first_layer_output=None
+    ) -> jnp.ndarray:
         widths = (*self.hidden, self.features)
         last_init = nn.initializers.zeros if self.zero_init_last else nn.initializers.lecun_normal()
 
         def options(i):
-            return dict(use_bias=self.use_bias, name=f"Dense_{i}",
-                        kernel_init=last_init if i == len(widths) - 1 else
-                        nn.initializers.lecun_normal())
+            return dict(
+                use_bias=self.use_bias,
+                name=f"Dense_{i}",
+                kernel_init=last_init if i == len(widths) - 1 else nn.initializers.lecun_normal(),
+            )
 
         if first_layer_params is not None:
             return DenseParams(widths[0], **options(0))(first_layer_params)
         fn = activation(self.act)
-        x = (GatheredDense(widths[0], **options(0))(x) if first_layer_output is None
-             else first_layer_output)
+        x = (
+            GatheredDense(widths[0], **options(0))(x)
+            if first_layer_output is None
+            else first_layer_output
+        )
         for i, width in enumerate(widths[1:], start=1):
             x = GatheredDense(width, **options(i))(fn(x))
         return x
@@ -207,13 +221,19 @@ class GatedMLP(nn.Module):
         core_mlp = MLP(self.features, self.hidden, self.act, name="core")
         gate_mlp = MLP(self.features, self.hidden, self.act, name="gate")
         if self.fused:
-            d_in = (sum(part.shape[-1] for part, _ in x.parts) if isinstance(x, GatheredConcat)
-                    else x.shape[-1])
+            d_in = (
+                sum(part.shape[-1] for part, _ in x.parts)
+                if isinstance(x, GatheredConcat)
+                else x.shape[-1]
+            )
             (core_kernel, core_bias), (gate_kernel, gate_bias) = (
-                core_mlp(first_layer_params=d_in), gate_mlp(first_layer_params=d_in))
+                core_mlp(first_layer_params=d_in),
+                gate_mlp(first_layer_params=d_in),
+            )
             width = core_kernel.shape[-1]
             both = KernelProduct(2 * width, use_bias=False, name="first_layers")(
-                x, jnp.concatenate([core_kernel, gate_kernel], axis=-1))
+                x, jnp.concatenate([core_kernel, gate_kernel], axis=-1)
+            )
             core = core_mlp(first_layer_output=_plus(both[..., :width], core_bias))
             gate = gate_mlp(first_layer_output=_plus(both[..., width:], gate_bias))
         else:

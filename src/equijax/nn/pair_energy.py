@@ -24,22 +24,26 @@ import numpy as np
 from equijax.nn.radial import bessel_basis, polynomial_cutoff
 
 
-def smooth_pair_basis(r: jnp.ndarray, num_basis: int, cutoff: float,
-                      envelope_order: float = 8.0) -> tuple[jnp.ndarray, jnp.ndarray]:
+def smooth_pair_basis(
+    r: jnp.ndarray, num_basis: int, cutoff: float, envelope_order: float = 8.0
+) -> tuple[jnp.ndarray, jnp.ndarray]:
     """``(b(r), b'(r))``, each (..., num_basis): Bessel functions of frequencies π·(1..K) times
     CHGNet's polynomial envelope of order ``envelope_order`` at ``cutoff`` Å, and their
     derivative in r (1/Å). ``r`` (...,) Å must be > 0; both vanish beyond the cutoff."""
     frequencies = jnp.asarray(np.pi * np.arange(1, num_basis + 1), r.dtype)
 
     def basis(x):
-        return bessel_basis(x, frequencies, cutoff) * polynomial_cutoff(x, cutoff,
-                                                                        envelope_order)[..., None]
+        return (
+            bessel_basis(x, frequencies, cutoff)
+            * polynomial_cutoff(x, cutoff, envelope_order)[..., None]
+        )
 
     return jax.jvp(basis, (r,), (jnp.ones_like(r),))
 
 
-def pair_energy(coefficients: jnp.ndarray, pair_lengths: jnp.ndarray,
-                cutoff: float) -> tuple[jnp.ndarray, jnp.ndarray]:
+def pair_energy(
+    coefficients: jnp.ndarray, pair_lengths: jnp.ndarray, cutoff: float
+) -> tuple[jnp.ndarray, jnp.ndarray]:
     """``(u, u')``, each (P,): the pair energies ``u_p = Σ_k c_k(p) b_k(r_p)`` (eV) and their
     slopes in r (eV/Å), from ``coefficients`` (P, K) eV and ``pair_lengths`` (P,) Å (> 0).
 

@@ -47,12 +47,17 @@ def round_mantissa(x: jax.Array, name: str) -> jax.Array:
     return jax.lax.reduce_precision(x, exponent_bits=8, mantissa_bits=MANTISSA_BITS[name])
 
 
-def _rounded_dot_general(lhs, rhs, dimension_numbers, precision=None,
-                         preferred_element_type=None, *, name: str):
+def _rounded_dot_general(
+    lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None, *, name: str
+):
     del precision  # the emulated product runs at full float32 after rounding
-    return jax.lax.dot_general(round_mantissa(lhs, name), round_mantissa(rhs, name),
-                               dimension_numbers, precision=jax.lax.Precision.HIGHEST,
-                               preferred_element_type=preferred_element_type)
+    return jax.lax.dot_general(
+        round_mantissa(lhs, name),
+        round_mantissa(rhs, name),
+        dimension_numbers,
+        precision=jax.lax.Precision.HIGHEST,
+        preferred_element_type=preferred_element_type,
+    )
 
 
 def _dense_rounding_interceptor(name: str):
@@ -60,8 +65,12 @@ def _dense_rounding_interceptor(name: str):
 
     def interceptor(next_fun, args, kwargs, context):
         module = context.module
-        if (isinstance(module, nn.Dense) and context.method_name == "__call__"
-                and module.dot_general is None and module.dot_general_cls is None):
+        if (
+            isinstance(module, nn.Dense)
+            and context.method_name == "__call__"
+            and module.dot_general is None
+            and module.dot_general_cls is None
+        ):
             # a fresh module instance per call in compact code: setting its dot is local to it
             object.__setattr__(module, "dot_general", dot)
         return next_fun(*args, **kwargs)
@@ -87,9 +96,11 @@ def check_emulation_covers(dense_only: bool, name: str, model: str = "this model
     ``nn.Dense`` (``dense_only`` False: an e3nn model), rather than report a half-rounded
     model's accuracy. ``model`` names the model in the message."""
     if emulated(name) and not dense_only:
-        raise ValueError(f"matmul precision {name!r} is emulated on {jax.default_backend()} by "
-                         f"rounding flax Dense layers, which does not cover {model} (it has "
-                         f"other matmuls); use a GPU or 'default'/'float32'")
+        raise ValueError(
+            f"matmul precision {name!r} is emulated on {jax.default_backend()} by "
+            f"rounding flax Dense layers, which does not cover {model} (it has "
+            f"other matmuls); use a GPU or 'default'/'float32'"
+        )
 
 
 @contextlib.contextmanager
@@ -100,8 +111,10 @@ def matmul_precision(name: str):
     if name == "default":
         yield
     elif emulated(name):
-        with nn.intercept_methods(_dense_rounding_interceptor(name)), \
-                jax.default_matmul_precision(CACHE_KEY_LEVELS[name]):
+        with (
+            nn.intercept_methods(_dense_rounding_interceptor(name)),
+            jax.default_matmul_precision(CACHE_KEY_LEVELS[name]),
+        ):
             yield
     else:
         with jax.default_matmul_precision(DOT_ALGORITHMS[name]):

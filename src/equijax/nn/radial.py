@@ -10,8 +10,16 @@ import numpy as np
 
 from equijax.nn.spline_radial import SplineRadial, bspline_basis
 
-__all__ = ["FourierAngle", "RadialBessel", "SplineRadial", "angle_between", "bessel_basis",
-           "bspline_basis", "fourier_basis", "polynomial_cutoff"]
+__all__ = [
+    "FourierAngle",
+    "RadialBessel",
+    "SplineRadial",
+    "angle_between",
+    "bessel_basis",
+    "bspline_basis",
+    "fourier_basis",
+    "polynomial_cutoff",
+]
 
 
 def polynomial_cutoff(r: jnp.ndarray, cutoff: float, p: float) -> jnp.ndarray:

@@ -25,8 +25,11 @@ def after_cotangent(tree, cotangent):
     """``tree`` with every floating leaf plus ``0 · c``, ``c`` one element of ``cotangent`` made
     finite (the first non-empty float or complex leaf; real part): the same values, but computed
     only once ``cotangent`` is (a data dependency). Unchanged if ``cotangent`` has no such leaf."""
-    leaves = [c for c in jax.tree_util.tree_leaves(cotangent)
-              if jnp.issubdtype(jnp.result_type(c), jnp.inexact) and jnp.size(c) > 0]
+    leaves = [
+        c
+        for c in jax.tree_util.tree_leaves(cotangent)
+        if jnp.issubdtype(jnp.result_type(c), jnp.inexact) and jnp.size(c) > 0
+    ]
     if not leaves:
         return tree
     zero = 0.0 * jnp.nan_to_num(jnp.real(jnp.ravel(leaves[0])[0]))
@@ -80,8 +83,10 @@ def remat_call(module: nn.Module, *args):
     def forward(mdl, *inputs):
         others = sorted(set(mdl.variables) - {"params"})
         if others:
-            raise ValueError(f"remat_call: {type(mdl).__name__} holds variables other than params "
-                             f"({others}); the recomputation would not see them")
+            raise ValueError(
+                f"remat_call: {type(mdl).__name__} holds variables other than params "
+                f"({others}); the recomputation would not see them"
+            )
         return mdl(*inputs), (mdl.variables.get("params", {}), inputs)
 
     def backward(residuals, cotangent):
@@ -90,7 +95,9 @@ def remat_call(module: nn.Module, *args):
         # with the forward pass and kept alive in between. Gated, they vary over shard_map's
         # devices; `_sum_over_replicas` compares with the original, device-invariant params.
         gated_params, gated_inputs = after_cotangent((params, inputs), cotangent)
-        _, vjp = jax.vjp(lambda p, *x: unbound.apply({"params": p}, *x), gated_params, *gated_inputs)
+        _, vjp = jax.vjp(
+            lambda p, *x: unbound.apply({"params": p}, *x), gated_params, *gated_inputs
+        )
         tangents = jax.tree_util.tree_map(_sum_over_replicas, vjp(cotangent), (params, *inputs))
         params_t, *inputs_t = tangents
         return ({"params": params_t}, *inputs_t)

@@ -31,9 +31,11 @@ def s2_resolution(lmax_in: int, lmax_out: int, degree: int) -> tuple[int, int]:
 def _natural_chunks(x: e3nn.IrrepsArray, name: str) -> tuple[int, dict]:
     spherical = split_classes(x, name)
     if set(spherical.classes) != {1}:
-        raise ValueError(f"{name} must have irreps of parity (-1)^l only (0e, 1o, 2e, ...), got "
-                         f"{spherical.irreps}: a pointwise nonlinearity does not preserve the other "
-                         "parity class")
+        raise ValueError(
+            f"{name} must have irreps of parity (-1)^l only (0e, 1o, 2e, ...), got "
+            f"{spherical.irreps}: a pointwise nonlinearity does not preserve the other "
+            "parity class"
+        )
     return spherical.channels, spherical.classes[1]
 
 
@@ -48,8 +50,9 @@ def _grid_values(chunks: dict, lmax_out: int, resolution: tuple[int, int], dtype
     return s2grid.to_grid(chunks, tables, dtype) * jnp.sqrt(4 * jnp.pi).astype(dtype)
 
 
-def s2_grid_coefficients(values: jnp.ndarray, lmax_in: int, lmax_out: int,
-                         resolution: tuple[int, int]) -> e3nn.IrrepsArray:
+def s2_grid_coefficients(
+    values: jnp.ndarray, lmax_in: int, lmax_out: int, resolution: tuple[int, int]
+) -> e3nn.IrrepsArray:
     """Project grid values (..., C, res_beta, res_alpha) onto C x [0e + 1o + ... + lmax_out]."""
     tables = s2grid.grid_tables(lmax_in, lmax_out, *resolution)
     blocks = s2grid.from_grid(values, tables, range(lmax_out + 1))
@@ -58,8 +61,9 @@ def s2_grid_coefficients(values: jnp.ndarray, lmax_in: int, lmax_out: int,
     return assemble(blocks, values.shape[:-3], values.shape[-3], values.dtype)
 
 
-def s2_activation(x: e3nn.IrrepsArray, fn: Callable, *, lmax_out: int | None = None,
-                  degree: int = 2) -> e3nn.IrrepsArray:
+def s2_activation(
+    x: e3nn.IrrepsArray, fn: Callable, *, lmax_out: int | None = None, degree: int = 2
+) -> e3nn.IrrepsArray:
     """Apply ``fn`` pointwise on the sphere: coefficients of fn(f) for every channel f of ``x``.
 
     ``x``: (..., C x [0e + 1o + ... + L]); ``fn`` maps grid values (..., C, b, a) elementwise or
@@ -104,8 +108,10 @@ class S2MLP(nn.Module):
     def __call__(self, x: e3nn.IrrepsArray) -> e3nn.IrrepsArray:
         channels, chunks = _natural_chunks(x, "x")
         if channels % self.heads or self.features % self.heads:
-            raise ValueError(f"heads={self.heads} must divide the input channels ({channels}) and "
-                             f"features ({self.features})")
+            raise ValueError(
+                f"heads={self.heads} must divide the input channels ({channels}) and "
+                f"features ({self.features})"
+            )
         lmax_in = max(chunks)
         lmax_out = lmax_in if self.lmax_out is None else self.lmax_out
         resolution = s2_resolution(lmax_in, lmax_out, self.degree)
@@ -118,8 +124,12 @@ class S2MLP(nn.Module):
         y = s2_grid_coefficients(jnp.moveaxis(out, -1, -3), lmax_in, lmax_out, resolution)
         if 0 in chunks:
             scalars = nn.Dense(self.features, name="scalar_path")(chunks[0][..., 0])
-            y = e3nn.from_chunks(y.irreps, [y.chunks[0] + scalars[..., None]] + list(y.chunks[1:]),
-                                 y.shape[:-1], y.dtype)
+            y = e3nn.from_chunks(
+                y.irreps,
+                [y.chunks[0] + scalars[..., None]] + list(y.chunks[1:]),
+                y.shape[:-1],
+                y.dtype,
+            )
         return y
 
     def _per_head_dense(self, name: str, x: jnp.ndarray, features: int) -> jnp.ndarray:
@@ -130,5 +140,4 @@ class S2MLP(nn.Module):
         return jnp.einsum("...hn,hnf->...hf", x, kernel.astype(x.dtype)) + bias.astype(x.dtype)
 
 
-__all__ = ["S2MLP", "s2_activation", "s2_grid_coefficients", "s2_grid_values",
-           "s2_resolution"]
+__all__ = ["S2MLP", "s2_activation", "s2_grid_coefficients", "s2_grid_values", "s2_resolution"]

@@ -67,6 +67,7 @@ class SplineRadial(nn.Module):
         """``r``: (...,) distances, or pass the precomputed ``basis`` (..., num_basis) instead."""
         if basis is None:
             basis = bspline_basis(r, self.num_basis, self.cutoff)
-        coefficients = self.param("coefficients", nn.initializers.normal(1.0),
-                                  (self.num_basis, self.features))
+        coefficients = self.param(
+            "coefficients", nn.initializers.normal(1.0), (self.num_basis, self.features)
+        )
         return basis @ coefficients.astype(basis.dtype)

@@ -9,14 +9,26 @@ and collect the results into one table and plots.
 from equijax.sweep.collect import collect, load_points, markdown_table
 from equijax.sweep.runner import SweepOutcome, is_finished, run_point, run_sweep
 from equijax.sweep.spec import (
-           Point,
-           SweepError,
-           SweepSpec,
-           expand,
-           load_spec,
-           parse_axis,
+    Point,
+    SweepError,
+    SweepSpec,
+    expand,
+    load_spec,
+    parse_axis,
 )
 
-__all__ = ["Point", "SweepError", "SweepOutcome", "SweepSpec", "collect", "expand",
-           "is_finished", "load_points", "load_spec", "markdown_table", "parse_axis", "run_point",
-           "run_sweep"]
+__all__ = [
+    "Point",
+    "SweepError",
+    "SweepOutcome",
+    "SweepSpec",
+    "collect",
+    "expand",
+    "is_finished",
+    "load_points",
+    "load_spec",
+    "markdown_table",
+    "parse_axis",
+    "run_point",
+    "run_sweep",
+]

@@ -10,13 +10,26 @@ from pathlib import Path
 import matplotlib
 import matplotlib.pyplot as plt
 
-TRAIN_COLUMNS = ("num_params", "steps", "structures_per_s", "val_mae_energy", "val_mae_forces",
-                 "val_mae_stress", "val_mae_magmoms", "test_mae_energy", "test_mae_forces",
-                 "test_mae_stress", "test_mae_magmoms", "wall_s")
-TRAIN_PANELS = (("val MAE energy (eV/atom)", ("val_mae_energy",)),
-                ("val MAE forces (eV/Å)", ("val_mae_forces",)),
-                ("val MAE stress (GPa)", ("val_mae_stress",)),
-                ("training structures/s", ("structures_per_s",)))
+TRAIN_COLUMNS = (
+    "num_params",
+    "steps",
+    "structures_per_s",
+    "val_mae_energy",
+    "val_mae_forces",
+    "val_mae_stress",
+    "val_mae_magmoms",
+    "test_mae_energy",
+    "test_mae_forces",
+    "test_mae_stress",
+    "test_mae_magmoms",
+    "wall_s",
+)
+TRAIN_PANELS = (
+    ("val MAE energy (eV/atom)", ("val_mae_energy",)),
+    ("val MAE forces (eV/Å)", ("val_mae_forces",)),
+    ("val MAE stress (GPa)", ("val_mae_stress",)),
+    ("training structures/s", ("structures_per_s",)),
+)
 
 
 def load_points(sweep_dir: str | Path) -> list[dict]:
@@ -35,9 +48,15 @@ def load_points(sweep_dir: str | Path) -> list[dict]:
         info = json.loads((point_dir / "point.json").read_text())
         metrics_path = point_dir / "metrics.json"
         metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-        records.append({"point": name, "axes": info.get("axes", {}), "task": info.get("task"),
-                        "status": "done" if metrics else info.get("status", "?"),
-                        "metrics": metrics})
+        records.append(
+            {
+                "point": name,
+                "axes": info.get("axes", {}),
+                "task": info.get("task"),
+                "status": "done" if metrics else info.get("status", "?"),
+                "metrics": metrics,
+            }
+        )
     return records
 
 
@@ -50,8 +69,9 @@ def table_rows(records: list[dict]) -> tuple[list[str], list[dict]]:
     rest = sorted(k for k in metric_keys - set(first) if not k.startswith("baseline_"))
     rest += sorted(k for k in metric_keys if k.startswith("baseline_"))
     columns = ["point", *axes, "status", *first, *rest]
-    rows = [{"point": r["point"], **r["axes"], "status": r["status"], **r["metrics"]}
-            for r in records]
+    rows = [
+        {"point": r["point"], **r["axes"], "status": r["status"], **r["metrics"]} for r in records
+    ]
     return columns, rows
 
 
@@ -80,13 +100,17 @@ def _is_number(text) -> bool:
 
 def _panels(records: list[dict], columns: list[str]) -> list[tuple[str, list[str]]]:
     if any(r["task"] == "bench-tp" for r in records):
-        return [(f"{mode} time (ms)", [c for c in columns if c.endswith(f"_{mode}_ms")])
-                for mode in ("fwd", "fwdbwd", "bwdbwd")
-                if any(c.endswith(f"_{mode}_ms") for c in columns)]
+        return [
+            (f"{mode} time (ms)", [c for c in columns if c.endswith(f"_{mode}_ms")])
+            for mode in ("fwd", "fwdbwd", "bwdbwd")
+            if any(c.endswith(f"_{mode}_ms") for c in columns)
+        ]
     return [(title, list(keys)) for title, keys in TRAIN_PANELS if keys[0] in columns]
 
 
-def plot_results(records: list[dict], columns: list[str], rows: list[dict], path: str | Path) -> None:
+def plot_results(
+    records: list[dict], columns: list[str], rows: list[dict], path: str | Path
+) -> None:
     """Comparison plots: one panel per main metric. With a numeric axis, lines against it (one
     per combination of the other axes and metric); otherwise bars, one per point."""
     matplotlib.use("Agg")
@@ -95,9 +119,12 @@ def plot_results(records: list[dict], columns: list[str], rows: list[dict], path
     panels = _panels(records, columns)
     if not done or not panels:
         return
-    axes = [c for c in columns[1:columns.index("status")]]
-    numeric = [a for a in axes if all(_is_number(r.get(a)) for r in done)
-               and len({r.get(a) for r in done}) > 1]
+    axes = [c for c in columns[1 : columns.index("status")]]
+    numeric = [
+        a
+        for a in axes
+        if all(_is_number(r.get(a)) for r in done) and len({r.get(a) for r in done}) > 1
+    ]
     x_axis = numeric[0] if numeric else None
     fig, plots = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     for ax, (title, keys) in zip(plots[0], panels):
@@ -105,19 +132,37 @@ def plot_results(records: list[dict], columns: list[str], rows: list[dict], path
             labels = [r["point"] for r in done]
             for i, key in enumerate(keys):
                 values = [r.get(key, float("nan")) for r in done]
-                ax.bar([j + i / (len(keys) + 1) for j in range(len(done))], values,
-                       width=1 / (len(keys) + 1), label=key if len(keys) > 1 else None)
+                ax.bar(
+                    [j + i / (len(keys) + 1) for j in range(len(done))],
+                    values,
+                    width=1 / (len(keys) + 1),
+                    label=key if len(keys) > 1 else None,
+                )
             ax.set_xticks(range(len(done)), labels, rotation=45, ha="right", fontsize=7)
         else:
             others = [a for a in axes if a != x_axis and len({r.get(a) for r in done}) > 1]
             groups = sorted({tuple(r.get(a) for a in others) for r in done})
             for group, key in itertools.product(groups, keys):
-                sel = sorted((r for r in done if tuple(r.get(a) for a in others) == group
-                              and r.get(key) is not None), key=lambda r: float(r[x_axis]))
-                label = ", ".join([*(f"{a.split('.')[-1]}={v}" for a, v in zip(others, group)),
-                                   *([key] if len(keys) > 1 else [])])
-                ax.plot([float(r[x_axis]) for r in sel], [r[key] for r in sel], "o-",
-                        label=label or None)
+                sel = sorted(
+                    (
+                        r
+                        for r in done
+                        if tuple(r.get(a) for a in others) == group and r.get(key) is not None
+                    ),
+                    key=lambda r: float(r[x_axis]),
+                )
+                label = ", ".join(
+                    [
+                        *(f"{a.split('.')[-1]}={v}" for a, v in zip(others, group)),
+                        *([key] if len(keys) > 1 else []),
+                    ]
+                )
+                ax.plot(
+                    [float(r[x_axis]) for r in sel],
+                    [r[key] for r in sel],
+                    "o-",
+                    label=label or None,
+                )
             ax.set_xlabel(x_axis)
             if "ms" in title:
                 ax.set_yscale("log")

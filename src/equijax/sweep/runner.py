@@ -38,10 +38,18 @@ def git_commit(cwd: str | Path | None = None) -> dict:
     the one holding the equijax source, i.e. the code that runs)."""
     cwd = cwd or Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                    cwd=cwd, capture_output=True, text=True, check=False).stdout.strip())
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.strip()
+        )
         return {"commit": sha, "dirty": dirty}
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "dirty": None}
@@ -69,8 +77,9 @@ def resolved_config(spec: SweepSpec, point: Point, point_dir: Path) -> dict:
     """The point's full config as a plain dict (validated now, before anything runs)."""
     if spec.task == "bench-tp":
         return bench_tp_config(spec.config, point.overrides)
-    config = load_config(spec.config, [*point.overrides, f"train.run_dir={point_dir}",
-                                       "train.progress=false"])
+    config = load_config(
+        spec.config, [*point.overrides, f"train.run_dir={point_dir}", "train.progress=false"]
+    )
     return to_dict(config)
 
 
@@ -103,8 +112,9 @@ def _same_run(old: dict, new: dict, point: Point) -> bool:
     """Whether an old config snapshot describes ``point``'s run (``new``), the run directory
     aside. Every field the point's axes set must be in the old snapshot: a snapshot from before
     that field existed cannot tell which of its values the run used."""
-    if any(_lookup(new, key) is not _MISSING and _lookup(old, key) is _MISSING
-           for key in point.axes):
+    if any(
+        _lookup(new, key) is not _MISSING and _lookup(old, key) is _MISSING for key in point.axes
+    ):
         return False
     return all(key == "train.run_dir" for key in _changed_keys(old, new))
 
@@ -127,12 +137,18 @@ def _adopt(old_dir: Path, point_dir: Path, point: Point, config: dict) -> None:
     if "train" in snapshot and "train" in config:
         snapshot["train"]["run_dir"] = config["train"]["run_dir"]
     (point_dir / "config.yaml").write_text(yaml.safe_dump(snapshot, sort_keys=False))
-    _update_point(point_dir, name=point.name, axes=point.axes, overrides=point.overrides,
-                  renamed_from=old_dir.name)
+    _update_point(
+        point_dir,
+        name=point.name,
+        axes=point.axes,
+        overrides=point.overrides,
+        renamed_from=old_dir.name,
+    )
 
 
-def prepare(spec: SweepSpec, point: Point, git: dict,
-            orphans: dict[str, dict] | None = None) -> tuple[Path, bool]:
+def prepare(
+    spec: SweepSpec, point: Point, git: dict, orphans: dict[str, dict] | None = None
+) -> tuple[Path, bool]:
     """Create the point's directory and snapshot; returns ``(dir, finished)``.
 
     ``orphans`` (`orphaned_snapshots`): finished points under other names. If the point has no
@@ -153,9 +169,11 @@ def prepare(spec: SweepSpec, point: Point, git: dict,
         changed = _changed_keys(yaml.safe_load(snapshot.read_text()), config)
         if changed:
             if is_finished(point_dir):
-                raise SweepError(f"point {point.name!r} in {spec.dir} finished with a different "
-                                 f"config ({changed} changed); use another "
-                                 "sweep dir or delete that point")
+                raise SweepError(
+                    f"point {point.name!r} in {spec.dir} finished with a different "
+                    f"config ({changed} changed); use another "
+                    "sweep dir or delete that point"
+                )
             for stale in point_dir.iterdir():  # unfinished and changed: start it afresh
                 if stale.is_file():
                     stale.unlink()
@@ -165,9 +183,17 @@ def prepare(spec: SweepSpec, point: Point, git: dict,
         return point_dir, True
     point_dir.mkdir(parents=True, exist_ok=True)
     snapshot.write_text(yaml.safe_dump(config, sort_keys=False))
-    _update_point(point_dir, name=point.name, task=spec.task, axes=point.axes,
-                  overrides=point.overrides, base_config=spec.config, git=git,
-                  status="pending", python=sys.executable)
+    _update_point(
+        point_dir,
+        name=point.name,
+        task=spec.task,
+        axes=point.axes,
+        overrides=point.overrides,
+        base_config=spec.config,
+        git=git,
+        status="pending",
+        python=sys.executable,
+    )
     return point_dir, False
 
 
@@ -179,16 +205,25 @@ def run_point(point_dir: str | Path) -> dict:
     config = yaml.safe_load((point_dir / "config.yaml").read_text())
     info = json.loads((point_dir / "point.json").read_text())
     start = time.time()
-    _update_point(point_dir, status="running", host=socket.gethostname(), started=start,
-                  slurm_job_id=os.environ.get("SLURM_JOB_ID"))
+    _update_point(
+        point_dir,
+        status="running",
+        host=socket.gethostname(),
+        started=start,
+        slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+    )
     try:
         if info.get("task", "train") == "bench-tp":
             metrics = run_bench_tp(config, point_dir)
         else:
             metrics = _run_train(point_dir)
     except BaseException as err:
-        _update_point(point_dir, status="failed", error=f"{type(err).__name__}: {err}",
-                      wall_s=time.time() - start)
+        _update_point(
+            point_dir,
+            status="failed",
+            error=f"{type(err).__name__}: {err}",
+            wall_s=time.time() - start,
+        )
         raise
     metrics = {"wall_s": time.time() - start, **metrics}
     _write_json(point_dir / "metrics.json", metrics)
@@ -215,8 +250,13 @@ def _run_local(point_dir: Path) -> int:
     with (point_dir / "log.txt").open("a") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} on {socket.gethostname()}\n")
         log.flush()
-        return subprocess.run([sys.executable, "-m", "equijax.sweep.point", str(point_dir)],
-                              stdout=log, stderr=subprocess.STDOUT, env=env, check=False).returncode
+        return subprocess.run(
+            [sys.executable, "-m", "equijax.sweep.point", str(point_dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            check=False,
+        ).returncode
 
 
 def _submitit_executor(spec: SweepSpec):
@@ -249,14 +289,23 @@ def run_sweep(spec: SweepSpec, wait: bool = True, progress: bool = True) -> Swee
     git = git_commit()
     orphans = orphaned_snapshots(spec.dir, [p.name for p in points])
     prepared = [(p, *prepare(spec, p, git, orphans)) for p in points]
-    _write_json(Path(spec.dir) / "sweep.json", {"spec": dataclasses.asdict(spec), "git": git,
-                                                "points": [p.name for p in points]})
+    _write_json(
+        Path(spec.dir) / "sweep.json",
+        {"spec": dataclasses.asdict(spec), "git": git, "points": [p.name for p in points]},
+    )
     todo = [(p, d) for p, d, finished in prepared if not finished]
     outcome = SweepOutcome([], [p.name for p, _, done in prepared if done], [], [])
-    bar = tqdm(total=len(points), initial=len(outcome.skipped), desc="sweep", unit="point",
-               disable=not progress)
+    bar = tqdm(
+        total=len(points),
+        initial=len(outcome.skipped),
+        desc="sweep",
+        unit="point",
+        disable=not progress,
+    )
     if outcome.skipped:
-        bar.write(f"skipping {len(outcome.skipped)} finished point(s): {', '.join(outcome.skipped)}")
+        bar.write(
+            f"skipping {len(outcome.skipped)} finished point(s): {', '.join(outcome.skipped)}"
+        )
 
     def record(name: str, ok: bool, detail: str = "") -> None:
         (outcome.ran if ok else outcome.failed).append(name)
@@ -275,11 +324,11 @@ def run_sweep(spec: SweepSpec, wait: bool = True, progress: bool = True) -> Swee
     elif todo:
         executor = _submitit_executor(spec)
         jobs = executor.map_array(run_point, [str(d) for _, d in todo])
-        for (p, d), job in zip(todo, jobs):
+        for (_, d), job in zip(todo, jobs):
             _update_point(d, submitit_job=job.job_id, status="submitted")
         outcome.submitted = [job.job_id for job in jobs]
         if wait:
-            for (p, d), job in zip(todo, jobs):
+            for (p, _), job in zip(todo, jobs):
                 try:
                     job.result()
                     record(p.name, True)

@@ -130,7 +130,9 @@ def expand(spec: SweepSpec) -> list[Point]:
             if name in seen:
                 raise SweepError(f"sweep: two points share the name {name!r} (repeated values?)")
             seen.add(name)
-            points.append(Point(name, axes, [*spec.overrides, *(f"{k}={v}" for k, v in axes.items())]))
+            points.append(
+                Point(name, axes, [*spec.overrides, *(f"{k}={v}" for k, v in axes.items())])
+            )
     return points
 
 
@@ -146,8 +148,13 @@ def from_yaml_block(block: dict | None, config: str | None) -> SweepSpec:
     return SweepSpec(**block)
 
 
-def load_spec(config: str | None, grid: list[str] = (), zip_axes: list[str] = (),
-              overrides: list[str] = (), **options) -> SweepSpec:
+def load_spec(
+    config: str | None,
+    grid: list[str] = (),
+    zip_axes: list[str] = (),
+    overrides: list[str] = (),
+    **options,
+) -> SweepSpec:
     """The sweep of ``config``'s ``sweep:`` block (if any), with command-line axes (``key=a,b``
     strings; they replace YAML axes of the same key), extra overrides and options (dir, jobs,
     launcher, task: ``None`` keeps the block's value)."""

@@ -39,23 +39,32 @@ def bench_tp_config(config: str | None, overrides: list[str]) -> dict:
             block = OmegaConf.load(config).get("bench_tp")
             if block is not None:
                 merged = OmegaConf.merge(merged, block)
-        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([o.removeprefix("bench_tp.")
-                                                                 for o in overrides]))
+        merged = OmegaConf.merge(
+            merged, OmegaConf.from_dotlist([o.removeprefix("bench_tp.") for o in overrides])
+        )
         return dataclasses.asdict(OmegaConf.to_object(merged))
     except OmegaConfBaseException as err:
-        raise SweepError(f"bench_tp key {getattr(err, 'full_key', None)!r}: "
-                         f"{getattr(err, 'msg', str(err))}") from None
+        raise SweepError(
+            f"bench_tp key {getattr(err, 'full_key', None)!r}: {getattr(err, 'msg', str(err))}"
+        ) from None
 
 
 def run_bench_tp(config: dict, point_dir: Path) -> dict:
     """Run the benchmark, keep its JSON and plot in ``point_dir``; returns flat metrics:
     ``<method>_<mode>_ms`` and ``<method>_<mode>_speedup`` (over the reference it is compared
     with in the same run)."""
-    result = tp.run(lmaxes=[config["lmax"]], batch=config["batch"], channels=config["channels"],
-                    methods=config["methods"].split(",") if config["methods"] else None,
-                    repeats=config["repeats"], modes=tuple(config["modes"].split(",")),
-                    out=str(point_dir / "bench_tp.json"), plot_path=None,
-                    e3nn_cg_lmax=config["e3nn_cg_lmax"], cue_lmax=config["cue_lmax"])
+    result = tp.run(
+        lmaxes=[config["lmax"]],
+        batch=config["batch"],
+        channels=config["channels"],
+        methods=config["methods"].split(",") if config["methods"] else None,
+        repeats=config["repeats"],
+        modes=tuple(config["modes"].split(",")),
+        out=str(point_dir / "bench_tp.json"),
+        plot_path=None,
+        e3nn_cg_lmax=config["e3nn_cg_lmax"],
+        cue_lmax=config["cue_lmax"],
+    )
     metrics = {"machine": result["machine"]["summary"]}
     for row in result["rows"]:
         for mode in tp.MODES:

@@ -19,8 +19,28 @@ from equijax.training.step import (
 from equijax.training.teacher import generate_teacher_dataset
 from equijax.training.trained import load_trained
 
-__all__ = ["CheckpointError", "Checkpoints", "ConfigError", "ExperimentConfig", "Loader",
-           "ModelSpec", "TrainState", "TrainingDiverged", "build_model", "evaluate_run",
-           "generate_teacher_dataset", "initial_params", "load_config", "load_trained",
-           "make_eval_step", "make_mesh", "make_optimizer", "make_train_step", "model_spec",
-           "run_config", "to_dict", "train", "transfer_params"]
+__all__ = [
+    "CheckpointError",
+    "Checkpoints",
+    "ConfigError",
+    "ExperimentConfig",
+    "Loader",
+    "ModelSpec",
+    "TrainState",
+    "TrainingDiverged",
+    "build_model",
+    "evaluate_run",
+    "generate_teacher_dataset",
+    "initial_params",
+    "load_config",
+    "load_trained",
+    "make_eval_step",
+    "make_mesh",
+    "make_optimizer",
+    "make_train_step",
+    "model_spec",
+    "run_config",
+    "to_dict",
+    "train",
+    "transfer_params",
+]

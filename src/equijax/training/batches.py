@@ -65,9 +65,14 @@ def targets_for(structures: Sequence, n_node: int, n_graph: int) -> Targets:
     return Targets(e, f, s, m, e_mask, f_mask, s_mask, m_mask)
 
 
-def device_batch(graphs: Sequence[CrystalGraph], structures: Sequence, index: np.ndarray,
-                 n_devices: int, policy: BucketPolicy, cost_model: CostModel | None = None,
-                 ) -> tuple[CrystalGraph, Targets, list[np.ndarray]]:
+def device_batch(
+    graphs: Sequence[CrystalGraph],
+    structures: Sequence,
+    index: np.ndarray,
+    n_devices: int,
+    policy: BucketPolicy,
+    cost_model: CostModel | None = None,
+) -> tuple[CrystalGraph, Targets, list[np.ndarray]]:
     """Split the structures ``index`` over devices (balanced), pad every device's share to one
     common bucket shape and stack along a leading device axis.
 
@@ -82,9 +87,13 @@ def device_batch(graphs: Sequence[CrystalGraph], structures: Sequence, index: np
     batched = [batch_graphs([sub[k] for k in grp]) for grp in groups]
     common = max_sizes(policy.sizes_for(b.sizes) for b in batched)
     padded = [pad_graph(b, common) for b in batched]
-    targets = [targets_for([structures[index[k]] for k in grp], common.n_node, common.n_graph)
-               for grp in groups]
+    targets = [
+        targets_for([structures[index[k]] for k in grp], common.n_node, common.n_graph)
+        for grp in groups
+    ]
     stack = lambda *xs: np.stack(xs)
-    return (jax.tree_util.tree_map(stack, *padded), jax.tree_util.tree_map(stack, *targets),
-            [np.asarray(index)[grp] for grp in groups])
-
+    return (
+        jax.tree_util.tree_map(stack, *padded),
+        jax.tree_util.tree_map(stack, *targets),
+        [np.asarray(index)[grp] for grp in groups],
+    )

@@ -21,10 +21,15 @@ class Checkpoints:
     def __init__(self, run_dir: str | Path, keep: int = 3):
         run_dir = Path(run_dir).absolute()
         self.last = ocp.CheckpointManager(
-            run_dir / "checkpoints", options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+            run_dir / "checkpoints",
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+        )
         self.best = ocp.CheckpointManager(
-            run_dir / "best", options=ocp.CheckpointManagerOptions(
-                max_to_keep=1, create=True, best_fn=lambda m: m["val_loss"], best_mode="min"))
+            run_dir / "best",
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=1, create=True, best_fn=lambda m: m["val_loss"], best_mode="min"
+            ),
+        )
 
     @staticmethod
     def _args(state, meta):
@@ -38,15 +43,17 @@ class Checkpoints:
 
     def save_best(self, step: int, state, meta: dict[str, Any], val_loss: float) -> None:
         """Offer a checkpoint to the best-by-validation slot."""
-        self.best.save(step, args=self._args(state, meta), metrics={"val_loss": float(val_loss)},
-                       force=True)
+        self.best.save(
+            step, args=self._args(state, meta), metrics={"val_loss": float(val_loss)}, force=True
+        )
         self.best.wait_until_finished()
 
     def latest_step(self) -> int | None:
         return self.last.latest_step()
 
-    def restore_latest(self, abstract_state,
-                       same_model: Callable[[dict], bool]) -> tuple[Any, dict] | None:
+    def restore_latest(
+        self, abstract_state, same_model: Callable[[dict], bool]
+    ) -> tuple[Any, dict] | None:
         """The latest checkpoint as ``(state, meta)``, or None if there is none.
 
         ``same_model`` tells whether the model section saved with it describes this run's model.
@@ -58,17 +65,26 @@ class Checkpoints:
             return None
         path = Path(self.last.directory) / str(step)
         try:
-            meta = self.last.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            meta = self.last.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
+                "meta"
+            ]
         except Exception as err:
-            raise CheckpointError(f"checkpoint {path} is corrupted (metadata unreadable: {err})") from err
+            raise CheckpointError(
+                f"checkpoint {path} is corrupted (metadata unreadable: {err})"
+            ) from err
         if not same_model(meta.get("config", {}).get("model", {})):
             raise CheckpointError(
                 f"checkpoint {path} was written for model {meta.get('config', {}).get('model')}, "
-                "not this run's: refusing to load it")
+                "not this run's: refusing to load it"
+            )
         try:
             target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, abstract_state)
-            restored = self.last.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+            restored = self.last.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()
+                ),
+            )
         except Exception as err:
             raise CheckpointError(f"checkpoint {path} is corrupted or incompatible: {err}") from err
         return restored["state"], restored["meta"]

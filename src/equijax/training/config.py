@@ -21,8 +21,18 @@ from equijax.models.config import ConfigError
 from equijax.nn.precision import PRECISIONS
 from equijax.training.model_spec import ModelSpec, model_spec
 
-__all__ = ["ConfigError", "DataConfig", "ExperimentConfig", "LossConfig", "ModelSpec",
-           "OptimConfig", "StageTwoConfig", "TrainConfig", "load_config", "to_dict"]
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "ExperimentConfig",
+    "LossConfig",
+    "ModelSpec",
+    "OptimConfig",
+    "StageTwoConfig",
+    "TrainConfig",
+    "load_config",
+    "to_dict",
+]
 
 
 @dataclasses.dataclass
@@ -138,11 +148,14 @@ class ExperimentConfig:
         if isinstance(self.model, Mapping):
             self.model = model_spec(self.model)
         elif not isinstance(self.model, ModelSpec):
-            raise ConfigError(f"config key 'model': must be a mapping with a 'name', got "
-                              f"{self.model!r}")
+            raise ConfigError(
+                f"config key 'model': must be a mapping with a 'name', got {self.model!r}"
+            )
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None
+) -> ExperimentConfig:
     """Defaults, then the YAML file at ``path`` (a packaged experiment's name works too) composed
     from its config groups, then overrides: ``group=option`` selects a group's option
     (``model=equivariant_small``), ``key=value`` sets a dotted key (``optim.learning_rate=1e-3``).
@@ -172,8 +185,9 @@ def compose_experiment(path: str | Path | None, groups: list[str] = ()):
         return OmegaConf.create({})
     try:
         if path is None:
-            return OmegaConf.merge(*[OmegaConf.create({g.split("=")[0].lstrip("+"): _group_yaml(g)})
-                                     for g in groups])
+            return OmegaConf.merge(
+                *[OmegaConf.create({g.split("=")[0].lstrip("+"): _group_yaml(g)}) for g in groups]
+            )
         composed = compose_file(resolve_config(str(path)), groups)
     except ValueError as err:
         raise ConfigError(str(err)) from None
@@ -186,8 +200,10 @@ def _group_yaml(selection: str):
     """The YAML of ``group=option`` from the packaged groups."""
     group, _, option = selection.lstrip("+").partition("=")
     if option not in group_options(group):
-        raise ValueError(f"config key {group!r}: no option {option!r} in group {group} "
-                         f"(available: {group_options(group)})")
+        raise ValueError(
+            f"config key {group!r}: no option {option!r} in group {group} "
+            f"(available: {group_options(group)})"
+        )
     return OmegaConf.load(packaged_dir() / group / f"{option}.yaml")
 
 
@@ -206,16 +222,31 @@ def _stage_two_checks(stage: StageTwoConfig, forces: str) -> list:
     every = stage.conservative_every
     return [
         (0.0 <= stage.start <= 1.0, "loss.stage_two.start", "must be in [0, 1] (1: no stage two)"),
-        *[(w is None or (math.isfinite(w) and w >= 0), f"loss.stage_two.{t}",
-           "must be a finite number >= 0 or null") for t, w in weights.items()],
-        (every is None or _count(every), "loss.stage_two.conservative_every",
-         "must be an integer >= 0 or null"),
-        (not every or forces == "direct", "loss.stage_two.conservative_every",
-         "needs model.forces=direct (a conservative model fits the energy's gradients at every "
-         "step)"),
-        (stage.start >= 1.0 or every is not None or any(w is not None for w in weights.values()),
-         "loss.stage_two", "starts before the end but sets nothing (energy, forces, stress, "
-         "magmoms or conservative_every)"),
+        *[
+            (
+                w is None or (math.isfinite(w) and w >= 0),
+                f"loss.stage_two.{t}",
+                "must be a finite number >= 0 or null",
+            )
+            for t, w in weights.items()
+        ],
+        (
+            every is None or _count(every),
+            "loss.stage_two.conservative_every",
+            "must be an integer >= 0 or null",
+        ),
+        (
+            not every or forces == "direct",
+            "loss.stage_two.conservative_every",
+            "needs model.forces=direct (a conservative model fits the energy's gradients at every "
+            "step)",
+        ),
+        (
+            stage.start >= 1.0 or every is not None or any(w is not None for w in weights.values()),
+            "loss.stage_two",
+            "starts before the end but sets nothing (energy, forces, stress, "
+            "magmoms or conservative_every)",
+        ),
     ]
 
 
@@ -227,14 +258,20 @@ def _gradient_weight_checks(config: ExperimentConfig) -> list:
     for key in ("gradient_forces", "gradient_stress"):
         w = getattr(config.loss, key)
         checks += [
-            (w is None or (math.isfinite(w) and w >= 0), f"loss.{key}",
-             "must be a finite number >= 0 or null"),
-            (w is None or has_conservative_steps, f"loss.{key}",
-             "weighs the energy's gradient terms of a direct model's conservative steps: it needs "
-             "model.forces=direct and train.conservative_every > 0, or "
-             "loss.stage_two.conservative_every > 0 with loss.stage_two.start < 1 (a "
-             f"conservative model weighs its gradient {key.removeprefix('gradient_')} with "
-             f"loss.{key.removeprefix('gradient_')})"),
+            (
+                w is None or (math.isfinite(w) and w >= 0),
+                f"loss.{key}",
+                "must be a finite number >= 0 or null",
+            ),
+            (
+                w is None or has_conservative_steps,
+                f"loss.{key}",
+                "weighs the energy's gradient terms of a direct model's conservative steps: it needs "
+                "model.forces=direct and train.conservative_every > 0, or "
+                "loss.stage_two.conservative_every > 0 with loss.stage_two.start < 1 (a "
+                f"conservative model weighs its gradient {key.removeprefix('gradient_')} with "
+                f"loss.{key.removeprefix('gradient_')})",
+            ),
         ]
     return checks
 
@@ -266,15 +303,25 @@ def _check(config: ExperimentConfig) -> None:
     model = config.model
     checks = [
         (config.train.conservative_every >= 0, "train.conservative_every", "must be >= 0"),
-        (config.train.conservative_every == 0 or model.is_direct,
-         "train.conservative_every", "needs model.forces=direct (a conservative model fits "
-         "the energy's gradients at every step)"),
-        (config.train.matmul_precision in PRECISIONS, "train.matmul_precision",
-         f"must be one of {', '.join(PRECISIONS)}"),
+        (
+            config.train.conservative_every == 0 or model.is_direct,
+            "train.conservative_every",
+            "needs model.forces=direct (a conservative model fits "
+            "the energy's gradients at every step)",
+        ),
+        (
+            config.train.matmul_precision in PRECISIONS,
+            "train.matmul_precision",
+            f"must be one of {', '.join(PRECISIONS)}",
+        ),
         (config.loss.kind in ("huber", "mse"), "loss.kind", "must be 'huber' or 'mse'"),
         *_stage_two_checks(config.loss.stage_two, model.config.forces),
         *_gradient_weight_checks(config),
-        (config.optim.optimizer in ("adam", "adamw"), "optim.optimizer", "must be 'adam' or 'adamw'"),
+        (
+            config.optim.optimizer in ("adam", "adamw"),
+            "optim.optimizer",
+            "must be 'adam' or 'adamw'",
+        ),
         (config.data.batch_size >= 1, "data.batch_size", "must be >= 1"),
         (config.optim.learning_rate > 0, "optim.learning_rate", "must be > 0"),
         (0 <= config.optim.ema_decay < 1, "optim.ema_decay", "must be in [0, 1)"),
@@ -287,14 +334,25 @@ def _check(config: ExperimentConfig) -> None:
             raise ConfigError(f"config key {key!r}: {why}")
     every_key = _conservative_every_key(config)
     if getattr(model.config, "remat", False) and every_key:
-        warnings.warn(f"model.remat with {every_key}: the conservative steps recompute "
-                      "the direct model's blocks inside a second derivative, which needs more "
-                      "memory than without remat (docs/chgnet.md, 'Memory'); consider "
-                      "model.remat=false", stacklevel=2)
+        warnings.warn(
+            f"model.remat with {every_key}: the conservative steps recompute "
+            "the direct model's blocks inside a second derivative, which needs more "
+            "memory than without remat (docs/chgnet.md, 'Memory'); consider "
+            "model.remat=false",
+            stacklevel=2,
+        )
 
 
 def to_dict(config: ExperimentConfig) -> dict[str, Any]:
     """Plain-dict form (for checkpoints and run directories)."""
-    return {f.name: (model_spec(config.model).to_dict() if f.name == "model"
-                     else dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value)
-            for f in dataclasses.fields(config) for value in [getattr(config, f.name)]}
+    return {
+        f.name: (
+            model_spec(config.model).to_dict()
+            if f.name == "model"
+            else dataclasses.asdict(value)
+            if dataclasses.is_dataclass(value)
+            else value
+        )
+        for f in dataclasses.fields(config)
+        for value in [getattr(config, f.name)]
+    }

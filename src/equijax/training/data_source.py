@@ -20,9 +20,12 @@ def load_structures(config: ExperimentConfig) -> list[data.LabeledStructure]:
     if source == "emt":
         return data.generate_emt_dataset(n, seed=config.data.seed, progress=config.train.progress)
     if source == "teacher":
-        return generate_teacher_dataset(n, seed=config.data.seed,
-                                        cache_dir=config.data.cache_dir,
-                                        progress=config.train.progress)
+        return generate_teacher_dataset(
+            n,
+            seed=config.data.seed,
+            cache_dir=config.data.cache_dir,
+            progress=config.train.progress,
+        )
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"data.source {source!r}: no such file")
@@ -41,10 +44,13 @@ def graph_cutoffs(model: ModelSpec) -> tuple[float, float]:
     return model.config.atom_graph_cutoff, model.config.bond_graph_cutoff
 
 
-def structure_graphs(structures: list[data.LabeledStructure],
-                     model: ModelSpec) -> list[CrystalGraph]:
+def structure_graphs(
+    structures: list[data.LabeledStructure], model: ModelSpec
+) -> list[CrystalGraph]:
     """The graph of each structure at the model's cutoffs (bad input raises `ValueError`
     naming the structure)."""
     atom_cutoff, bond_cutoff = graph_cutoffs(model)
-    return [atoms_to_graph(s.atoms, atom_cutoff, bond_cutoff, label=StructureLabel(s.atoms, i))
-            for i, s in enumerate(structures)]
+    return [
+        atoms_to_graph(s.atoms, atom_cutoff, bond_cutoff, label=StructureLabel(s.atoms, i))
+        for i, s in enumerate(structures)
+    ]

@@ -27,8 +27,12 @@ from equijax.training.trained import load_trained
 
 SPLITS = ("train", "val", "test")
 # (key, label, unit) of each reported error, in the order of `evaluate_run`'s result
-ERRORS = (("mae_energy", "energy", "eV/atom"), ("mae_forces", "forces", "eV/Å"),
-          ("mae_stress", "stress", "GPa"), ("mae_magmoms", "magmoms", "μB"))
+ERRORS = (
+    ("mae_energy", "energy", "eV/atom"),
+    ("mae_forces", "forces", "eV/Å"),
+    ("mae_stress", "stress", "GPa"),
+    ("mae_magmoms", "magmoms", "μB"),
+)
 
 
 def run_split(run_dir: str | Path, split: str = "val") -> list:
@@ -57,12 +61,20 @@ def mean_absolute_errors(predictions: list[dict], structures: list) -> dict[str,
             errors["mae_stress"].append((pred["stress"] - item.stress).ravel())
         if item.magmoms is not None:
             errors["mae_magmoms"].append(pred["magmoms"] - np.abs(item.magmoms))
-    return {key: float(np.mean(np.abs(np.concatenate(values))))
-            for key, values in errors.items() if values}
+    return {
+        key: float(np.mean(np.abs(np.concatenate(values))))
+        for key, values in errors.items()
+        if values
+    }
 
 
-def evaluate_run(run_dir: str | Path, split: str = "val", which: str = "best",
-                 forces: str | None = None, batch_size: int = 16) -> dict[str, float]:
+def evaluate_run(
+    run_dir: str | Path,
+    split: str = "val",
+    which: str = "best",
+    forces: str | None = None,
+    batch_size: int = 16,
+) -> dict[str, float]:
     """MAEs of a training run's ``which`` checkpoint ("best" or "latest", EMA params) on its
     ``split``: ``mae_energy`` eV/atom, ``mae_forces`` eV/Å, ``mae_stress`` GPa, ``mae_magmoms``
     μB, and ``n_structures``. ``forces``: None (as trained) or "conservative" (see module doc)."""

@@ -22,8 +22,16 @@ class Loader:
     dropped), split over ``n_devices`` and padded; ``wait_seconds`` accumulates the time the
     consumer spent waiting for data."""
 
-    def __init__(self, graphs: Sequence[CrystalGraph], structures: Sequence, batch_size: int,
-                 n_devices: int, seed: int, shuffle: bool = True, prefetch: int = 2):
+    def __init__(
+        self,
+        graphs: Sequence[CrystalGraph],
+        structures: Sequence,
+        batch_size: int,
+        n_devices: int,
+        seed: int,
+        shuffle: bool = True,
+        prefetch: int = 2,
+    ):
         if len(graphs) < batch_size:
             raise ValueError(f"{len(graphs)} structures cannot fill one batch of {batch_size}")
         if batch_size < n_devices:

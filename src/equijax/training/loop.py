@@ -18,6 +18,9 @@ from equijax.nn.precision import check_emulation_covers, with_matmul_precision
 from equijax.training.checkpoint import Checkpoints
 from equijax.training.config import ExperimentConfig, stage_two_start_step, to_dict
 from equijax.training.data_source import load_structures, structure_graphs
+from equijax.training.loader import Loader
+from equijax.training.loss import TARGETS
+from equijax.training.metrics import MetricsLog
 from equijax.training.model_setup import (
     build_model,
     check_init_from,
@@ -25,9 +28,6 @@ from equijax.training.model_setup import (
     frozen_collections,
     initial_params,
 )
-from equijax.training.loader import Loader
-from equijax.training.loss import TARGETS
-from equijax.training.metrics import MetricsLog
 from equijax.training.model_spec import model_spec
 from equijax.training.step import (
     init_state,
@@ -45,16 +45,23 @@ class TrainingDiverged(RuntimeError):
 
 
 def _stage_two_text(config) -> str:
-    """"energy 1.0 -> 10.0, ..." for the weights (and the conservative_every) that
+    """ "energy 1.0 -> 10.0, ..." for the weights (and the conservative_every) that
     ``loss.stage_two`` changes."""
     loss, stage = config.loss, config.loss.stage_two
-    changes = [f"{t} {getattr(loss, t)} -> {getattr(stage, t)}"
-               for t in TARGETS if getattr(stage, t) is not None]
+    changes = [
+        f"{t} {getattr(loss, t)} -> {getattr(stage, t)}"
+        for t in TARGETS
+        if getattr(stage, t) is not None
+    ]
     if stage.conservative_every is not None:
-        changes.append(f"conservative_every {config.train.conservative_every} -> "
-                       f"{stage.conservative_every}")
-    fixed = [f"{t} {getattr(loss, 'gradient_' + t)}" for t in ("forces", "stress")
-             if getattr(loss, "gradient_" + t) is not None and getattr(stage, t) is not None]
+        changes.append(
+            f"conservative_every {config.train.conservative_every} -> {stage.conservative_every}"
+        )
+    fixed = [
+        f"{t} {getattr(loss, 'gradient_' + t)}"
+        for t in ("forces", "stress")
+        if getattr(loss, "gradient_" + t) is not None and getattr(stage, t) is not None
+    ]
     if fixed:
         changes.append(f"gradient terms unchanged ({', '.join(fixed)})")
     return ", ".join(changes)
@@ -119,11 +126,13 @@ class _Run:
 def _same_model(config: ExperimentConfig):
     """Whether a checkpoint's model section (any format, legacy flat ones included) describes
     ``config``'s model."""
+
     def same(section: dict) -> bool:
         try:
             return model_spec(section, saved=True) == config.model
         except (ValueError, TypeError):
             return False
+
     return same
 
 
@@ -133,23 +142,31 @@ def _setup(config: ExperimentConfig, resume: bool) -> _Run:
     run_dir = Path(config.train.run_dir)
     # checks before the data, which can take long to make
     module = build_model(config.model)
-    check_emulation_covers(module.config.DENSE_ONLY, config.train.matmul_precision,
-                           f"model {config.model.name!r}")
+    check_emulation_covers(
+        module.config.DENSE_ONLY, config.train.matmul_precision, f"model {config.model.name!r}"
+    )
     if config.model.init_from:
         check_init_from(config.model)
     run_dir.mkdir(parents=True, exist_ok=True)
     structures = load_structures(config)
-    train_set, val_set, test_set = split_by_group(structures, tuple(config.data.fractions),
-                                                  seed=config.data.seed)
+    train_set, val_set, test_set = split_by_group(
+        structures, tuple(config.data.fractions), seed=config.data.seed
+    )
     mesh = make_mesh(config.train.devices)
     batch = config.data.batch_size
-    loaders = {name: Loader(structure_graphs(split, config.model), split,
-                            batch if name == "train" else min(batch, len(split)), mesh.size,
-                            config.train.seed, shuffle=name == "train",
-                            prefetch=config.train.prefetch)
-               for name, split in (("train", train_set), ("val", val_set), ("test", test_set))}
-    total_steps = (config.train.max_steps
-                   or config.train.epochs * loaders["train"].steps_per_epoch)
+    loaders = {
+        name: Loader(
+            structure_graphs(split, config.model),
+            split,
+            batch if name == "train" else min(batch, len(split)),
+            mesh.size,
+            config.train.seed,
+            shuffle=name == "train",
+            prefetch=config.train.prefetch,
+        )
+        for name, split in (("train", train_set), ("val", val_set), ("test", test_set))
+    }
+    total_steps = config.train.max_steps or config.train.epochs * loaders["train"].steps_per_epoch
     stage_two_from = stage_two_start_step(config.loss.stage_two, total_steps)
 
     example = jax.tree_util.tree_map(lambda x: x[0], loaders["train"].batch(0, 0)[0])
@@ -172,14 +189,42 @@ def _setup(config: ExperimentConfig, resume: bool) -> _Run:
         (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=1))
     precision = config.train.matmul_precision
     train_step = with_matmul_precision(
-        make_train_step(module, optimizer, config.loss, mesh, config.optim.ema_decay,
-                        config.train.conservative_every, stage_two_from), precision)
+        make_train_step(
+            module,
+            optimizer,
+            config.loss,
+            mesh,
+            config.optim.ema_decay,
+            config.train.conservative_every,
+            stage_two_from,
+        ),
+        precision,
+    )
     eval_step = with_matmul_precision(make_eval_step(module, config.loss, mesh), precision)
-    baseline = {k: v for k, v in per_element_linear_baseline(train_set, val_set).items()
-                if k != "coefficients"}
-    return _Run(config, run_dir, mesh, loaders, train_set, params, replicate(mesh, state),
-                checkpoints, log, primary, total_steps, stage_two_from, train_step, eval_step,
-                baseline, start_epoch, start_step)
+    baseline = {
+        k: v
+        for k, v in per_element_linear_baseline(train_set, val_set).items()
+        if k != "coefficients"
+    }
+    return _Run(
+        config,
+        run_dir,
+        mesh,
+        loaders,
+        train_set,
+        params,
+        replicate(mesh, state),
+        checkpoints,
+        log,
+        primary,
+        total_steps,
+        stage_two_from,
+        train_step,
+        eval_step,
+        baseline,
+        start_epoch,
+        start_step,
+    )
 
 
 def _train_epoch(run: _Run, epoch: int) -> None:
@@ -187,8 +232,9 @@ def _train_epoch(run: _Run, epoch: int) -> None:
     configured; stops early at the run's last step. Raises `TrainingDiverged` on a NaN/inf."""
     config, loader = run.config, run.loaders["train"]
     for step, (graph, targets, groups) in loader.epoch(epoch, run.start_step):
-        run.state, m = run.train_step(run.state, shard_batch(run.mesh, graph),
-                                      shard_batch(run.mesh, targets))
+        run.state, m = run.train_step(
+            run.state, shard_batch(run.mesh, graph), shard_batch(run.mesh, targets)
+        )
         global_step = int(run.state.step)
         loss = float(m["loss"])
         if not np.isfinite(loss):
@@ -196,15 +242,23 @@ def _train_epoch(run: _Run, epoch: int) -> None:
             raise TrainingDiverged(
                 f"loss is {loss} at step {global_step} (epoch {epoch}, batch {step}); structures: "
                 f"{ids[:20]}{' ...' if len(ids) > 20 else ''}. The last good checkpoint "
-                f"(step {run.checkpoints.latest_step()}) in {run.run_dir} is intact.")
+                f"(step {run.checkpoints.latest_step()}) in {run.run_dir} is intact."
+            )
         if run.stage_two_from is not None and global_step == run.stage_two_from + 1:
-            run.bar.write(f"step {run.stage_two_from}: stage two of the loss begins "
-                          f"({_stage_two_text(config)})")
+            run.bar.write(
+                f"step {run.stage_two_from}: stage two of the loss begins "
+                f"({_stage_two_text(config)})"
+            )
         run.n_seen += config.data.batch_size
         rate = run.n_seen / (time.perf_counter() - run.t_start)
-        run.log.write({"split": "train", "step": global_step, "epoch": epoch,
-                       **{k: v for k, v in jax.device_get(m).items()
-                          if not k.startswith("count_")}})
+        run.log.write(
+            {
+                "split": "train",
+                "step": global_step,
+                "epoch": epoch,
+                **{k: v for k, v in jax.device_get(m).items() if not k.startswith("count_")},
+            }
+        )
         run.bar.update(1)
         run.bar.set_postfix(loss=f"{loss:.4f}", struct_per_s=f"{rate:.1f}")
         done = global_step >= run.total_steps
@@ -223,8 +277,10 @@ def _validate(run: _Run, epoch: int) -> None:
     step = int(run.state.step)
     run.log.write({"split": "val", "step": step, "epoch": epoch, **run.val})
     run.checkpoints.save_best(step, run.state, run.meta(epoch + 1, 0), run.val["loss"])
-    run.bar.write(f"epoch {epoch}: val MAE energy {run.val['mae_energy']:.4f} eV/atom, "
-                  f"forces {run.val['mae_forces']:.4f} eV/Å")
+    run.bar.write(
+        f"epoch {epoch}: val MAE energy {run.val['mae_energy']:.4f} eV/atom, "
+        f"forces {run.val['mae_forces']:.4f} eV/Å"
+    )
 
 
 def _finish(run: _Run) -> dict:
@@ -236,19 +292,27 @@ def _finish(run: _Run) -> dict:
         run.log.write_csv()
     elapsed = time.perf_counter() - run.t_start
     n_seen = run.n_seen
-    result = {"steps": int(run.state.step), "val": run.val, "test": test,
-              "baseline_val": run.baseline,
-              "structures_per_s": n_seen / elapsed if n_seen else 0.0,
-              "data_wait_fraction": (run.loaders["train"].wait_seconds / elapsed if n_seen
-                                     else 0.0),
-              "devices": run.mesh.size, "num_params": count_params(run.params),
-              "run_dir": str(run.run_dir)}
+    result = {
+        "steps": int(run.state.step),
+        "val": run.val,
+        "test": test,
+        "baseline_val": run.baseline,
+        "structures_per_s": n_seen / elapsed if n_seen else 0.0,
+        "data_wait_fraction": (run.loaders["train"].wait_seconds / elapsed if n_seen else 0.0),
+        "devices": run.mesh.size,
+        "num_params": count_params(run.params),
+        "run_dir": str(run.run_dir),
+    }
     if run.primary:
         (run.run_dir / "result.json").write_text(json.dumps(result, indent=1, default=float))
     try:
         if run.primary:
-            run.log.plot(baseline={"mae_energy": run.baseline["energy_mae_per_atom"],
-                                   "mae_forces": run.baseline["force_mae_zero"]})
+            run.log.plot(
+                baseline={
+                    "mae_energy": run.baseline["energy_mae_per_atom"],
+                    "mae_forces": run.baseline["force_mae_zero"],
+                }
+            )
     except (KeyError, ValueError):
         pass
     run.checkpoints.close()
@@ -262,8 +326,13 @@ def train(config: ExperimentConfig, resume: bool = False) -> dict:
     (same batches, same RNG, same optimizer state).
     """
     run = _setup(config, resume)
-    run.bar = tqdm(total=run.total_steps, initial=int(run.state.step),
-                   disable=not config.train.progress, desc="train", unit="step")
+    run.bar = tqdm(
+        total=run.total_steps,
+        initial=int(run.state.step),
+        disable=not config.train.progress,
+        desc="train",
+        unit="step",
+    )
     run.t_start = time.perf_counter()
     for epoch in range(run.start_epoch, config.train.epochs):
         _train_epoch(run, epoch)

@@ -61,12 +61,16 @@ def gradient_term_weights(config: LossConfig, weights: dict) -> dict:
     `TARGETS`: ``config.gradient_forces`` / ``gradient_stress``, or where None the heads'
     ``weights`` (the current stage's); 0 for energy and magmoms, which the heads' terms count."""
     own = {"forces": config.gradient_forces, "stress": config.gradient_stress}
-    return {"energy": 0.0, "magmoms": 0.0,
-            **{t: weights[t] if w is None else w for t, w in own.items()}}
+    return {
+        "energy": 0.0,
+        "magmoms": 0.0,
+        **{t: weights[t] if w is None else w for t, w in own.items()},
+    }
 
 
-def total_loss(config: LossConfig, sums: dict, counts: dict,
-               weights: dict | None = None) -> jnp.ndarray:
+def total_loss(
+    config: LossConfig, sums: dict, counts: dict, weights: dict | None = None
+) -> jnp.ndarray:
     """``sum_t weight_t * sums_t / counts_t`` (targets without labels contribute 0); ``weights``
     default to the first stage's (`loss_weights`)."""
     weights = loss_weights(config) if weights is None else weights

@@ -24,8 +24,19 @@ class MetricsLog:
         if not self.enabled:
             return
         with self.path.open("a") as f:
-            f.write(json.dumps({k: (float(v) if hasattr(v, "__float__") and not isinstance(v, (str, int))
-                                    else v) for k, v in record.items()}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        k: (
+                            float(v)
+                            if hasattr(v, "__float__") and not isinstance(v, (str, int))
+                            else v
+                        )
+                        for k, v in record.items()
+                    }
+                )
+                + "\n"
+            )
 
     def records(self) -> list[dict]:
         if not self.path.exists():
@@ -62,7 +73,9 @@ class MetricsLog:
         for ax, key, unit in ((axes[1], "mae_energy", "eV/atom"), (axes[2], "mae_forces", "eV/Å")):
             ax.semilogy([r["step"] for r in val], [r[key] for r in val], "o-", label="model (val)")
             if baseline and key in baseline:
-                ax.axhline(baseline[key], color="gray", ls="--", label="baseline (linear fit; zero forces)")
+                ax.axhline(
+                    baseline[key], color="gray", ls="--", label="baseline (linear fit; zero forces)"
+                )
             ax.set(title=f"validation {key[4:]} MAE ({unit})", xlabel="step")
             ax.legend()
         fig.tight_layout()

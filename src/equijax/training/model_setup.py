@@ -33,8 +33,12 @@ def atomref_weights(structures: list[LabeledStructure]) -> np.ndarray:
     return fit_atomref(structures, MAX_ELEMENTS)
 
 
-def initial_params(config: ExperimentConfig, module: Model, example: CrystalGraph,
-                   train_set: list[LabeledStructure]) -> dict:
+def initial_params(
+    config: ExperimentConfig,
+    module: Model,
+    example: CrystalGraph,
+    train_set: list[LabeledStructure],
+) -> dict:
     """Fresh params (AtomRef fitted on ``train_set``), the pretrained model's, or another run's
     (``model.init_from``, merged into fresh params with `transfer_params`) for fine-tuning."""
     model = config.model
@@ -53,9 +57,11 @@ def initial_params(config: ExperimentConfig, module: Model, example: CrystalGrap
         check_init_from(model)  # also when called outside `train` (which checks early)
         params, report = transfer_params(params, {"params": restore_params(model.init_from)})
         if jax.process_index() == 0:  # also without progress bars: sweeps keep it in log.txt
-            tqdm.write(f"init_from {model.init_from}: {len(report['copied'])} arrays "
-                       f"copied; fresh: {report['fresh'] or 'none'}; dropped: "
-                       f"{report['dropped'] or 'none'}")
+            tqdm.write(
+                f"init_from {model.init_from}: {len(report['copied'])} arrays "
+                f"copied; fresh: {report['fresh'] or 'none'}; dropped: "
+                f"{report['dropped'] or 'none'}"
+            )
         if model.refit_atomref and "atomref" in params["params"]:
             params["params"]["atomref"]["weights"] = atomref_weights(train_set)
     return params
@@ -68,8 +74,10 @@ def frozen_collections(config: ExperimentConfig, params: dict) -> tuple[str, ...
     names = sorted(params["params"])
     unknown = [n for n in config.optim.freeze if n not in names]
     if unknown:
-        raise ValueError(f"config key 'optim.freeze': {unknown} are not parameter collections of "
-                         f"this model (available: {names})")
+        raise ValueError(
+            f"config key 'optim.freeze': {unknown} are not parameter collections of "
+            f"this model (available: {names})"
+        )
     return ("atomref", *config.optim.freeze)
 
 
@@ -87,8 +95,10 @@ def transfer_params(fresh: dict, source: dict) -> tuple[dict, dict[str, list[str
     leaves exist only in ``fresh``, dropped ones only in ``source``). Raises `ValueError` naming the
     path when a shared leaf has a different shape (the architectures differ).
     """
-    flat_source = {jax.tree_util.keystr(path): leaf
-                   for path, leaf in jax.tree_util.tree_leaves_with_path(source)}
+    flat_source = {
+        jax.tree_util.keystr(path): leaf
+        for path, leaf in jax.tree_util.tree_leaves_with_path(source)
+    }
     report: dict[str, list[str]] = {"copied": [], "fresh": [], "dropped": []}
     non_finite: list[str] = []
 
@@ -99,9 +109,11 @@ def transfer_params(fresh: dict, source: dict) -> tuple[dict, dict[str, list[str
             return leaf
         value = flat_source.pop(name)
         if np.shape(value) != np.shape(leaf):
-            raise ValueError(f"model.init_from: parameter {name} has shape {np.shape(value)} in "
-                             f"the source run but {np.shape(leaf)} in this model; the "
-                             "architectures must agree (only heads may differ)")
+            raise ValueError(
+                f"model.init_from: parameter {name} has shape {np.shape(value)} in "
+                f"the source run but {np.shape(leaf)} in this model; the "
+                "architectures must agree (only heads may differ)"
+            )
         report["copied"].append(name)
         if not np.isfinite(value).all():
             non_finite.append(name)
@@ -110,11 +122,14 @@ def transfer_params(fresh: dict, source: dict) -> tuple[dict, dict[str, list[str
     params = jax.tree_util.tree_map_with_path(take, fresh)
     report["dropped"] = sorted(flat_source)
     if not report["copied"]:
-        raise ValueError("model.init_from: the source run shares no parameter with this model "
-                         "(another model type?)")
+        raise ValueError(
+            "model.init_from: the source run shares no parameter with this model "
+            "(another model type?)"
+        )
     if non_finite:
-        raise ValueError("model.init_from: the source run has non-finite parameters: "
-                         f"{non_finite[:5]}")
+        raise ValueError(
+            f"model.init_from: the source run has non-finite parameters: {non_finite[:5]}"
+        )
     return params, report
 
 
@@ -126,18 +141,24 @@ def check_init_from(model: ModelSpec) -> None:
     learned energy terms, memory options)."""
     config_path = Path(model.init_from) / "config.json"
     if not config_path.exists():
-        raise FileNotFoundError(f"model.init_from {model.init_from!r}: no config.json there (not "
-                                "an equijax training run; relative paths start at the working "
-                                "directory)")
+        raise FileNotFoundError(
+            f"model.init_from {model.init_from!r}: no config.json there (not "
+            "an equijax training run; relative paths start at the working "
+            "directory)"
+        )
     section = json.loads(config_path.read_text()).get("model", {})
     source = model_spec({**section, "init_from": None}, saved=True)
     if source.name != model.name:
-        raise ValueError(f"model.init_from {model.init_from!r}: the run trained model "
-                         f"{source.name!r}, not {model.name!r}")
+        raise ValueError(
+            f"model.init_from {model.init_from!r}: the run trained model "
+            f"{source.name!r}, not {model.name!r}"
+        )
     mine, theirs = dataclasses.asdict(model.config), dataclasses.asdict(source.config)
     free = model.config.FREE_OPTIONS
     differ = sorted(k for k in mine if k not in free and theirs.get(k) != mine[k])
     if differ:
         pairs = ", ".join(f"{k}: {theirs.get(k)!r} there, {mine[k]!r} here" for k in differ)
-        raise ValueError(f"model.init_from {model.init_from!r}: the run's model differs in {pairs}; "
-                         f"only {', '.join(free)} may change")
+        raise ValueError(
+            f"model.init_from {model.init_from!r}: the run's model differs in {pairs}; "
+            f"only {', '.join(free)} may change"
+        )

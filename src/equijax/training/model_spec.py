@@ -21,12 +21,36 @@ TRAINING_KEYS = ("name", "pretrained", "init_from", "refit_atomref")
 # every field of the flat training ModelConfig that the registry replaced: a run directory
 # written before holds them all, for whichever model it trained
 LEGACY_FLAT_KEYS = (
-    "atom_fea_dim", "bond_fea_dim", "angle_fea_dim", "num_radial", "num_angular", "n_conv",
-    "hidden_dim", "mlp_hidden_dims", "atom_graph_cutoff", "bond_graph_cutoff",
-    "composition_model", "channels", "lmax", "num_layers", "spline_basis", "tp", "radial",
-    "self_interaction", "parity", "forces", "direct_stress", "direct_norm",
-    "direct_angle_stress", "direct_angle_forces", "direct_pair_energy", "direct_angle_energy",
-    "direct_trunk_grad", "direct_hidden_dims", "remat")
+    "atom_fea_dim",
+    "bond_fea_dim",
+    "angle_fea_dim",
+    "num_radial",
+    "num_angular",
+    "n_conv",
+    "hidden_dim",
+    "mlp_hidden_dims",
+    "atom_graph_cutoff",
+    "bond_graph_cutoff",
+    "composition_model",
+    "channels",
+    "lmax",
+    "num_layers",
+    "spline_basis",
+    "tp",
+    "radial",
+    "self_interaction",
+    "parity",
+    "forces",
+    "direct_stress",
+    "direct_norm",
+    "direct_angle_stress",
+    "direct_angle_forces",
+    "direct_pair_energy",
+    "direct_angle_energy",
+    "direct_trunk_grad",
+    "direct_hidden_dims",
+    "remat",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +73,13 @@ class ModelSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The section as plain values: what `model_spec` reads back to an equal spec."""
-        return {"name": self.name, **self.config.to_dict(), "pretrained": self.pretrained,
-                "init_from": self.init_from, "refit_atomref": self.refit_atomref}
+        return {
+            "name": self.name,
+            **self.config.to_dict(),
+            "pretrained": self.pretrained,
+            "init_from": self.init_from,
+            "refit_atomref": self.refit_atomref,
+        }
 
 
 def model_spec(section: Mapping[str, Any] | ModelSpec, saved: bool = False) -> ModelSpec:
@@ -70,38 +99,44 @@ def model_spec(section: Mapping[str, Any] | ModelSpec, saved: bool = False) -> M
     init_from = section.pop("init_from", None)
     refit_atomref = section.pop("refit_atomref", False)
     if not isinstance(refit_atomref, bool):
-        raise ConfigError(f"config key 'model.refit_atomref': must be true or false, got "
-                          f"{refit_atomref!r}")
+        raise ConfigError(
+            f"config key 'model.refit_atomref': must be true or false, got {refit_atomref!r}"
+        )
     for key, value in (("pretrained", pretrained), ("init_from", init_from)):
         if value is not None and not isinstance(value, str):
-            raise ConfigError(f"config key 'model.{key}': must be a string or null, got "
-                              f"{value!r}")
+            raise ConfigError(f"config key 'model.{key}': must be a string or null, got {value!r}")
     own = {f.name for f in dataclasses.fields(cls)} | set(cls.KEY_ALIASES)
     unknown = [k for k in section if k not in own]
     legacy = saved and bool(unknown) and all(k in LEGACY_FLAT_KEYS for k in unknown)
     if legacy:
         section = upgrade_legacy_section(section, cls)
         if pretrained is not None:  # the flat section held defaults, not the preset's values
-            section = {k: v for k, v in section.items()
-                       if k in registry.pretrained(pretrained).config.FREE_OPTIONS}
+            section = {
+                k: v
+                for k, v in section.items()
+                if k in registry.pretrained(pretrained).config.FREE_OPTIONS
+            }
     elif unknown:
-        raise ConfigError(f"config key 'model.{unknown[0]}': not a key of model {name!r}; its "
-                          f"keys are: {', '.join([*TRAINING_KEYS, *sorted(own)])}")
+        raise ConfigError(
+            f"config key 'model.{unknown[0]}': not a key of model {name!r}; its "
+            f"keys are: {', '.join([*TRAINING_KEYS, *sorted(own)])}"
+        )
     if pretrained is None:
-        return ModelSpec(name, registry.make_config(name, section), None, init_from,
-                         refit_atomref)
+        return ModelSpec(name, registry.make_config(name, section), None, init_from, refit_atomref)
     if init_from:
-        raise ConfigError("config key 'model.init_from': cannot be combined with "
-                          "model.pretrained")
+        raise ConfigError("config key 'model.init_from': cannot be combined with model.pretrained")
     try:
         source = registry.pretrained(pretrained)
     except ValueError as err:
         raise ConfigError(f"config key 'model.pretrained': {err}") from None
     if source.model != name:
-        raise ConfigError(f"config key 'model.pretrained': {pretrained!r} is a {source.model} "
-                          f"model, but model.name is {name!r}")
-    return ModelSpec(name, _pretrained_config(name, source.config, section), pretrained, None,
-                     refit_atomref)
+        raise ConfigError(
+            f"config key 'model.pretrained': {pretrained!r} is a {source.model} "
+            f"model, but model.name is {name!r}"
+        )
+    return ModelSpec(
+        name, _pretrained_config(name, source.config, section), pretrained, None, refit_atomref
+    )
 
 
 def _pretrained_config(name: str, preset: BaseModelConfig, section: dict) -> BaseModelConfig:
@@ -110,14 +145,20 @@ def _pretrained_config(name: str, preset: BaseModelConfig, section: dict) -> Bas
     keys = registry.make_config(name, section)  # checks the keys and values
     free = {k: getattr(keys, k) for k in section if k in preset.FREE_OPTIONS}
     config = dataclasses.replace(preset, **free)
-    fixed = [k for k in section if k not in preset.FREE_OPTIONS
-             and getattr(keys, preset.KEY_ALIASES.get(k, k)) != getattr(
-                 config, preset.KEY_ALIASES.get(k, k))]
+    fixed = [
+        k
+        for k in section
+        if k not in preset.FREE_OPTIONS
+        and getattr(keys, preset.KEY_ALIASES.get(k, k))
+        != getattr(config, preset.KEY_ALIASES.get(k, k))
+    ]
     if fixed:
-        raise ConfigError(f"config key 'model.{fixed[0]}': set by the pretrained model "
-                          f"({getattr(config, preset.KEY_ALIASES.get(fixed[0], fixed[0]))!r}); "
-                          f"with model.pretrained only {', '.join(preset.FREE_OPTIONS)} may be "
-                          "set")
+        raise ConfigError(
+            f"config key 'model.{fixed[0]}': set by the pretrained model "
+            f"({getattr(config, preset.KEY_ALIASES.get(fixed[0], fixed[0]))!r}); "
+            f"with model.pretrained only {', '.join(preset.FREE_OPTIONS)} may be "
+            "set"
+        )
     return config
 
 

@@ -18,8 +18,9 @@ def run_config(run_dir: str | Path) -> ExperimentConfig:
     `FileNotFoundError` when the directory is not an equijax training run."""
     config_path = Path(run_dir) / "config.json"
     if not config_path.exists():
-        raise FileNotFoundError(f"{Path(run_dir).absolute()}: no config.json (not an equijax "
-                                "training run)")
+        raise FileNotFoundError(
+            f"{Path(run_dir).absolute()}: no config.json (not an equijax training run)"
+        )
     saved = json.loads(config_path.read_text())
     if "model" in saved:  # older run directories hold a flat section of every model's fields
         saved["model"] = model_spec(saved["model"], saved=True).to_dict()
@@ -33,8 +34,11 @@ def restore_params(run_dir: str | Path, which: str = "best") -> dict:
     if which not in WHICH:
         raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
     folder = run_dir / ("best" if which == "best" else "checkpoints")
-    manager = (ocp.CheckpointManager(folder, options=ocp.CheckpointManagerOptions(create=False))
-               if folder.exists() else None)
+    manager = (
+        ocp.CheckpointManager(folder, options=ocp.CheckpointManagerOptions(create=False))
+        if folder.exists()
+        else None
+    )
     step = manager.latest_step() if manager else None
     if step is None:
         raise FileNotFoundError(f"{run_dir}: no {which} checkpoint in {folder}")

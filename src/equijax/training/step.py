@@ -18,8 +18,13 @@ from jax.sharding import PartitionSpec as P
 
 from equijax.potential import is_direct, predict_padded
 from equijax.training.config import LossConfig, OptimConfig
-from equijax.training.loss import (TARGETS, gradient_term_weights, loss_sums, loss_weights,
-                                   total_loss)
+from equijax.training.loss import (
+    TARGETS,
+    gradient_term_weights,
+    loss_sums,
+    loss_weights,
+    total_loss,
+)
 
 AXIS = "data"
 
@@ -38,9 +43,12 @@ def make_optimizer(config: OptimConfig, total_steps: int, frozen: tuple[str, ...
     """Gradient clipping, then Adam/AdamW on a warm-up + cosine schedule; top-level param
     collections named in ``frozen`` (the fitted composition reference) are not updated."""
     schedule = optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=config.learning_rate, warmup_steps=max(config.warmup_steps, 1),
+        init_value=0.0,
+        peak_value=config.learning_rate,
+        warmup_steps=max(config.warmup_steps, 1),
         decay_steps=max(total_steps, config.warmup_steps + 1),
-        end_value=config.learning_rate * config.final_lr_fraction)
+        end_value=config.learning_rate * config.final_lr_fraction,
+    )
     if config.optimizer == "adamw":
         base = optax.adamw(schedule, weight_decay=config.weight_decay)
     else:
@@ -55,8 +63,13 @@ def make_optimizer(config: OptimConfig, total_steps: int, frozen: tuple[str, ...
 
 def init_state(params, optimizer, seed: int) -> TrainState:
     """A fresh `TrainState` (EMA starts at the params)."""
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
-                      ema_params=params, rng=jax.random.key_data(jax.random.key(seed)))
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=optimizer.init(params),
+        ema_params=params,
+        rng=jax.random.key_data(jax.random.key(seed)),
+    )
 
 
 def make_mesh(n_devices: int = 0) -> Mesh:
@@ -73,28 +86,34 @@ def _local(tree):
     return jax.tree_util.tree_map(lambda x: x[0], tree)
 
 
-def _predict_and_sum(module, loss_config, params, graph, targets, gradient_forces=False,
-                     weights=None):
+def _predict_and_sum(
+    module, loss_config, params, graph, targets, gradient_forces=False, weights=None
+):
     """The batch's loss and, for the metrics, label counts and absolute-error sums. With
     ``gradient_forces`` (a direct model) the loss also fits the energy's gradients, -dE/dr and
     (1/V) dE/dε, to the force and stress labels, weighted by ``loss_config.gradient_forces`` /
     ``gradient_stress`` or, where those are None, as the heads' terms; the metrics stay those of
     the direct heads. ``weights``: per-target loss weights (default: the first stage's)."""
     weights = loss_weights(loss_config) if weights is None else weights
-    predictions = predict_padded(module, params, graph, compute_stress=True,
-                                 gradient_forces=gradient_forces)
+    predictions = predict_padded(
+        module, params, graph, compute_stress=True, gradient_forces=gradient_forces
+    )
     gradient_terms = None
     if gradient_forces:
         gradient_terms = {"forces": predictions["forces"], "stress": predictions["stress"]}
-        predictions = {**predictions, "forces": predictions["direct_forces"],
-                       "stress": predictions["direct_stress"]}
+        predictions = {
+            **predictions,
+            "forces": predictions["direct_forces"],
+            "stress": predictions["direct_stress"],
+        }
     sums, counts, abs_sums = loss_sums(loss_config, predictions, targets)
     counts = jax.lax.psum(counts, AXIS)  # label counts do not depend on the params
     loss = total_loss(loss_config, sums, counts, weights)
     if gradient_terms is not None:  # forces and stress only: energy and magmoms are counted once
         extra, _, _ = loss_sums(loss_config, {**predictions, **gradient_terms}, targets)
-        loss = loss + total_loss(loss_config, extra, counts,
-                                 gradient_term_weights(loss_config, weights))
+        loss = loss + total_loss(
+            loss_config, extra, counts, gradient_term_weights(loss_config, weights)
+        )
     return loss, (counts, abs_sums)
 
 
@@ -107,8 +126,15 @@ def _metrics(loss, counts, abs_sums) -> dict:
     return out
 
 
-def make_train_step(module, optimizer, loss_config: LossConfig, mesh: Mesh, ema_decay: float,
-                    conservative_every: int = 0, stage_two_from: int | None = None):
+def make_train_step(
+    module,
+    optimizer,
+    loss_config: LossConfig,
+    mesh: Mesh,
+    ema_decay: float,
+    conservative_every: int = 0,
+    stage_two_from: int | None = None,
+):
     """``step(state, graph, targets) -> (state, metrics)``, jit-compiled, data-parallel over
     ``mesh``. ``graph``/``targets`` carry a leading device axis of size ``mesh.size``.
 
@@ -126,27 +152,32 @@ def make_train_step(module, optimizer, loss_config: LossConfig, mesh: Mesh, ema_
     ``gradient_stress`` weigh the conservative steps' gradient terms (`gradient_term_weights`)."""
     every_two = loss_config.stage_two.conservative_every
     every_two = conservative_every if stage_two_from is None or every_two is None else every_two
-    for name, k in (("conservative_every", conservative_every),
-                    ("loss.stage_two.conservative_every", every_two)):
+    for name, k in (
+        ("conservative_every", conservative_every),
+        ("loss.stage_two.conservative_every", every_two),
+    ):
         if k < 0:
             raise ValueError(f"{name} must be >= 0, got {k}")
         if k and not is_direct(module):
             raise ValueError(f"{name} needs a model with direct heads (forces='direct')")
-    weighted = [n for n in ("gradient_forces", "gradient_stress")
-                if getattr(loss_config, n) is not None]
+    weighted = [
+        n for n in ("gradient_forces", "gradient_stress") if getattr(loss_config, n) is not None
+    ]
     for name in weighted:
         w = getattr(loss_config, name)
         if not (np.isfinite(w) and w >= 0):
             raise ValueError(f"loss_config.{name} must be a finite number >= 0 or None, got {w}")
     if stage_two_from is not None and stage_two_from < 0:
         raise ValueError(f"stage_two_from must be >= 0 or None, got {stage_two_from}")
-    has_conservative_steps = bool((conservative_every and stage_two_from != 0)
-                                  or (stage_two_from is not None and every_two))
+    has_conservative_steps = bool(
+        (conservative_every and stage_two_from != 0) or (stage_two_from is not None and every_two)
+    )
     if weighted and not has_conservative_steps:
         raise ValueError(
             f"loss_config.{weighted[0]} is set but no step is a conservative one "
             f"(conservative_every {conservative_every}, stage two from step {stage_two_from} with "
-            f"conservative_every {every_two}): the weight would never be used")
+            f"conservative_every {every_two}): the weight would never be used"
+        )
 
     def per_device(state: TrainState, graph, targets):
         graph, targets = _local(graph), _local(targets)
@@ -155,9 +186,11 @@ def make_train_step(module, optimizer, loss_config: LossConfig, mesh: Mesh, ema_
 
         def gradients(params, graph, targets, gradient_forces):
             return jax.value_and_grad(
-                lambda p: _predict_and_sum(module, loss_config, p, graph, targets,
-                                           gradient_forces, weights),
-                has_aux=True)(params)
+                lambda p: _predict_and_sum(
+                    module, loss_config, p, graph, targets, gradient_forces, weights
+                ),
+                has_aux=True,
+            )(params)
 
         # params are replicated (device-invariant), so under shard_map jax.grad already sums
         # their cotangents over devices: grads is the gradient of the global loss, no psum
@@ -169,7 +202,9 @@ def make_train_step(module, optimizer, loss_config: LossConfig, mesh: Mesh, ema_
             (loss, (counts, abs_sums)), grads = jax.lax.cond(
                 (every > 0) & (phase % jnp.maximum(every, 1) == 0),
                 lambda p: gradients(p, graph, targets, True),
-                lambda p: gradients(p, graph, targets, False), state.params)
+                lambda p: gradients(p, graph, targets, False),
+                state.params,
+            )
         else:
             (loss, (counts, abs_sums)), grads = gradients(state.params, graph, targets, False)
         loss = jax.lax.psum(loss, AXIS)
@@ -179,8 +214,9 @@ def make_train_step(module, optimizer, loss_config: LossConfig, mesh: Mesh, ema_
         new_state = TrainState(state.step + 1, params, opt_state, ema, state.rng)
         return new_state, _metrics(loss, counts, abs_sums)
 
-    sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(AXIS), P(AXIS)),
-                            out_specs=(P(), P()))
+    sharded = jax.shard_map(
+        per_device, mesh=mesh, in_specs=(P(), P(AXIS), P(AXIS)), out_specs=(P(), P())
+    )
     return jax.jit(sharded, donate_argnums=0)
 
 
@@ -212,4 +248,5 @@ def replicate(mesh: Mesh, tree):
     """Place a pytree replicated on every device of the mesh."""
     sharding = NamedSharding(mesh, P())
     return jax.tree_util.tree_map(
-        lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda _: np.asarray(x)), tree)
+        lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda _: np.asarray(x)), tree
+    )

@@ -43,15 +43,61 @@ PROTOTYPES = (
     ("perovskite", 3.95, ("SrTiO3", "BaTiO3", "LaMnO3", "KNbO3", "CaTiO3", "LaFeO3")),
 )
 # Experimental (or typical) lattice constant a of every chemistry above, Å.
-LATTICE_A = {"C": 3.57, "Si": 5.43, "Ge": 5.66, "Li": 3.49, "Na": 4.23, "W": 3.16, "Mo": 3.15,
-             "Nb": 3.30, "Cr": 2.88, "V": 3.03, "Fe": 2.87, "Cu": 3.61, "Ni": 3.52, "Al": 4.05,
-             "Ag": 4.09, "Au": 4.08, "Pt": 3.92, "Pd": 3.89, "Co": 2.51, "Ti": 2.95, "Mg": 3.21,
-             "Zn": 2.66, "Zr": 3.23, "NaCl": 5.64, "MgO": 4.21, "LiF": 4.03, "NiO": 4.18,
-             "MnO": 4.45, "FeO": 4.33, "CoO": 4.26, "CaO": 4.81, "KCl": 6.29, "GaAs": 5.65,
-             "ZnS": 5.41, "InP": 5.87, "CdTe": 6.48, "AlP": 5.46, "CsCl": 4.12, "NiAl": 2.89,
-             "FeAl": 2.91, "CuZn": 2.95, "CaF2": 5.46, "CeO2": 5.41, "SrCl2": 6.98, "ZnO": 3.25,
-             "GaN": 3.19, "AlN": 3.11, "SrTiO3": 3.905, "BaTiO3": 4.00, "LaMnO3": 3.95,
-             "KNbO3": 4.02, "CaTiO3": 3.84, "LaFeO3": 3.93}
+LATTICE_A = {
+    "C": 3.57,
+    "Si": 5.43,
+    "Ge": 5.66,
+    "Li": 3.49,
+    "Na": 4.23,
+    "W": 3.16,
+    "Mo": 3.15,
+    "Nb": 3.30,
+    "Cr": 2.88,
+    "V": 3.03,
+    "Fe": 2.87,
+    "Cu": 3.61,
+    "Ni": 3.52,
+    "Al": 4.05,
+    "Ag": 4.09,
+    "Au": 4.08,
+    "Pt": 3.92,
+    "Pd": 3.89,
+    "Co": 2.51,
+    "Ti": 2.95,
+    "Mg": 3.21,
+    "Zn": 2.66,
+    "Zr": 3.23,
+    "NaCl": 5.64,
+    "MgO": 4.21,
+    "LiF": 4.03,
+    "NiO": 4.18,
+    "MnO": 4.45,
+    "FeO": 4.33,
+    "CoO": 4.26,
+    "CaO": 4.81,
+    "KCl": 6.29,
+    "GaAs": 5.65,
+    "ZnS": 5.41,
+    "InP": 5.87,
+    "CdTe": 6.48,
+    "AlP": 5.46,
+    "CsCl": 4.12,
+    "NiAl": 2.89,
+    "FeAl": 2.91,
+    "CuZn": 2.95,
+    "CaF2": 5.46,
+    "CeO2": 5.41,
+    "SrCl2": 6.98,
+    "ZnO": 3.25,
+    "GaN": 3.19,
+    "AlN": 3.11,
+    "SrTiO3": 3.905,
+    "BaTiO3": 4.00,
+    "LaMnO3": 3.95,
+    "KNbO3": 4.02,
+    "CaTiO3": 3.84,
+    "LaFeO3": 3.93,
+}
 FCC_CO_A = 3.54  # Co appears both as hcp (a = 2.51) and fcc
 # Bump when a change to the generator changes the structures: it is part of the cache file name.
 GENERATOR_VERSION = 1
@@ -85,9 +131,15 @@ def teacher_structures(n_structures: int, seed: int = 0) -> list[tuple[Atoms, st
     return out
 
 
-def generate_teacher_dataset(n_structures: int, seed: int = 0, version: str = "0.3.0",
-                             cache_dir: str | os.PathLike | None = None, batch_size: int = 32,
-                             progress: bool = True, potential=None) -> list[LabeledStructure]:
+def generate_teacher_dataset(
+    n_structures: int,
+    seed: int = 0,
+    version: str = "0.3.0",
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int = 32,
+    progress: bool = True,
+    potential=None,
+) -> list[LabeledStructure]:
     """`teacher_structures` labelled by the pretrained CHGNet ``version``.
 
     Labels: energy (eV, total), forces (N, 3) eV/Å, stress (3, 3) GPa (CHGNet/ASE sign,
@@ -110,15 +162,23 @@ def generate_teacher_dataset(n_structures: int, seed: int = 0, version: str = "0
     with open(folder / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         if not path.exists():
-            labelled = _label_all(teacher_structures(n_structures, seed), _ids(n_structures, seed),
-                                  version, batch_size, progress, potential)
+            labelled = _label_all(
+                teacher_structures(n_structures, seed),
+                _ids(n_structures, seed),
+                version,
+                batch_size,
+                progress,
+                potential,
+            )
             partial = folder / f"{name}.{os.getpid()}.partial"
             write_extxyz(labelled, partial)
             os.replace(partial, path)  # atomic: a killed run never leaves a truncated cache
     structures = read_ase(path, format="extxyz")
     if [s.id for s in structures] != _ids(n_structures, seed):
-        raise ValueError(f"{path}: the cached teacher set does not hold the {n_structures} "
-                         "expected structures (delete the file to relabel)")
+        raise ValueError(
+            f"{path}: the cached teacher set does not hold the {n_structures} "
+            "expected structures (delete the file to relabel)"
+        )
     return structures
 
 
@@ -128,25 +188,35 @@ def _group_name(seed: int, group: int) -> str:
 
 def _ids(n_structures: int, seed: int) -> list[str]:
     """The id ``f"{group}/{k}"`` of every structure `teacher_structures` makes, in order."""
-    return [f"{_group_name(seed, i // SNAPSHOTS_PER_GROUP)}/{i % SNAPSHOTS_PER_GROUP}"
-            for i in range(n_structures)]
+    return [
+        f"{_group_name(seed, i // SNAPSHOTS_PER_GROUP)}/{i % SNAPSHOTS_PER_GROUP}"
+        for i in range(n_structures)
+    ]
 
 
-def _label_all(unlabelled: list[tuple[Atoms, str]], ids: list[str], version: str,
-               batch_size: int, progress: bool, potential) -> list[LabeledStructure]:
+def _label_all(
+    unlabelled: list[tuple[Atoms, str]],
+    ids: list[str],
+    version: str,
+    batch_size: int,
+    progress: bool,
+    potential,
+) -> list[LabeledStructure]:
     """Label ``(atoms, group)`` pairs (ids ``ids``) with the pretrained CHGNet, ``batch_size`` at
     a time."""
     if potential is None:
         # coarse buckets and a fixed graph count: a few compiled shapes for the whole set
         potential = Potential.from_pretrained(
-            version, policy=BucketPolicy(growth=1.6, fixed_graphs=batch_size))
+            version, policy=BucketPolicy(growth=1.6, fixed_graphs=batch_size)
+        )
     labelled: list[LabeledStructure] = []
     with tqdm(total=len(unlabelled), desc=f"CHGNet {version} labels", disable=not progress) as bar:
         for start in range(0, len(unlabelled), batch_size):
             chunk = unlabelled[start : start + batch_size]
             predictions = potential.predict([atoms for atoms, _ in chunk], batch_size=batch_size)
             for (atoms, group), structure_id, p in zip(
-                    chunk, ids[start : start + batch_size], predictions, strict=True):
+                chunk, ids[start : start + batch_size], predictions, strict=True
+            ):
                 labelled.append(_labelled(atoms, group, structure_id, p))
             bar.update(len(chunk))
     return labelled
@@ -159,8 +229,9 @@ def _labelled(atoms: Atoms, group: str, structure_id: str, prediction: dict) -> 
             raise FloatingPointError(f"teacher label {key} of {structure_id} is not finite")
     as64 = {key: np.asarray(prediction[key], np.float64) for key in ("forces", "stress", "magmoms")}
     as64["stress"] = (as64["stress"] + as64["stress"].T) / 2  # float32 noise off; extxyz keeps 6
-    return LabeledStructure(id=structure_id, atoms=atoms, energy=float(prediction["energy"]),
-                            group=group, **as64)
+    return LabeledStructure(
+        id=structure_id, atoms=atoms, energy=float(prediction["energy"]), group=group, **as64
+    )
 
 
 def _base_structure(rng: np.random.Generator) -> Atoms:

@@ -12,8 +12,9 @@ from equijax.training.run_dir import WHICH, restore_params, run_config
 __all__ = ["load_trained", "run_config"]
 
 
-def load_trained(run_dir: str | Path, which: str = "best",
-                 forces: str | None = None) -> tuple[Model, dict]:
+def load_trained(
+    run_dir: str | Path, which: str = "best", forces: str | None = None
+) -> tuple[Model, dict]:
     """``(module, params)`` of a finished or running `equijax train` run.
 
     ``which``: ``"best"`` (lowest validation loss) or ``"latest"`` checkpoint. The params are the
@@ -31,8 +32,10 @@ def load_trained(run_dir: str | Path, which: str = "best",
     model = run_config(run_dir).model
     trained_forces = model.config.forces
     if forces not in (None, "conservative", trained_forces):
-        raise ValueError(f"forces={forces!r}: a run trained with {trained_forces} forces can be "
-                         "loaded as is (None) or as 'conservative'")
+        raise ValueError(
+            f"forces={forces!r}: a run trained with {trained_forces} forces can be "
+            "loaded as is (None) or as 'conservative'"
+        )
     params = restore_params(run_dir, which)
     if forces == "conservative" and model.is_direct:
         model = dataclasses.replace(model, config=model.config.as_conservative())

@@ -18,9 +18,14 @@ CASES = {
     "x2_multiplicities": ("2x0e + 1x1o + 1x2e", "2x1o + 0e + 3x0e", (3,), (3,), {}),
     "mixed_parities": ("1x0o + 2x1e + 1x2o", "1o + 0o + 1e", (2,), (2,), {}),
     "unsorted_repeated": ("1x1o + 2x0e + 1x1o + 1x0e", "1o + 0e", (2,), (2,), {}),
-    "filter": ("2x1o + 2x2e", "0e + 1o + 2e", (3,), (3,),
-               {"filter_ir_out": "0e + 1e + 2e + 3o"}),
-    "filter_outer": ("2x1o + 1x2e", "2x1o + 1x1e", (2,), (2,), {"filter_ir_out": ["1e", "2o", "0e"]}),
+    "filter": ("2x1o + 2x2e", "0e + 1o + 2e", (3,), (3,), {"filter_ir_out": "0e + 1e + 2e + 3o"}),
+    "filter_outer": (
+        "2x1o + 1x2e",
+        "2x1o + 1x1e",
+        (2,),
+        (2,),
+        {"filter_ir_out": ["1e", "2o", "0e"]},
+    ),
     "broadcast": ("2x0e + 2x1o", "0e + 1o + 2e", (2, 1, 3), (4, 1), {}),
     "broadcast_outer": ("1x0e + 2x1o", "2x1o", (2, 1), (3,), {}),
     "scalar_lead": ("3x1o + 1x2e", "1o", (), (), {}),
@@ -38,8 +43,11 @@ def _e3nn_kwargs(kwargs):
     out = dict(kwargs)
     filt = out.get("filter_ir_out")
     if filt is not None:
-        out["filter_ir_out"] = ([ir for _, ir in e3nn.Irreps(filt)] if isinstance(filt, str)
-                                else [e3nn.Irrep(i) for i in filt])
+        out["filter_ir_out"] = (
+            [ir for _, ir in e3nn.Irreps(filt)]
+            if isinstance(filt, str)
+            else [e3nn.Irrep(i) for i in filt]
+        )
     out.setdefault("irrep_normalization", e3nn.config("irrep_normalization"))
     return out
 
@@ -64,12 +72,20 @@ def test_matches_e3nn():
     """Every case of CASES: same irreps, same shape, same values. One jit per side for all cases
     (XLA compiles dominate the run time), one test so pytest-xdist never computes them twice."""
     rng = np.random.default_rng(0)
-    inputs = {name: (irreps_array(rng, i1, l1), irreps_array(rng, i2, l2))
-              for name, (i1, i2, l1, l2, _) in CASES.items()}
-    got = jax.jit(lambda inputs: {k: tp.clebsch_gordan(*x, **CASES[k][4])
-                                  for k, x in _prepare(inputs).items()})(inputs)
-    want = jax.jit(lambda inputs: {k: _reference(*x, **_e3nn_kwargs(CASES[k][4]))
-                                   for k, x in _prepare(inputs).items()})(inputs)
+    inputs = {
+        name: (irreps_array(rng, i1, l1), irreps_array(rng, i2, l2))
+        for name, (i1, i2, l1, l2, _) in CASES.items()
+    }
+    got = jax.jit(
+        lambda inputs: {
+            k: tp.clebsch_gordan(*x, **CASES[k][4]) for k, x in _prepare(inputs).items()
+        }
+    )(inputs)
+    want = jax.jit(
+        lambda inputs: {
+            k: _reference(*x, **_e3nn_kwargs(CASES[k][4])) for k, x in _prepare(inputs).items()
+        }
+    )(inputs)
     failures = []
     for name in CASES:
         g, w = got[name], want[name]
@@ -88,7 +104,9 @@ def test_float64_inputs_keep_dtype():
         assert got.dtype == jnp.float64
         want = e3nn.tensor_product(x1, x2)
         assert got.irreps == want.irreps
-        np.testing.assert_allclose(np.asarray(got.array), np.asarray(want.array), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            np.asarray(got.array), np.asarray(want.array), rtol=1e-12, atol=1e-12
+        )
 
 
 def test_not_irreps_array_is_type_error():

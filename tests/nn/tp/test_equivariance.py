@@ -66,8 +66,13 @@ def _check(out: e3nn.IrrepsArray, context: str = ""):
     assert scale > 1e-3
     for i, (name, (omega, k)) in enumerate(GROUP.items()):
         want = apply_representation(base, out.irreps, omega, k)
-        np.testing.assert_allclose(np.asarray(out.array[1 + i]), want, rtol=0, atol=2e-5 * scale,
-                                   err_msg=f"{context} {name}")
+        np.testing.assert_allclose(
+            np.asarray(out.array[1 + i]),
+            want,
+            rtol=0,
+            atol=2e-5 * scale,
+            err_msg=f"{context} {name}",
+        )
 
 
 @pytest.mark.parametrize("L", list(CONFIGS))
@@ -104,14 +109,17 @@ def test_module_equivariance():
     x2 = _stack(irreps_array(rng, irreps2, (BATCH,)))
     modules, params = [], []
     for kind in tp.KINDS:
-        module = tp.TensorProduct(kind=kind, irreps_out=irreps_out,
-                                  weights="per_path" if kind == "cg" else "per_channel")
+        module = tp.TensorProduct(
+            kind=kind, irreps_out=irreps_out, weights="per_path" if kind == "cg" else "per_channel"
+        )
         shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), x1, x2)
         modules.append(module)
-        params.append(jax.tree_util.tree_map(
-            lambda s: jnp.asarray(rng.normal(size=s.shape), s.dtype), shapes))
+        params.append(
+            jax.tree_util.tree_map(lambda s: jnp.asarray(rng.normal(size=s.shape), s.dtype), shapes)
+        )
     outs = jax.jit(lambda params, x1, x2: [m.apply(p, x1, x2) for m, p in zip(modules, params)])(
-        params, x1, x2)
+        params, x1, x2
+    )
     for kind, out in zip(tp.KINDS, outs):
         assert out.irreps == irreps_out * C, kind
         _check(out, kind)

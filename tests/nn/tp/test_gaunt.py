@@ -27,8 +27,8 @@ REFERENCE_CASES = ["other_class", "mixed", "channelwise_broadcast"]
 # "auto" resolves to one of the explicit methods; Fourier "direct" compiles one shifted add per
 # Fourier coefficient of x2, so it runs on the smaller cases only
 METHODS = {
-    "other_class": [("gaunt_s2grid", m) for m in ("auto", "grid", "operator")] + [
-        ("gaunt_fourier", m) for m in ("fft", "direct")],
+    "other_class": [("gaunt_s2grid", m) for m in ("auto", "grid", "operator")]
+    + [("gaunt_fourier", m) for m in ("fft", "direct")],
     "mixed": [("gaunt_s2grid", "grid"), ("gaunt_s2grid", "operator"), ("gaunt_fourier", "fft")],
     "channelwise_broadcast": [("gaunt_s2grid", "auto"), ("gaunt_fourier", "direct")],
     "x2_lmax3": [("gaunt_s2grid", "grid"), ("gaunt_fourier", "auto")],  # auto: FFT (x2 lmax 3)
@@ -51,8 +51,9 @@ def _class_signal(x: e3nn.IrrepsArray, a: int):
         return None
     mul = x.irreps[0].mul
     irreps = e3nn.s2_irreps(L_REF, p_val=a)
-    padded = e3nn.from_chunks(irreps * mul, [chunks.get(ir) for _, ir in irreps], x.shape[:-1],
-                              x.dtype)
+    padded = e3nn.from_chunks(
+        irreps * mul, [chunks.get(ir) for _, ir in irreps], x.shape[:-1], x.dtype
+    )
     return padded.mul_to_axis(mul)
 
 
@@ -65,9 +66,15 @@ def e3nn_product(x1, x2):
             s1, s2 = _class_signal(x1, a), _class_signal(x2, b)
             if s1 is None or s2 is None:
                 continue
-            g1 = e3nn.to_s2grid(s1, *RES_REF, quadrature="gausslegendre", fft=False, p_val=a, p_arg=-1)
-            g2 = e3nn.to_s2grid(s2, *RES_REF, quadrature="gausslegendre", fft=False, p_val=b, p_arg=-1)
-            y = e3nn.from_s2grid(g1 * g2, e3nn.s2_irreps(L_REF, p_val=a * b), fft=False).axis_to_mul()
+            g1 = e3nn.to_s2grid(
+                s1, *RES_REF, quadrature="gausslegendre", fft=False, p_val=a, p_arg=-1
+            )
+            g2 = e3nn.to_s2grid(
+                s2, *RES_REF, quadrature="gausslegendre", fft=False, p_val=b, p_arg=-1
+            )
+            y = e3nn.from_s2grid(
+                g1 * g2, e3nn.s2_irreps(L_REF, p_val=a * b), fft=False
+            ).axis_to_mul()
             for (mul, ir), chunk in zip(y.irreps, y.chunks):
                 chunk = jnp.broadcast_to(chunk, lead + (mul, ir.dim))
                 out[ir] = chunk if ir not in out else out[ir] + chunk
@@ -85,8 +92,10 @@ def _compare_blocks(name, out, want, failures):
         value = ours.get(ir, np.zeros_like(ref))
         err = np.abs(value - ref).max() / scale
         if err > 1e-5:
-            failures.append(f"{name} {ir}: relative error {err:.2g}"
-                            + ("" if ir in ours else " (an irrep our product does not return)"))
+            failures.append(
+                f"{name} {ir}: relative error {err:.2g}"
+                + ("" if ir in ours else " (an irrep our product does not return)")
+            )
     if not set(ours) <= set(want):
         failures.append(f"{name}: extra irreps {set(ours) - set(want)}")
 
@@ -98,9 +107,12 @@ def test_matches_e3nn_grid_product_and_methods_agree():
     rng = np.random.default_rng(0)
     inputs = {case: _inputs(rng, case) for case in CASES}
     want = jax.jit(lambda inputs: {k: e3nn_product(*inputs[k]) for k in REFERENCE_CASES})(inputs)
-    got = jax.jit(lambda inputs: {
-        case: {(fn, m): getattr(tp, fn)(x1, x2, method=m) for fn, m in METHODS[case]}
-        for case, (x1, x2) in inputs.items()})(inputs)
+    got = jax.jit(
+        lambda inputs: {
+            case: {(fn, m): getattr(tp, fn)(x1, x2, method=m) for fn, m in METHODS[case]}
+            for case, (x1, x2) in inputs.items()
+        }
+    )(inputs)
     failures = []
     for case in CASES:
         base = got[case][METHODS[case][0]]
@@ -141,7 +153,9 @@ def expected_degree(kind, irreps1, irreps2, filt) -> int:
             for ir3 in triangle_paths(ir1, ir2, odd_allowed=kind == "vector_gaunt"):
                 if keep is None or ir3 in keep:
                     odd = (ir1.l + ir2.l + ir3.l) % 2
-                    degree = max(degree, top1[parity_class(ir1)] + top2[parity_class(ir2)] + ir3.l - odd)
+                    degree = max(
+                        degree, top1[parity_class(ir1)] + top2[parity_class(ir2)] + ir3.l - odd
+                    )
     return degree
 
 
@@ -160,16 +174,22 @@ def test_grid_resolution_is_the_smallest_exact():
                 assert degree == 2 * (e3nn.Irreps(irreps1).lmax + e3nn.Irreps(irreps2).lmax)
             assert (rb, ra) == (degree // 2 + 1, degree + 1), name
             inputs[name] = (x1, x2)
-            resolutions[name] = {"exact": (rb, ra), "+1,+2": (rb + 1, ra + 2),
-                                 "+3,+5": (rb + 3, ra + 5), "beta-1": (rb - 1, ra),
-                                 "alpha-1": (rb, ra - 1)}
+            resolutions[name] = {
+                "exact": (rb, ra),
+                "+1,+2": (rb + 1, ra + 2),
+                "+3,+5": (rb + 3, ra + 5),
+                "beta-1": (rb - 1, ra),
+                "alpha-1": (rb, ra - 1),
+            }
 
         def run(inputs):
             out = {}
             for name, (x1, x2) in inputs.items():
                 kind, _, _, filt = RESOLUTION_CASES[name]
-                out[name] = {k: tp.tensor_product(kind, x1, x2, filter_ir_out=filt, resolution=res).array
-                             for k, res in resolutions[name].items()}
+                out[name] = {
+                    k: tp.tensor_product(kind, x1, x2, filter_ir_out=filt, resolution=res).array
+                    for k, res in resolutions[name].items()
+                }
             return out
 
         results = jax.jit(run)(inputs)
@@ -181,7 +201,9 @@ def test_grid_resolution_is_the_smallest_exact():
                 failures.append(f"{name} {finer}: {rel_err(out['exact'], out[finer]):.2g}")
         for coarser in ("beta-1", "alpha-1"):
             if rel_err(out[coarser], out["exact"]) < 1e-4:
-                failures.append(f"{name} {coarser}: unchanged ({rel_err(out[coarser], out['exact']):.2g})")
+                failures.append(
+                    f"{name} {coarser}: unchanged ({rel_err(out[coarser], out['exact']):.2g})"
+                )
     assert not failures, "\n".join(failures)
 
 
@@ -204,10 +226,14 @@ def test_grid_resolution_full_output(l1, l2):
         for filt in ("0e + 1o", "2e", "1e + 3e"):
             d = expected_degree(kind, irreps1, irreps2, filt)
             if d:
-                assert tp.grid_resolution(kind, irreps1, irreps2, filt) == (d // 2 + 1, d + 1), (kind, filt)
+                assert tp.grid_resolution(kind, irreps1, irreps2, filt) == (d // 2 + 1, d + 1), (
+                    kind,
+                    filt,
+                )
 
 
 # --- errors -----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fn", [tp.gaunt_s2grid, tp.gaunt_fourier, tp.vector_gaunt])
 def test_input_errors(fn):

@@ -17,17 +17,24 @@ C = 2
 IRREPS1 = (e3nn.Irreps("0e + 1o + 2e") * C).regroup()  # one parity class: compiles stay small
 IRREPS2 = e3nn.Irreps("0e + 1o")
 # kind, options: both Fourier convolutions; "auto" picks "direct" for this x2 (lmax 1)
-GRAD_CASES = [("cg", {}), ("gaunt_grid", {"method": "grid"}), ("gaunt_grid", {"method": "operator"}),
-              ("gaunt_fourier", {"method": "direct"}), ("gaunt_fourier", {"method": "fft"}),
-              ("vector_gaunt", {})]
+GRAD_CASES = [
+    ("cg", {}),
+    ("gaunt_grid", {"method": "grid"}),
+    ("gaunt_grid", {"method": "operator"}),
+    ("gaunt_fourier", {"method": "direct"}),
+    ("gaunt_fourier", {"method": "fft"}),
+    ("vector_gaunt", {}),
+]
 EPS = 1e-5
 
 
 def _loss(kind, **options):
     def f(a1, a2):
-        out = tp.tensor_product(kind, e3nn.IrrepsArray(IRREPS1, a1), e3nn.IrrepsArray(IRREPS2, a2),
-                                **options)
-        return jnp.sum(out.array ** 2)
+        out = tp.tensor_product(
+            kind, e3nn.IrrepsArray(IRREPS1, a1), e3nn.IrrepsArray(IRREPS2, a2), **options
+        )
+        return jnp.sum(out.array**2)
+
     return f
 
 
@@ -52,12 +59,17 @@ def inputs(x64):
     return jnp.asarray(a1), jnp.asarray(a2)
 
 
-@pytest.mark.parametrize("kind,options", GRAD_CASES, ids=lambda v: v if isinstance(v, str) else
-                         "-".join(v.values()) or "default")
+@pytest.mark.parametrize(
+    "kind,options",
+    GRAD_CASES,
+    ids=lambda v: v if isinstance(v, str) else "-".join(v.values()) or "default",
+)
 def test_gradient_matches_finite_differences(inputs, kind, options):
     a1, a2 = inputs
     f = _loss(kind, **options)
-    both = jax.jit(lambda a1, a2: (jax.grad(f, argnums=(0, 1))(a1, a2), _central_differences(f, a1, a2)))
+    both = jax.jit(
+        lambda a1, a2: (jax.grad(f, argnums=(0, 1))(a1, a2), _central_differences(f, a1, a2))
+    )
     (g1, g2), (fd1, fd2) = both(a1, a2)
     scale = float(max(jnp.abs(fd1).max(), jnp.abs(fd2).max()))
     np.testing.assert_allclose(np.asarray(g1), np.asarray(fd1), rtol=0, atol=1e-7 * scale)
@@ -76,7 +88,9 @@ def test_gradient_of_gradient_matches_finite_differences(inputs, kind):
         g1, g2 = jax.grad(f, argnums=(0, 1))(a1, a2)
         return jnp.vdot(g1, w) + jnp.vdot(g2, v)
 
-    both = jax.jit(lambda a1, a2: (jax.grad(h, argnums=(0, 1))(a1, a2), _central_differences(h, a1, a2)))
+    both = jax.jit(
+        lambda a1, a2: (jax.grad(h, argnums=(0, 1))(a1, a2), _central_differences(h, a1, a2))
+    )
     (hh1, hh2), (fd1, fd2) = both(a1, a2)
     scale = float(max(jnp.abs(fd1).max(), jnp.abs(fd2).max()))
     np.testing.assert_allclose(np.asarray(hh1), np.asarray(fd1), rtol=0, atol=1e-7 * scale)
@@ -94,5 +108,6 @@ def test_jit_and_vmap_match_eager(kind):
     mapped = jax.jit(jax.vmap(fn))(x1, x2)  # eager vmap would compile every operation again
     for other in (jitted, mapped):
         assert other.irreps == eager.irreps
-        np.testing.assert_allclose(np.asarray(other.array), np.asarray(eager.array), rtol=1e-12,
-                                   atol=1e-12)
+        np.testing.assert_allclose(
+            np.asarray(other.array), np.asarray(eager.array), rtol=1e-12, atol=1e-12
+        )

@@ -44,8 +44,9 @@ def _summed_paths(kind, x1, x2, irreps_out, path_weights=None) -> dict:
         count[p.ir_out] = count.get(p.ir_out, 0) + 1
     out = {}
     for i, p in enumerate(realized):
-        block = tp.clebsch_gordan(x1.filter(keep=[p.ir1]), x2.filter(keep=[p.ir2]),
-                                  filter_ir_out=[p.ir_out]).chunks[0]
+        block = tp.clebsch_gordan(
+            x1.filter(keep=[p.ir1]), x2.filter(keep=[p.ir2]), filter_ir_out=[p.ir_out]
+        ).chunks[0]
         if path_weights is not None:
             block = block * path_weights[i][:, None] / np.sqrt(count[p.ir_out])
         out[p.ir_out] = block if p.ir_out not in out else out[p.ir_out] + block
@@ -61,8 +62,9 @@ def _assert_blocks(out: e3nn.IrrepsArray, want: dict, irreps_out):
             np.testing.assert_array_equal(got[ir], 0.0, err_msg=f"{ir} must be a zero block")
         else:
             ref = np.asarray(ref, np.float64)
-            np.testing.assert_allclose(got[ir], np.broadcast_to(ref, got[ir].shape), rtol=1e-5,
-                                       atol=1e-5, err_msg=str(ir))
+            np.testing.assert_allclose(
+                got[ir], np.broadcast_to(ref, got[ir].shape), rtol=1e-5, atol=1e-5, err_msg=str(ir)
+            )
 
 
 @pytest.fixture(scope="module")
@@ -82,23 +84,34 @@ def test_weightings_against_plain_product(inputs, kind):
 
     def run(ones, params, x1, x2):
         p = params["params"]
-        scaled1 = e3nn.from_chunks(x1.irreps, [c * w[:, None] for c, w in zip(x1.chunks, p["w_in1"])],
-                                   x1.shape[:-1], x1.dtype)
-        scaled2 = e3nn.from_chunks(x2.irreps, [c * w for c, w in zip(x2.chunks, p["w_in2"])],
-                                   x2.shape[:-1], x2.dtype)
+        scaled1 = e3nn.from_chunks(
+            x1.irreps,
+            [c * w[:, None] for c, w in zip(x1.chunks, p["w_in1"])],
+            x1.shape[:-1],
+            x1.dtype,
+        )
+        scaled2 = e3nn.from_chunks(
+            x2.irreps, [c * w for c, w in zip(x2.chunks, p["w_in2"])], x2.shape[:-1], x2.dtype
+        )
         want = _summed_paths(kind, scaled1, scaled2, IRREPS_OUT)
         index = {ir: i for i, (_, ir) in enumerate(IRREPS_OUT)}
         want = {ir: v * p["w_out"][index[ir]][:, None] for ir, v in want.items()}
-        return (none.apply({}, x1, x2), per_channel.apply(ones, x1, x2), per_channel.apply(params, x1, x2),
-                _summed_paths(kind, x1, x2, IRREPS_OUT), want)
+        return (
+            none.apply({}, x1, x2),
+            per_channel.apply(ones, x1, x2),
+            per_channel.apply(params, x1, x2),
+            _summed_paths(kind, x1, x2, IRREPS_OUT),
+            want,
+        )
 
     p = params["params"]
     assert p["w_in1"].shape == (len(IRREPS1), C) and p["w_in2"].shape == (len(IRREPS2),)
     assert p["w_out"].shape == (len(IRREPS_OUT), C)
     out_none, out_ones, out_random, plain, want = jax.jit(run)(ones, params, x1, x2)
     _assert_blocks(out_none, plain, IRREPS_OUT)
-    np.testing.assert_allclose(np.asarray(out_ones.array), np.asarray(out_none.array), rtol=1e-6,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(out_ones.array), np.asarray(out_none.array), rtol=1e-6, atol=1e-6
+    )
     _assert_blocks(out_random, want, IRREPS_OUT)
 
 
@@ -109,9 +122,12 @@ def test_cg_per_path_weights(inputs):
     params = _random_params(module, x1, x2, seed=2)
     w = params["params"]["w_path"]
     assert w.shape == (len(tp.paths("cg", x1.irreps, x2.irreps, IRREPS_OUT)), C)
-    out, want = jax.jit(lambda params, x1, x2: (
-        module.apply(params, x1, x2),
-        _summed_paths("cg", x1, x2, IRREPS_OUT, path_weights=params["params"]["w_path"])))(params, x1, x2)
+    out, want = jax.jit(
+        lambda params, x1, x2: (
+            module.apply(params, x1, x2),
+            _summed_paths("cg", x1, x2, IRREPS_OUT, path_weights=params["params"]["w_path"]),
+        )
+    )(params, x1, x2)
     _assert_blocks(out, want, IRREPS_OUT)
 
 
@@ -131,9 +147,15 @@ def test_channelwise_x2():
     x1 = irreps_array(rng, IRREPS1, (2,))
     x2 = irreps_array(rng, (IRREPS2 * C).regroup(), (2,))
     irreps_out = "0e + 1o + 1e + 2e"
-    outs = jax.jit(lambda x1, x2: [
-        (tp.TensorProduct(kind=k, irreps_out=irreps_out, weights="none").apply({}, x1, x2),
-         _summed_paths(k, x1, x2, irreps_out)) for k in tp.KINDS[1:]])(x1, x2)
+    outs = jax.jit(
+        lambda x1, x2: [
+            (
+                tp.TensorProduct(kind=k, irreps_out=irreps_out, weights="none").apply({}, x1, x2),
+                _summed_paths(k, x1, x2, irreps_out),
+            )
+            for k in tp.KINDS[1:]
+        ]
+    )(x1, x2)
     for out, want in outs:
         _assert_blocks(out, want, irreps_out)
     with pytest.raises(ValueError, match="multiplicity 1"):
@@ -169,10 +191,15 @@ def test_unequal_multiplicities_are_a_clear_error():
 
 def test_tensor_product_dispatch(inputs):
     x1, x2 = inputs
-    fns = {"cg": tp.clebsch_gordan, "gaunt_grid": tp.gaunt_s2grid, "gaunt_fourier": tp.gaunt_fourier,
-           "vector_gaunt": tp.vector_gaunt}
+    fns = {
+        "cg": tp.clebsch_gordan,
+        "gaunt_grid": tp.gaunt_s2grid,
+        "gaunt_fourier": tp.gaunt_fourier,
+        "vector_gaunt": tp.vector_gaunt,
+    }
     for kind, fn in fns.items():
-        a = jax.eval_shape(lambda x1, x2, kind=kind: tp.tensor_product(kind, x1, x2, filter_ir_out="1o"),
-                           x1, x2)
+        a = jax.eval_shape(
+            lambda x1, x2, kind=kind: tp.tensor_product(kind, x1, x2, filter_ir_out="1o"), x1, x2
+        )
         b = jax.eval_shape(lambda x1, x2, fn=fn: fn(x1, x2, filter_ir_out="1o"), x1, x2)
         assert a.irreps == b.irreps and a.shape == b.shape, kind

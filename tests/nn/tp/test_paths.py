@@ -34,8 +34,9 @@ def test_paths_match_enumeration(kind):
     everything = e3nn.Irreps(ALL)
     assert tp.paths(kind, everything, everything) == expected_paths(kind, everything, everything)
     for irreps_out in ("0e + 1e + 3o", "2o", "6e + 5o"):
-        assert (tp.paths(kind, everything, everything, irreps_out)
-                == expected_paths(kind, everything, everything, irreps_out))
+        assert tp.paths(kind, everything, everything, irreps_out) == expected_paths(
+            kind, everything, everything, irreps_out
+        )
     # multiplicities and order are ignored
     assert tp.paths(kind, "2x1o + 3x0e + 1o", "4x2e") == expected_paths(kind, "0e + 1o", "2e")
     for ir1, ir2 in itertools.product(ALL, ALL):
@@ -118,11 +119,13 @@ def test_num_weights_is_the_module_parameter_count(kind, weights):
 def test_unknown_kind_and_weights_are_value_errors():
     x = e3nn.IrrepsArray("2x0e + 2x1o", jnp.zeros((1, 8)))
     y = e3nn.IrrepsArray("0e + 1o", jnp.zeros((1, 4)))
-    for call in (lambda: tp.paths("bogus", "0e", "0e"),
-                 lambda: tp.num_weights("bogus", "0e", "0e", None),
-                 lambda: tp.grid_resolution("bogus", "0e", "0e"),
-                 lambda: tp.tensor_product("bogus", x, y),
-                 lambda: tp.TensorProduct(kind="bogus").init(jax.random.PRNGKey(0), x, y)):
+    for call in (
+        lambda: tp.paths("bogus", "0e", "0e"),
+        lambda: tp.num_weights("bogus", "0e", "0e", None),
+        lambda: tp.grid_resolution("bogus", "0e", "0e"),
+        lambda: tp.tensor_product("bogus", x, y),
+        lambda: tp.TensorProduct(kind="bogus").init(jax.random.PRNGKey(0), x, y),
+    ):
         with pytest.raises(ValueError, match="bogus"):
             call()
     with pytest.raises(ValueError, match="weights"):

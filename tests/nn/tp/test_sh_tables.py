@@ -33,12 +33,15 @@ def test_matches_e3nn_spherical_harmonics_every_l_m():
     r = np.stack([np.sin(beta) * np.sin(alpha), np.cos(beta), np.sin(beta) * np.cos(alpha)], -1)
     irreps = e3nn.s2_irreps(LMAX)
     with jax.enable_x64(True):  # float64 reference: float32 rounding reaches 2e-5 at l = 8
-        sh = jax.jit(lambda v: e3nn.spherical_harmonics(irreps, v, normalize=True,
-                                                        normalization="integral").array)
+        sh = jax.jit(
+            lambda v: (
+                e3nn.spherical_harmonics(irreps, v, normalize=True, normalization="integral").array
+            )
+        )
         want = np.asarray(sh(jnp.asarray(r, jnp.float64)))
     assert want.dtype == np.float64
     y = _factored(LMAX, beta, alpha)
-    got = np.concatenate([y[:, l, LMAX - l:LMAX + l + 1] for l in range(LMAX + 1)], axis=-1)
+    got = np.concatenate([y[:, l, LMAX - l : LMAX + l + 1] for l in range(LMAX + 1)], axis=-1)
     assert got.shape == want.shape
     for l in range(LMAX + 1):
         sl = slice(l * l, (l + 1) ** 2)
@@ -62,7 +65,7 @@ def test_orthonormal_on_fine_grid():
     weight = (w[:, None] * np.full(res_alpha, 2 * np.pi / res_alpha)).reshape(-1)
     bb, aa = np.meshgrid(beta, alpha, indexing="ij")
     ylm = _factored(LMAX, bb.reshape(-1), aa.reshape(-1))  # (points, l, m)
-    cols = np.concatenate([ylm[:, l, LMAX - l:LMAX + l + 1] for l in range(LMAX + 1)], axis=-1)
+    cols = np.concatenate([ylm[:, l, LMAX - l : LMAX + l + 1] for l in range(LMAX + 1)], axis=-1)
     gram = cols.T @ (weight[:, None] * cols)
     np.testing.assert_allclose(gram, np.eye(cols.shape[1]), atol=1e-12)
 
@@ -73,12 +76,13 @@ def test_gauss_legendre_grid_integrates_exactly():
     beta, alpha, w = sh_tables.gauss_legendre_grid(res_beta, res_alpha)
     assert beta.shape == (res_beta,) and alpha.shape == (res_alpha,) and w.shape == (res_beta,)
     np.testing.assert_allclose(w.sum() * res_alpha, 4 * np.pi, rtol=1e-14)
-    np.testing.assert_allclose(np.sort(np.cos(beta)), np.polynomial.legendre.leggauss(res_beta)[0],
-                               atol=1e-14)
+    np.testing.assert_allclose(
+        np.sort(np.cos(beta)), np.polynomial.legendre.leggauss(res_beta)[0], atol=1e-14
+    )
     lmax = 4  # products of degree 8 = 2 res_beta - 2 = res_alpha - 1: exact
     bb, aa = np.meshgrid(beta, alpha, indexing="ij")
     ylm = _factored(lmax, bb.reshape(-1), aa.reshape(-1))
-    cols = np.concatenate([ylm[:, l, lmax - l:lmax + l + 1] for l in range(lmax + 1)], axis=-1)
+    cols = np.concatenate([ylm[:, l, lmax - l : lmax + l + 1] for l in range(lmax + 1)], axis=-1)
     weight = np.repeat(w, res_alpha)
     np.testing.assert_allclose(cols.T @ (weight[:, None] * cols), np.eye(cols.shape[1]), atol=1e-13)
 

@@ -20,20 +20,24 @@ def test_cross_product_exact_constant():
     a, b = irreps_array(rng, "1o", (5,)), irreps_array(rng, "1o", (5,))
     out = tp.vector_gaunt(a, b)
     assert out.irreps == e3nn.Irreps("0e + 1e + 2e")
-    want = np.sqrt(3) / 2 * np.cross(np.asarray(a.array, np.float64), np.asarray(b.array, np.float64))
+    want = (
+        np.sqrt(3) / 2 * np.cross(np.asarray(a.array, np.float64), np.asarray(b.array, np.float64))
+    )
     np.testing.assert_allclose(blocks(out)[e3nn.Irrep("1e")][:, 0], want, rtol=1e-6, atol=1e-6)
 
     a3 = irreps_array(rng, "3x1o", (4,))
     b3 = irreps_array(rng, "3x1o", (4,))
     vec = lambda x: np.asarray(x.array, np.float64).reshape(x.shape[:-1] + (3, 3))
     per_channel = blocks(tp.vector_gaunt(a3, b3, filter_ir_out="1e"))[e3nn.Irrep("1e")]
-    np.testing.assert_allclose(per_channel, np.sqrt(3) / 2 * np.cross(vec(a3), vec(b3)), rtol=1e-6,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        per_channel, np.sqrt(3) / 2 * np.cross(vec(a3), vec(b3)), rtol=1e-6, atol=1e-6
+    )
     b4 = irreps_array(rng, "1o", (4,))
     broadcast = blocks(tp.vector_gaunt(a3, b4, filter_ir_out="1e"))[e3nn.Irrep("1e")]
     b64 = np.asarray(b4.array, np.float64)[:, None, :]
-    np.testing.assert_allclose(broadcast, np.sqrt(3) / 2 * np.cross(vec(a3), b64), rtol=1e-6,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        broadcast, np.sqrt(3) / 2 * np.cross(vec(a3), b64), rtol=1e-6, atol=1e-6
+    )
 
 
 # ---- an independent reference for every path: e3nn harmonics and their autodiff gradients -----
@@ -57,8 +61,9 @@ def reference(x1: e3nn.IrrepsArray, x2: e3nn.IrrepsArray, lmax_in: int) -> dict:
     lmax_out = 2 * lmax_in
     irreps = e3nn.s2_irreps(lmax_out)
     r, weight = _grid()
-    sh = lambda v: e3nn.spherical_harmonics(irreps, v, normalize=True,
-                                            normalization="integral").array
+    sh = lambda v: (
+        e3nn.spherical_harmonics(irreps, v, normalize=True, normalization="integral").array
+    )
     values = np.asarray(sh(jnp.asarray(r)), np.float64)  # (P, (lmax_out+1)^2)
     grads = np.asarray(jax.jit(jax.vmap(jax.jacfwd(sh)))(jnp.asarray(r)), np.float64)  # (P, dim, 3)
     n_in = (lmax_in + 1) ** 2
@@ -71,7 +76,7 @@ def reference(x1: e3nn.IrrepsArray, x2: e3nn.IrrepsArray, lmax_in: int) -> dict:
         for ir, chunk in blocks(x).items():
             a = parity_class(ir)
             full = out.setdefault(a, np.zeros(chunk.shape[:-1] + (n_in,)))
-            full[..., ir.l ** 2:(ir.l + 1) ** 2] = chunk
+            full[..., ir.l**2 : (ir.l + 1) ** 2] = chunk
         return out
 
     result = {}
@@ -85,7 +90,7 @@ def reference(x1: e3nn.IrrepsArray, x2: e3nn.IrrepsArray, lmax_in: int) -> dict:
                 proj = np.sqrt(4 * np.pi) * np.einsum("...p,p,pk->...k", h, weight, values)
                 for l in range(lmax_out + 1):
                     ir = e3nn.Irrep(l, cls * (-1) ** l)
-                    v = proj[..., l * l:(l + 1) ** 2]
+                    v = proj[..., l * l : (l + 1) ** 2]
                     result[ir] = v if ir not in result else result[ir] + v
     return result
 
@@ -98,8 +103,9 @@ def test_every_path_and_the_even_part():
     x1 = irreps_array(rng, e3nn.Irreps("0e + 1o + 1e + 2e + 2o") * C, (3,)).regroup()
     x2 = irreps_array(rng, "0e + 1o + 2o + 2e", (3,))
     x2c = irreps_array(rng, e3nn.Irreps("1o + 1e + 2e") * C, (3,)).regroup()
-    outs = jax.jit(lambda x1, x2, x2c: [(tp.vector_gaunt(x1, x), tp.gaunt_s2grid(x1, x))
-                                        for x in (x2, x2c)])(x1, x2, x2c)
+    outs = jax.jit(
+        lambda x1, x2, x2c: [(tp.vector_gaunt(x1, x), tp.gaunt_s2grid(x1, x)) for x in (x2, x2c)]
+    )(x1, x2, x2c)
     for other, (vec, gaunt) in zip((x2, x2c), outs):
         context = f"x2 = {other.irreps}"
         # every path against the independent reference
@@ -110,26 +116,40 @@ def test_every_path_and_the_even_part():
             if value is None:  # nothing realizes ir: the exact integrals vanish
                 assert np.abs(ref).max() < 1e-5 * scale, (context, ir)
             else:
-                np.testing.assert_allclose(value, np.broadcast_to(ref, value.shape), rtol=0,
-                                           atol=1e-5 * scale, err_msg=f"{context} {ir}")
+                np.testing.assert_allclose(
+                    value,
+                    np.broadcast_to(ref, value.shape),
+                    rtol=0,
+                    atol=1e-5 * scale,
+                    err_msg=f"{context} {ir}",
+                )
         assert set(got) <= set(want), context
         # the even part is the Gaunt product
-        odd_targets = {ir3 for _, ir1 in x1.irreps for _, ir2 in other.irreps
-                       for ir3 in triangle_paths(ir1, ir2) if (ir1.l + ir2.l + ir3.l) % 2}
+        odd_targets = {
+            ir3
+            for _, ir1 in x1.irreps
+            for _, ir2 in other.irreps
+            for ir3 in triangle_paths(ir1, ir2)
+            if (ir1.l + ir2.l + ir3.l) % 2
+        }
         g = blocks(gaunt)
         assert set(g) <= set(got), context
         checked = 0
         for ir, value in got.items():
             if ir not in odd_targets:
-                np.testing.assert_allclose(value, g[ir], rtol=1e-6, atol=1e-6, err_msg=f"{context} {ir}")
+                np.testing.assert_allclose(
+                    value, g[ir], rtol=1e-6, atol=1e-6, err_msg=f"{context} {ir}"
+                )
                 checked += 1
         assert checked >= 3, context
         # and the odd part is really there
         assert any(np.abs(got[ir] - g.get(ir, 0)).max() > 1e-2 for ir in odd_targets if ir in got)
 
 
-@pytest.mark.parametrize("irreps1,irreps2", [("0e + 1o + 2e", "1o + 2e"),
-                                             ("0o + 1e + 1o + 2o + 3e", "0e + 1e + 2o + 3o")])
+@pytest.mark.parametrize(
+    "irreps1,irreps2",
+    [("0e + 1o + 2e", "1o + 2e"), ("0o + 1e + 1o + 2o + 3e", "0e + 1e + 2o + 3o")],
+)
 def test_paths_are_every_cg_coupling(irreps1, irreps2):
     assert tp.paths("vector_gaunt", irreps1, irreps2) == tp.paths("cg", irreps1, irreps2)
     gaunt = tp.paths("gaunt_grid", irreps1, irreps2)

@@ -17,7 +17,9 @@ import numpy as np
 import scipy.linalg
 
 
-def irreps_array(rng: np.random.Generator, irreps, lead: tuple = (), dtype=None) -> e3nn.IrrepsArray:
+def irreps_array(
+    rng: np.random.Generator, irreps, lead: tuple = (), dtype=None
+) -> e3nn.IrrepsArray:
     """Standard-normal `IrrepsArray` of shape lead + (dim,) (float32 unless x64 is on / dtype)."""
     irreps = e3nn.Irreps(irreps)
     if dtype is None:
@@ -65,8 +67,9 @@ def apply_representation(array, irreps, omega, k: int = 0) -> np.ndarray:
 
 def transform(x: e3nn.IrrepsArray, omega, k: int = 0) -> e3nn.IrrepsArray:
     """D(g) x for g = rotation(ω) · inversion^k (numpy, dtype kept)."""
-    return e3nn.IrrepsArray(x.irreps, jnp.asarray(apply_representation(x.array, x.irreps, omega, k),
-                                                  x.dtype))
+    return e3nn.IrrepsArray(
+        x.irreps, jnp.asarray(apply_representation(x.array, x.irreps, omega, k), x.dtype)
+    )
 
 
 def rel_err(got, want) -> float:

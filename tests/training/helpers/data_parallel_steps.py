@@ -20,10 +20,12 @@ import sys
 import jax
 
 if os.environ.get("EQUIJAX_TEST_COORDINATOR"):
-    jax.distributed.initialize(coordinator_address=os.environ["EQUIJAX_TEST_COORDINATOR"],
-                               num_processes=int(os.environ["EQUIJAX_TEST_NPROC"]),
-                               process_id=int(os.environ["EQUIJAX_TEST_PID"]),
-                               initialization_timeout=120)
+    jax.distributed.initialize(
+        coordinator_address=os.environ["EQUIJAX_TEST_COORDINATOR"],
+        num_processes=int(os.environ["EQUIJAX_TEST_NPROC"]),
+        process_id=int(os.environ["EQUIJAX_TEST_PID"]),
+        initialization_timeout=120,
+    )
 
 import numpy as np  # noqa: E402
 
@@ -58,18 +60,25 @@ def flat(prefix, tree):
 def main():
     sep = sys.argv.index("--") if "--" in sys.argv else len(sys.argv)
     out, n_steps, sizes = sys.argv[1], int(sys.argv[2]), [int(a) for a in sys.argv[3:sep]]
-    config = load_config(None, sys.argv[sep + 1:])
+    config = load_config(None, sys.argv[sep + 1 :])
     structures = generate_emt_dataset(40, seed=0, progress=False)
-    graphs = [atoms_to_graph(s.atoms, config.model.config.atom_graph_cutoff,
-                              config.model.config.bond_graph_cutoff)
-              for s in structures]
+    graphs = [
+        atoms_to_graph(
+            s.atoms, config.model.config.atom_graph_cutoff, config.model.config.bond_graph_cutoff
+        )
+        for s in structures
+    ]
     index = np.random.default_rng(1).permutation(len(structures))[:16]
     policy = BucketPolicy(growth=1.25, multiple=16)
     module = build_model(config.model)
     optimizer = make_optimizer(OptimConfig(learning_rate=5e-3, warmup_steps=1), total_steps=20)
 
-    results = {"process_count": jax.process_count(), "process_index": jax.process_index(),
-               "device_count": jax.device_count(), "local_device_count": jax.local_device_count()}
+    results = {
+        "process_count": jax.process_count(),
+        "process_index": jax.process_index(),
+        "device_count": jax.device_count(),
+        "local_device_count": jax.local_device_count(),
+    }
     params0 = eval_params = None
     for n in sizes:
         mesh = make_mesh(n)

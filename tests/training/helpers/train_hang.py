@@ -39,4 +39,4 @@ def install(hang_at: int, marker: Path) -> None:
 if __name__ == "__main__":
     sep = sys.argv.index("--")
     install(int(sys.argv[1]), Path(sys.argv[2]))
-    sys.exit(main(sys.argv[sep + 1:]))
+    sys.exit(main(sys.argv[sep + 1 :]))

@@ -6,5 +6,13 @@ from equijax.models.chgnet.direct import CHGNetDirectHeads, LearnedEnergies
 from equijax.models.chgnet.model import CHGNet, pair_lengths
 from equijax.models.chgnet.pretrained import convert_state_dict, from_pretrained
 
-__all__ = ["PRESETS", "CHGNet", "CHGNetConfig", "CHGNetDirectHeads", "LearnedEnergies",
-           "convert_state_dict", "from_pretrained", "pair_lengths"]
+__all__ = [
+    "PRESETS",
+    "CHGNet",
+    "CHGNetConfig",
+    "CHGNetDirectHeads",
+    "LearnedEnergies",
+    "convert_state_dict",
+    "from_pretrained",
+    "pair_lengths",
+]

@@ -89,49 +89,97 @@ class CHGNetConfig(BaseModelConfig):
     DENSE_ONLY: ClassVar[bool] = True  # every matmul is a flax Dense (precision emulation)
     # fields that shape only the direct heads (`as_conservative` resets them)
     DIRECT_HEAD_OPTIONS: ClassVar[tuple[str, ...]] = (
-        "direct_hidden_dims", "direct_stress", "direct_norm", "direct_angle_stress",
-        "direct_angle_forces", "direct_trunk_grad")
+        "direct_hidden_dims",
+        "direct_stress",
+        "direct_norm",
+        "direct_angle_stress",
+        "direct_angle_forces",
+        "direct_trunk_grad",
+    )
     DIRECT_HEAD_PARAMS: ClassVar[tuple[str, ...]] = (
-        "direct_heads", "angle_stress_mlp", "angle_force_mlp")
+        "direct_heads",
+        "angle_stress_mlp",
+        "angle_force_mlp",
+    )
     # may differ from the run or pretrained model a run starts from: the heads, the learned
     # energy terms (new ones start at zero) and the memory/speed options (same function)
     FREE_OPTIONS: ClassVar[tuple[str, ...]] = (
-        "forces", *DIRECT_HEAD_OPTIONS, "direct_pair_energy", "direct_angle_energy", "remat",
-        "factorized_messages", "fused_gates")
+        "forces",
+        *DIRECT_HEAD_OPTIONS,
+        "direct_pair_energy",
+        "direct_angle_energy",
+        "remat",
+        "factorized_messages",
+        "fused_gates",
+    )
 
     def __post_init__(self):
         super().__post_init__()
         if self.hidden_dim is not None:
             if self.hidden_dim < 1:
-                raise ConfigError(f"config key 'model.hidden_dim': must be >= 1, got "
-                                  f"{self.hidden_dim}")
+                raise ConfigError(
+                    f"config key 'model.hidden_dim': must be >= 1, got {self.hidden_dim}"
+                )
             for name in ("atom_conv_hidden_dim", "bond_conv_hidden_dim"):
                 object.__setattr__(self, name, (self.hidden_dim,))
-        for name in ("atom_conv_hidden_dim", "bond_conv_hidden_dim", "angle_layer_hidden_dim",
-                     "mlp_hidden_dims", "direct_hidden_dims"):
+        for name in (
+            "atom_conv_hidden_dim",
+            "bond_conv_hidden_dim",
+            "angle_layer_hidden_dim",
+            "mlp_hidden_dims",
+            "direct_hidden_dims",
+        ):
             object.__setattr__(self, name, hidden_layers(getattr(self, name)))
         checks = [
             (self.n_conv >= 1, "n_conv", f"must be >= 1, got {self.n_conv}"),
-            (0 < self.bond_graph_cutoff <= self.atom_graph_cutoff, "bond_graph_cutoff",
-             "need 0 < bond_graph_cutoff <= atom_graph_cutoff"),
-            (all(w >= 1 for w in self.direct_hidden_dims), "direct_hidden_dims",
-             "widths must be >= 1"),
+            (
+                0 < self.bond_graph_cutoff <= self.atom_graph_cutoff,
+                "bond_graph_cutoff",
+                "need 0 < bond_graph_cutoff <= atom_graph_cutoff",
+            ),
+            (
+                all(w >= 1 for w in self.direct_hidden_dims),
+                "direct_hidden_dims",
+                "widths must be >= 1",
+            ),
             (self.num_angular % 2 == 1, "num_angular", f"must be odd, got {self.num_angular}"),
-            (valid_direct_norm(self.direct_norm), "direct_norm",
-             f"must be a finite number > 0, got {self.direct_norm!r}"),
-            (valid_trunk_grad(self.direct_trunk_grad), "direct_trunk_grad",
-             f"must be a finite number >= 0, got {self.direct_trunk_grad!r}"),
-            *[(isinstance(getattr(self, name), int) and not isinstance(getattr(self, name), bool)
-               and getattr(self, name) >= 0, name,
-               f"must be an integer >= 0, got {getattr(self, name)!r}")
-              for name in ("direct_pair_energy", "direct_angle_energy")],
+            (
+                valid_direct_norm(self.direct_norm),
+                "direct_norm",
+                f"must be a finite number > 0, got {self.direct_norm!r}",
+            ),
+            (
+                valid_trunk_grad(self.direct_trunk_grad),
+                "direct_trunk_grad",
+                f"must be a finite number >= 0, got {self.direct_trunk_grad!r}",
+            ),
+            *[
+                (
+                    isinstance(getattr(self, name), int)
+                    and not isinstance(getattr(self, name), bool)
+                    and getattr(self, name) >= 0,
+                    name,
+                    f"must be an integer >= 0, got {getattr(self, name)!r}",
+                )
+                for name in ("direct_pair_energy", "direct_angle_energy")
+            ],
         ]
-        direct_only = ("direct_stress", "direct_norm", "direct_angle_stress",
-                       "direct_angle_forces", "direct_trunk_grad")
+        direct_only = (
+            "direct_stress",
+            "direct_norm",
+            "direct_angle_stress",
+            "direct_angle_forces",
+            "direct_trunk_grad",
+        )
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        checks += [(self.forces == "direct" or getattr(self, name) == defaults[name], name,
-                    "needs model.forces=direct (a conservative model has no heads)")
-                   for name in direct_only]
+        checks += [
+            (
+                self.forces == "direct" or getattr(self, name) == defaults[name],
+                name,
+                "needs model.forces=direct (a conservative model has no heads)",
+            )
+            for name in direct_only
+        ]
         for ok, key, why in checks:
             if not ok:
                 raise ConfigError(f"config key 'model.{key}': {why}")
@@ -140,7 +188,9 @@ class CHGNetConfig(BaseModelConfig):
     def from_chgnet_args(cls, model_args: dict[str, Any], **overrides) -> CHGNetConfig:
         """Build from a chgnet checkpoint's ``model_args`` (unknown or unsupported keys raise)."""
         if not model_args.get("mlp_first", True):
-            raise ValueError("only chgnet's mlp_first=True (sum of site energies) readout is supported")
+            raise ValueError(
+                "only chgnet's mlp_first=True (sum of site energies) readout is supported"
+            )
         names = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in model_args.items() if k in names}
         kwargs["composition_model"] = model_args.get("composition_model") is not None
@@ -150,9 +200,14 @@ class CHGNetConfig(BaseModelConfig):
 
 PRESETS: dict[str, CHGNetConfig] = {
     "0.3.0": CHGNetConfig(),
-    "0.2.0": CHGNetConfig(num_radial=9, num_angular=9, atom_graph_cutoff=5.0, cutoff_coeff=5.0,
-                          mlp_hidden_dims=(64, 64), gMLP_norm=None, readout_norm=None,
-                          mlp_out_bias=True),
+    "0.2.0": CHGNetConfig(
+        num_radial=9,
+        num_angular=9,
+        atom_graph_cutoff=5.0,
+        cutoff_coeff=5.0,
+        mlp_hidden_dims=(64, 64),
+        gMLP_norm=None,
+        readout_norm=None,
+        mlp_out_bias=True,
+    ),
 }
-
-

@@ -32,8 +32,13 @@ def _dense(sd: dict, prefix: str) -> dict:
 
 def _mlp(sd: dict, prefix: str) -> dict:
     """chgnet's ``MLP`` (a Sequential whose Linear layers sit at varying indices) as `MLP` params."""
-    indices = sorted({int(m.group(1)) for k in sd
-                      if (m := re.fullmatch(re.escape(prefix) + r"\.layers\.(\d+)\.weight", k))})
+    indices = sorted(
+        {
+            int(m.group(1))
+            for k in sd
+            if (m := re.fullmatch(re.escape(prefix) + r"\.layers\.(\d+)\.weight", k))
+        }
+    )
     if not indices:
         raise KeyError(f"no Linear layers under {prefix!r} in the checkpoint")
     return {f"Dense_{n}": _dense(sd, f"{prefix}.layers.{i}") for n, i in enumerate(indices)}
@@ -60,8 +65,10 @@ def convert_state_dict(state_dict: dict, config: CHGNetConfig, dtype=np.float32)
     Every checkpoint entry must be used; a leftover key raises, so a silent mismatch is
     impossible.
     """
-    sd = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v, dtype=dtype)
-          for k, v in state_dict.items()}
+    sd = {
+        k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v, dtype=dtype)
+        for k, v in state_dict.items()
+    }
     gnorm = config.gMLP_norm == "layer"
     p: dict = {
         "atom_embedding": sd["atom_embedding.embedding.weight"],
@@ -79,8 +86,10 @@ def convert_state_dict(state_dict: dict, config: CHGNetConfig, dtype=np.float32)
         for name in ("rbf_ag", "rbf_bg", "angle_basis"):
             del p[name]
     if config.readout_norm == "layer":
-        p["energy_readout"]["readout_norm"] = {"scale": sd["readout_norm.weight"],
-                                               "bias": sd["readout_norm.bias"]}
+        p["energy_readout"]["readout_norm"] = {
+            "scale": sd["readout_norm.weight"],
+            "bias": sd["readout_norm.bias"],
+        }
     if config.composition_model:
         p["atomref"] = {"weights": sd["composition_model.fc.weight"][0]}
     for i in range(config.n_conv):
@@ -89,11 +98,14 @@ def convert_state_dict(state_dict: dict, config: CHGNetConfig, dtype=np.float32)
         if config.update_bond:
             p[f"bond_conv_{i}"] = _conv(sd, f"bond_conv_layers.{i}", "twoBody_bond", gnorm)
             if config.update_angle:
-                p[f"angle_update_{i}"] = _conv(sd, f"angle_layers.{i}", "twoBody_bond", gnorm,
-                                               with_out=False)
+                p[f"angle_update_{i}"] = _conv(
+                    sd, f"angle_layers.{i}", "twoBody_bond", gnorm, with_out=False
+                )
     used = _count_leaves(p)
     if used != len(sd):
-        raise ValueError(f"checkpoint has {len(sd)} tensors but {used} were mapped: config mismatch")
+        raise ValueError(
+            f"checkpoint has {len(sd)} tensors but {used} were mapped: config mismatch"
+        )
     return {"params": p}
 
 
@@ -115,8 +127,9 @@ def _chgnet_checkpoint(version: str) -> tuple[dict, dict]:
     return state["model"]["state_dict"], state["model"]["model_args"]
 
 
-def from_pretrained(version: str = "0.3.0", *, cache_dir: str | os.PathLike | None = None,
-                    dtype=np.float32) -> tuple[CHGNet, dict]:
+def from_pretrained(
+    version: str = "0.3.0", *, cache_dir: str | os.PathLike | None = None, dtype=np.float32
+) -> tuple[CHGNet, dict]:
     """The pretrained CHGNet ``version`` ("0.3.0" or "0.2.0") as ``(module, params)``.
 
     The first call converts the checkpoint inside the ``chgnet`` package (needs torch) and saves

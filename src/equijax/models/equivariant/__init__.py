@@ -10,5 +10,11 @@ from equijax.models.equivariant.model import (
     radial_basis,
 )
 
-__all__ = ["EquivariantConfig", "EquivariantPotential", "Interaction", "RadialNetwork",
-           "VectorReadout", "radial_basis"]
+__all__ = [
+    "EquivariantConfig",
+    "EquivariantPotential",
+    "Interaction",
+    "RadialNetwork",
+    "VectorReadout",
+    "radial_basis",
+]

@@ -38,25 +38,34 @@ class EquivariantConfig(BaseModelConfig):
     direct_norm: float = 1.0  # the direct pair weights are divided by this (`DirectHeads.norm`)
 
     # older training configs' names of two fields
-    KEY_ALIASES: ClassVar[dict[str, str]] = {"spline_basis": "num_radial",
-                                             "atom_graph_cutoff": "cutoff"}
+    KEY_ALIASES: ClassVar[dict[str, str]] = {
+        "spline_basis": "num_radial",
+        "atom_graph_cutoff": "cutoff",
+    }
     DIRECT_HEAD_OPTIONS: ClassVar[tuple[str, ...]] = ("direct_stress", "direct_norm")
     DIRECT_HEAD_PARAMS: ClassVar[tuple[str, ...]] = ("direct_heads", "force_readout")
     FREE_OPTIONS: ClassVar[tuple[str, ...]] = ("forces", *DIRECT_HEAD_OPTIONS)
 
     def __post_init__(self):
         super().__post_init__()
-        checks = [(self.channels >= 1, "channels", "must be >= 1"),
-                  (self.lmax >= 0, "lmax", "must be >= 0"),
-                  (self.num_layers >= 1, "num_layers", "must be >= 1"),
-                  (self.cutoff > 0, "cutoff", "must be > 0"),
-                  (self.num_radial >= 1, "num_radial", "must be >= 1"),
-                  (valid_direct_norm(self.direct_norm), "direct_norm",
-                   "must be a finite number > 0"),
-                  *[(self.forces == "direct" or getattr(self, k) == f.default, k,
-                     "needs model.forces=direct (a conservative model has no heads)")
-                    for f in dataclasses.fields(self) for k in (f.name,)
-                    if k in self.DIRECT_HEAD_OPTIONS]]
+        checks = [
+            (self.channels >= 1, "channels", "must be >= 1"),
+            (self.lmax >= 0, "lmax", "must be >= 0"),
+            (self.num_layers >= 1, "num_layers", "must be >= 1"),
+            (self.cutoff > 0, "cutoff", "must be > 0"),
+            (self.num_radial >= 1, "num_radial", "must be >= 1"),
+            (valid_direct_norm(self.direct_norm), "direct_norm", "must be a finite number > 0"),
+            *[
+                (
+                    self.forces == "direct" or getattr(self, k) == f.default,
+                    k,
+                    "needs model.forces=direct (a conservative model has no heads)",
+                )
+                for f in dataclasses.fields(self)
+                for k in (f.name,)
+                if k in self.DIRECT_HEAD_OPTIONS
+            ],
+        ]
         for ok, key, why in checks:
             if not ok:
                 raise ConfigError(f"config key 'model.{key}': {why}, got {getattr(self, key)!r}")
@@ -69,6 +78,9 @@ class EquivariantConfig(BaseModelConfig):
     def hidden_irreps(self) -> e3nn.Irreps:
         """C x [0e + 1o + ... + L] (natural) or with both parities of every l."""
         parities = (1, -1) if self.parity == "both" else (None,)
-        irreps = [(self.channels, (l, p if p is not None else (-1) ** l))  # noqa: E741
-                  for l in range(self.lmax + 1) for p in parities]  # noqa: E741
+        irreps = [
+            (self.channels, (l, p if p is not None else (-1) ** l))  # noqa: E741
+            for l in range(self.lmax + 1)
+            for p in parities
+        ]  # noqa: E741
         return e3nn.Irreps(irreps).regroup()

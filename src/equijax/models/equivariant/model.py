@@ -17,8 +17,6 @@ of a `CrystalGraph` (the bond graph is unused).
 
 from __future__ import annotations
 
-import dataclasses
-
 import e3nn_jax as e3nn
 import flax.linen as nn
 import jax
@@ -33,6 +31,7 @@ from equijax.nn.readout import MAX_ELEMENTS, AtomRef
 from equijax.nn.s2 import S2MLP
 from equijax.nn.spline_radial import SplineRadial, bspline_basis
 from equijax.nn.tp import TensorProduct
+
 
 def radial_basis(config: EquivariantConfig, lengths: jnp.ndarray) -> jnp.ndarray:
     """(E, num_radial) basis of the edge lengths, computed once per graph for every layer:
@@ -67,8 +66,9 @@ class Interaction(nn.Module):
     def __call__(self, h: e3nn.IrrepsArray, sh: e3nn.IrrepsArray, basis, senders, receivers):
         cfg = self.config
         hidden = cfg.hidden_irreps()
-        messages = TensorProduct(kind=cfg.tp, irreps_out=hidden, weights="per_channel",
-                                 name="tp")(h[senders], sh)
+        messages = TensorProduct(kind=cfg.tp, irreps_out=hidden, weights="per_channel", name="tp")(
+            h[senders], sh
+        )
         n_blocks = len(messages.irreps)
         weights = RadialNetwork(cfg, n_blocks * cfg.channels, name="radial")(basis)
         weights = weights.reshape(weights.shape[:-1] + (n_blocks, cfg.channels))
@@ -132,24 +132,28 @@ class EquivariantPotential(nn.Module):
         n_atoms, n_graphs = positions.shape[0], atoms.n_node.shape[0]
         vectors = edge_vectors(atoms, jnp, positions, cell)
         lengths = jnp.linalg.norm(vectors, axis=-1)
-        sh = e3nn.spherical_harmonics(e3nn.s2_irreps(cfg.lmax), vectors, normalize=True,
-                                      normalization="component")
-        embedding = self.param("species_embedding", nn.initializers.normal(1.0),
-                               (MAX_ELEMENTS, cfg.channels))
+        sh = e3nn.spherical_harmonics(
+            e3nn.s2_irreps(cfg.lmax), vectors, normalize=True, normalization="component"
+        )
+        embedding = self.param(
+            "species_embedding", nn.initializers.normal(1.0), (MAX_ELEMENTS, cfg.channels)
+        )
         scalars = jnp.take(embedding, atoms.nodes["numbers"] - 1, axis=0, mode="clip")
         h = e3nn.IrrepsArray(f"{cfg.channels}x0e", scalars)
         h = e3nn.flax.Linear(cfg.hidden_irreps(), force_irreps_out=True, name="lift")(h)
         basis = radial_basis(cfg, lengths)
         for layer in range(cfg.num_layers):
-            h = Interaction(cfg, name=f"interaction_{layer}")(h, sh, basis, atoms.senders,
-                                                               atoms.receivers)
+            h = Interaction(cfg, name=f"interaction_{layer}")(
+                h, sh, basis, atoms.senders, atoms.receivers
+            )
         invariants = h.filter(keep="0e").array
         site = MLP(1, hidden=(cfg.channels,), zero_init_last=True, name="readout")(invariants)[:, 0]
         graph_of_atom = graph_index(atoms.n_node, n_atoms)
         energy = jax.ops.segment_sum(site, graph_of_atom, n_graphs, indices_are_sorted=True)
         zeros = jnp.zeros((n_atoms,), site.dtype)
-        atomref = (AtomRef(name="atomref")(atoms.nodes["numbers"]) if cfg.composition_model
-                   else zeros)
+        atomref = (
+            AtomRef(name="atomref")(atoms.nodes["numbers"]) if cfg.composition_model else zeros
+        )
         out = {"energy": energy, "site_energies": site, "atomref": atomref, "magmoms": zeros}
         if cfg.forces == "direct":
             pair, n_edges = atoms.edges["pair"], vectors.shape[0]
@@ -158,10 +162,18 @@ class EquivariantPotential(nn.Module):
             graph_of_edge = graph_index(atoms.n_edge, n_edges)
             unit = vectors / jnp.where(lengths > 0, lengths, 1.0)[:, None]
             pair_forces, out["stress"] = DirectHeads(
-                (cfg.channels,), stress=cfg.direct_stress, norm=cfg.direct_norm,
-                name="direct_heads")(
-                pair_basis, invariants, atoms.senders, atoms.receivers, pair, unit, graph_of_edge,
-                jnp.asarray(atoms.globals["volume"]).astype(unit.dtype), lengths)
+                (cfg.channels,), stress=cfg.direct_stress, norm=cfg.direct_norm, name="direct_heads"
+            )(
+                pair_basis,
+                invariants,
+                atoms.senders,
+                atoms.receivers,
+                pair,
+                unit,
+                graph_of_edge,
+                jnp.asarray(atoms.globals["volume"]).astype(unit.dtype),
+                lengths,
+            )
             readout = VectorReadout()
             nn.share_scope(self, readout)
             out["forces"] = pair_forces + readout(h, graph_of_atom, n_graphs)

@@ -18,6 +18,17 @@ from equijax.nn.tp.paths import KINDS, CouplingPath, num_weights, paths
 from equijax.nn.tp.s2grid import grid_resolution, resolution_for_degree
 from equijax.nn.tp.vector_gaunt import vector_gaunt
 
-__all__ = ["KINDS", "CouplingPath", "TensorProduct", "clebsch_gordan", "gaunt_fourier", "gaunt_s2grid",
-           "grid_resolution", "num_weights", "paths", "resolution_for_degree", "tensor_product",
-           "vector_gaunt"]
+__all__ = [
+    "KINDS",
+    "CouplingPath",
+    "TensorProduct",
+    "clebsch_gordan",
+    "gaunt_fourier",
+    "gaunt_s2grid",
+    "grid_resolution",
+    "num_weights",
+    "paths",
+    "resolution_for_degree",
+    "tensor_product",
+    "vector_gaunt",
+]

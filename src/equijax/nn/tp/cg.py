@@ -26,8 +26,11 @@ from equijax.nn.tp.paths import CouplingPath, irrep_filter
 @functools.cache
 def _cg(l1: int, l2: int, l3: int, normalization: str) -> np.ndarray:
     c = np.asarray(e3nn.clebsch_gordan(l1, l2, l3), np.float64)
-    scale = {"component": np.sqrt(2 * l3 + 1), "norm": np.sqrt((2 * l1 + 1) * (2 * l2 + 1)),
-             "none": 1.0}
+    scale = {
+        "component": np.sqrt(2 * l3 + 1),
+        "norm": np.sqrt((2 * l1 + 1) * (2 * l2 + 1)),
+        "none": 1.0,
+    }
     if normalization not in scale:
         raise ValueError(f"irrep_normalization={normalization!r}: expected one of {list(scale)}")
     return c * scale[normalization]
@@ -64,15 +67,17 @@ def clebsch_gordan(x1, x2, *, filter_ir_out=None, irrep_normalization: str | Non
     else:
         _outer(x1, x2, keep, norm, dtype, lead, irreps_out, chunks)
     if not irreps_out:
-        raise ValueError(f"no coupling of {x1.irreps} and {x2.irreps} reaches "
-                         f"filter_ir_out={filter_ir_out}")
+        raise ValueError(
+            f"no coupling of {x1.irreps} and {x2.irreps} reaches filter_ir_out={filter_ir_out}"
+        )
     irreps_out = [(mul, ir3) for mul, (_, _, ir3) in irreps_out]
     out = e3nn.from_chunks(irreps_out, chunks, lead, dtype)
     return out.sort().regroup()
 
 
-def clebsch_gordan_paths(x1, x2, *, filter_ir_out=None,
-                         irrep_normalization: str | None = None) -> list:
+def clebsch_gordan_paths(
+    x1, x2, *, filter_ir_out=None, irrep_normalization: str | None = None
+) -> list:
     """Per-path outputs of the channelwise product: [(CouplingPath, array (..., mul1, d3) or None)].
 
     ``x2`` must have multiplicity 1 for every irrep. Used by `TensorProduct` for per-path weights.
@@ -82,7 +87,9 @@ def clebsch_gordan_paths(x1, x2, *, filter_ir_out=None,
     lead = leading_shape(x1, x2)
     x1, x2 = x1.regroup(), x2.regroup()
     if any(mul != 1 for mul, _ in x2.irreps):
-        raise ValueError(f"channelwise Clebsch-Gordan needs x2 with multiplicity 1, got {x2.irreps}")
+        raise ValueError(
+            f"channelwise Clebsch-Gordan needs x2 with multiplicity 1, got {x2.irreps}"
+        )
     dtype = jnp.result_type(x1.dtype, x2.dtype)
     labels, chunks = [], []
     _channelwise(x1, x2, keep, norm, dtype, lead, labels, chunks)
@@ -97,8 +104,11 @@ def _split(block, dims, lead, mul, irs, irreps_out, chunks):
     start = 0
     for ir3, d in zip(irs, dims):
         irreps_out.append((mul, ir3))
-        chunks.append(None if block is None else
-                      jnp.broadcast_to(block[..., start:start + d], lead + (mul, d)))
+        chunks.append(
+            None
+            if block is None
+            else jnp.broadcast_to(block[..., start : start + d], lead + (mul, d))
+        )
         start += d
 
 
@@ -109,7 +119,7 @@ def _channelwise(x1, x2, keep, norm, dtype, lead, irreps_out, chunks):
         for k, (_, ir2) in enumerate(x2.irreps):
             for ir3 in _outputs(ir1, ir2, keep):
                 full = np.zeros((ir1.dim, x2.irreps.dim, ir3.dim))
-                full[:, offsets[k]:offsets[k + 1], :] = _cg(ir1.l, ir2.l, ir3.l, norm)
+                full[:, offsets[k] : offsets[k + 1], :] = _cg(ir1.l, ir2.l, ir3.l, norm)
                 irs.append((ir1, ir2, ir3))
                 cols.append(full)
         if not irs:
@@ -130,9 +140,14 @@ def _outer(x1, x2, keep, norm, dtype, lead, irreps_out, chunks):
                 continue
             block = None
             if c1 is not None and c2 is not None:
-                coupling = jnp.asarray(np.concatenate([_cg(ir1.l, ir2.l, ir3.l, norm)
-                                                       for _, _, ir3 in irs], axis=-1), dtype)
-                block = jnp.einsum("...ui,...vj,ijk->...uvk", c1.astype(dtype), c2.astype(dtype),
-                                   coupling)
+                coupling = jnp.asarray(
+                    np.concatenate([_cg(ir1.l, ir2.l, ir3.l, norm) for _, _, ir3 in irs], axis=-1),
+                    dtype,
+                )
+                block = jnp.einsum(
+                    "...ui,...vj,ijk->...uvk", c1.astype(dtype), c2.astype(dtype), coupling
+                )
                 block = block.reshape(block.shape[:-3] + (mul1 * mul2, block.shape[-1]))
-            _split(block, [ir3.dim for _, _, ir3 in irs], lead, mul1 * mul2, irs, irreps_out, chunks)
+            _split(
+                block, [ir3.dim for _, _, ir3 in irs], lead, mul1 * mul2, irs, irreps_out, chunks
+            )

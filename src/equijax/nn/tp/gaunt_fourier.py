@@ -83,7 +83,7 @@ def _convolve_direct(f1, f2):
     out = jnp.zeros(lead + (n, n), jnp.result_type(f1, f2))
     for i in range(k2):
         for j in range(k2):
-            out = out.at[..., i:i + k1, j:j + k1].add(f1 * f2[..., i:i + 1, j:j + 1])
+            out = out.at[..., i : i + k1, j : j + k1].add(f1 * f2[..., i : i + 1, j : j + 1])
     return out
 
 

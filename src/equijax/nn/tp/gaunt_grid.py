@@ -36,8 +36,14 @@ def _flop_counts(channels: int, lmax1: int, lmax_out: int, res_beta: int, res_al
     return grid, operator
 
 
-def choose_method(method: str, channels1: int, channels2: int, lmax1: int, lmax_out: int,
-                  resolution: tuple[int, int]) -> str:
+def choose_method(
+    method: str,
+    channels1: int,
+    channels2: int,
+    lmax1: int,
+    lmax_out: int,
+    resolution: tuple[int, int],
+) -> str:
     """Resolve ``method`` ("auto" -> "grid" or "operator"); `ValueError` if impossible."""
     if method not in METHODS:
         raise ValueError(f"method={method!r}: expected one of {METHODS}")
@@ -51,24 +57,28 @@ def choose_method(method: str, channels1: int, channels2: int, lmax1: int, lmax_
     return "operator" if operator < grid else "grid"
 
 
-def _operator_product(c1: dict, c2: dict, t1: s2grid.GridTables, t2: s2grid.GridTables, ls,
-                      dtype) -> dict:
+def _operator_product(
+    c1: dict, c2: dict, t1: s2grid.GridTables, t2: s2grid.GridTables, ls, dtype
+) -> dict:
     g2 = s2grid.to_grid(c2, t2, dtype)[..., 0, :, :]  # (..., b, a): one function per sample
-    m = jnp.einsum("am,...ba,an->...bmn", jnp.asarray(t1.alpha_in, dtype), g2,
-                   jnp.asarray(t1.alpha_out, dtype))
+    m = jnp.einsum(
+        "am,...ba,an->...bmn", jnp.asarray(t1.alpha_in, dtype), g2, jnp.asarray(t1.alpha_out, dtype)
+    )
     f1 = s2grid.beta_synthesis(c1, t1.theta_in, t1.lmax_in, dtype)  # (..., C, b, m)
     hm = jnp.einsum("...cbm,...bmn->...cbn", f1, m)
     return s2grid.beta_analysis(hm, t1.theta_out_w, ls, t1.lmax_out)
 
 
-def _grid_product(c1: dict, c2: dict, t1: s2grid.GridTables, t2: s2grid.GridTables, ls,
-                  dtype) -> dict:
+def _grid_product(
+    c1: dict, c2: dict, t1: s2grid.GridTables, t2: s2grid.GridTables, ls, dtype
+) -> dict:
     h = s2grid.to_grid(c1, t1, dtype) * s2grid.to_grid(c2, t2, dtype)
     return s2grid.from_grid(h, t1, ls)
 
 
-def gaunt_s2grid(x1, x2, *, filter_ir_out=None, resolution: tuple[int, int] | None = None,
-                 method: str = "auto"):
+def gaunt_s2grid(
+    x1, x2, *, filter_ir_out=None, resolution: tuple[int, int] | None = None, method: str = "auto"
+):
     """Gaunt product of two irreps features, exact on a Gauss-Legendre × uniform grid.
 
     Args:
@@ -84,13 +94,16 @@ def gaunt_s2grid(x1, x2, *, filter_ir_out=None, resolution: tuple[int, int] | No
         irrep of parity class c = a·b, the coefficients of f1·f2. Only couplings with l1 + l2 + l3 even exist
         (`paths("gaunt_grid", ...)`).
     """
+
     def blocks(c1, c2, even_ls, odd_ls, product_class, dtype, ctx):
-        chosen = choose_method(method, ctx.channels1, ctx.channels2, ctx.lmax1, ctx.lmax_out,
-                               ctx.resolution)
+        chosen = choose_method(
+            method, ctx.channels1, ctx.channels2, ctx.lmax1, ctx.lmax_out, ctx.resolution
+        )
         product = _operator_product if chosen == "operator" else _grid_product
         return [(product_class, product(c1, c2, *ctx.tables(), even_ls, dtype))]
 
     if method not in METHODS:
         raise ValueError(f"method={method!r}: expected one of {METHODS}")
-    return spherical_product("gaunt_grid", x1, x2, blocks, filter_ir_out=filter_ir_out,
-                             resolution=resolution)
+    return spherical_product(
+        "gaunt_grid", x1, x2, blocks, filter_ir_out=filter_ir_out, resolution=resolution
+    )

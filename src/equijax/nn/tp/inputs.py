@@ -48,9 +48,11 @@ def split_classes(x: e3nn.IrrepsArray, name: str) -> SphericalInput:
     x = x.regroup()
     muls = {mul for mul, _ in x.irreps}
     if len(muls) > 1:
-        raise ValueError(f"{name} has irreps {x.irreps} with different multiplicities; spherical "
-                         "products need one multiplicity C for every irrep (channels are functions "
-                         "on the sphere). Map it with e3nn.flax.Linear to equal multiplicities.")
+        raise ValueError(
+            f"{name} has irreps {x.irreps} with different multiplicities; spherical "
+            "products need one multiplicity C for every irrep (channels are functions "
+            "on the sphere). Map it with e3nn.flax.Linear to equal multiplicities."
+        )
     if not x.irreps:
         raise ValueError(f"{name} has no irreps")
     classes: dict = {}
@@ -64,8 +66,10 @@ def split_classes(x: e3nn.IrrepsArray, name: str) -> SphericalInput:
 def check_pair(in1: SphericalInput, in2: SphericalInput) -> int:
     """Channels of the product: input 2 has 1 channel (broadcast) or the same C as input 1."""
     if in2.channels not in (1, in1.channels):
-        raise ValueError(f"input 2 ({in2.irreps}) must have multiplicity 1 or the multiplicity of "
-                         f"input 1 ({in1.irreps}), got {in2.channels} vs {in1.channels}")
+        raise ValueError(
+            f"input 2 ({in2.irreps}) must have multiplicity 1 or the multiplicity of "
+            f"input 1 ({in1.irreps}), got {in2.channels} vs {in1.channels}"
+        )
     return in1.channels
 
 
@@ -82,4 +86,6 @@ def leading_shape(x1: e3nn.IrrepsArray, x2: e3nn.IrrepsArray) -> tuple:
     try:
         return tuple(jnp.broadcast_shapes(x1.shape[:-1], x2.shape[:-1]))
     except ValueError as err:
-        raise ValueError(f"leading shapes {x1.shape[:-1]} and {x2.shape[:-1]} do not broadcast") from err
+        raise ValueError(
+            f"leading shapes {x1.shape[:-1]} and {x2.shape[:-1]} do not broadcast"
+        ) from err

@@ -24,8 +24,12 @@ from equijax.nn.tp.vector_gaunt import vector_gaunt
 BASELINE_KIND = "e3nn"
 """`TensorProduct` kind that calls e3nn-jax's ``tensor_product`` (a comparator, not in KINDS)."""
 
-FUNCTIONS = {"cg": clebsch_gordan, "gaunt_grid": gaunt_s2grid, "gaunt_fourier": gaunt_fourier,
-             "vector_gaunt": vector_gaunt}
+FUNCTIONS = {
+    "cg": clebsch_gordan,
+    "gaunt_grid": gaunt_s2grid,
+    "gaunt_fourier": gaunt_fourier,
+    "vector_gaunt": vector_gaunt,
+}
 
 
 def tensor_product(kind: str, x1, x2, *, filter_ir_out=None, **options):
@@ -71,13 +75,17 @@ class TensorProduct(nn.Module):
         if self.weights not in WEIGHTINGS + ("none",):
             raise ValueError(f"weights={self.weights!r}: expected per_path, per_channel or none")
         if self.weights == "per_path" and kind != "cg":
-            raise ValueError(f"weights='per_path' needs kind='cg': a {self.kind} product does not "
-                             "separate its paths; use weights='per_channel'")
+            raise ValueError(
+                f"weights='per_path' needs kind='cg': a {self.kind} product does not "
+                "separate its paths; use weights='per_channel'"
+            )
         x1, x2 = x1.regroup(), x2.regroup()
         muls = {mul for mul, _ in x1.irreps}
         if len(muls) != 1:
-            raise ValueError(f"TensorProduct needs x1 with one multiplicity C for every irrep, got "
-                             f"{x1.irreps}; map it with e3nn.flax.Linear first")
+            raise ValueError(
+                f"TensorProduct needs x1 with one multiplicity C for every irrep, got "
+                f"{x1.irreps}; map it with e3nn.flax.Linear first"
+            )
         channels = muls.pop()
         keep = irrep_filter(self.irreps_out)
         realized = paths(kind, x1.irreps, x2.irreps, self.irreps_out)
@@ -90,8 +98,9 @@ class TensorProduct(nn.Module):
         blocks = self._blocks(x1, x2, channels, realized)
         if self.weights == "per_channel":
             w3 = self.param("w_out", nn.initializers.ones, (len(wanted), channels))
-            blocks = {ir: v * w3[wanted.index(ir)].astype(v.dtype)[:, None]
-                      for ir, v in blocks.items()}
+            blocks = {
+                ir: v * w3[wanted.index(ir)].astype(v.dtype)[:, None] for ir, v in blocks.items()
+            }
         lead = leading_shape(x1, x2)
         dtype = jnp.result_type(x1.dtype, x2.dtype)
         for ir in wanted:
@@ -105,8 +114,9 @@ class TensorProduct(nn.Module):
         if not realized:  # nothing reachable: the caller fills zero blocks
             return {}
         if self.kind == BASELINE_KIND and self.weights != "per_path":
-            out = e3nn.tensor_product(x1, x2, filter_ir_out=sorted({p.ir_out for p in realized}),
-                                      regroup_output=False)
+            out = e3nn.tensor_product(
+                x1, x2, filter_ir_out=sorted({p.ir_out for p in realized}), regroup_output=False
+            )
             blocks: dict = {}
             for (_, ir), chunk in zip(out.irreps, out.chunks):
                 if chunk is not None:

@@ -38,7 +38,9 @@ class CouplingPath(NamedTuple):
 def check_kind(kind: str) -> str:
     """Return ``kind`` or raise `ValueError` listing the known kinds."""
     if kind not in KINDS:
-        raise ValueError(f"unknown tensor-product kind {kind!r}; expected one of {', '.join(KINDS)}")
+        raise ValueError(
+            f"unknown tensor-product kind {kind!r}; expected one of {', '.join(KINDS)}"
+        )
     return kind
 
 
@@ -101,13 +103,19 @@ def num_weights(kind: str, irreps_in1, irreps_in2, irreps_out, weights: str = "p
     irreps_in1 = e3nn.Irreps(irreps_in1).regroup()
     muls = {mul for mul, _ in irreps_in1}
     if len(muls) != 1:
-        raise ValueError(f"irreps_in1 must have one multiplicity C for every irrep, got {irreps_in1}")
+        raise ValueError(
+            f"irreps_in1 must have one multiplicity C for every irrep, got {irreps_in1}"
+        )
     channels = muls.pop()
     realized = paths(kind, irreps_in1, irreps_in2, irreps_out)
     if weights == "per_path":
         if kind != "cg":
-            raise ValueError(f"weights='per_path' needs kind='cg': a {kind} product does not "
-                             "separate its paths; use weights='per_channel'")
+            raise ValueError(
+                f"weights='per_path' needs kind='cg': a {kind} product does not "
+                "separate its paths; use weights='per_channel'"
+            )
         return channels * len(realized)
     outs = irrep_filter(irreps_out) or {p.ir_out for p in realized}
-    return channels * len(irreps_in1) + len(e3nn.Irreps(irreps_in2).regroup()) + channels * len(outs)
+    return (
+        channels * len(irreps_in1) + len(e3nn.Irreps(irreps_in2).regroup()) + channels * len(outs)
+    )

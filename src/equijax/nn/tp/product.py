@@ -34,8 +34,10 @@ class ProductContext(NamedTuple):
 
     def tables(self) -> tuple[s2grid.GridTables, s2grid.GridTables]:
         """Cached grid tables for input 1 and input 2 (outputs up to lmax_out)."""
-        return (s2grid.grid_tables(self.lmax1, self.lmax_out, *self.resolution),
-                s2grid.grid_tables(self.lmax2, self.lmax_out, *self.resolution))
+        return (
+            s2grid.grid_tables(self.lmax1, self.lmax_out, *self.resolution),
+            s2grid.grid_tables(self.lmax2, self.lmax_out, *self.resolution),
+        )
 
 
 def spherical_product(kind: str, x1, x2, blocks_fn, *, filter_ir_out, resolution=None):
@@ -50,18 +52,24 @@ def spherical_product(kind: str, x1, x2, blocks_fn, *, filter_ir_out, resolution
     lead = leading_shape(x1, x2)
     realized = paths(kind, in1.irreps, in2.irreps, filter_ir_out)
     if not realized:
-        raise ValueError(f"no {kind} coupling of {in1.irreps} and {in2.irreps} reaches "
-                         f"filter_ir_out={filter_ir_out}")
+        raise ValueError(
+            f"no {kind} coupling of {in1.irreps} and {in2.irreps} reaches "
+            f"filter_ir_out={filter_ir_out}"
+        )
     if resolution is None:
         resolution = s2grid.grid_resolution(kind, in1.irreps, in2.irreps, filter_ir_out)
     if len(resolution) != 2 or any(int(r) != r or r < 1 for r in resolution):
-        raise ValueError(f"resolution must be two positive integers (res_beta, res_alpha), "
-                         f"got {resolution}")
+        raise ValueError(
+            f"resolution must be two positive integers (res_beta, res_alpha), got {resolution}"
+        )
     ctx = ProductContext(
         lmax1=max(l for c in in1.classes.values() for l in c),
         lmax2=max(l for c in in2.classes.values() for l in c),
         lmax_out=max(p.ir_out.l for p in realized),
-        resolution=tuple(int(r) for r in resolution), channels1=channels, channels2=in2.channels)
+        resolution=tuple(int(r) for r in resolution),
+        channels1=channels,
+        channels2=in2.channels,
+    )
     dtype = jnp.result_type(x1.dtype, x2.dtype)
     blocks: dict = {}
     for a, c1 in in1.classes.items():

@@ -85,7 +85,9 @@ class GridTables:
         self.alpha_out = sh_tables.alpha_basis(lmax_out, alpha)
         # e3nn's "integral" normalization: f = √(4π) Σ x_lm Y_lm (x = 1·0e is the constant 1) and
         # x_lm = ∫ f Y_lm / √(4π); a product's coefficients are therefore √(4π) ∫ f1 f2 Y_lm.
-        self.theta_out_w = sh_tables.theta(lmax_out, beta) * weight[:, None, None] * np.sqrt(4 * np.pi)
+        self.theta_out_w = (
+            sh_tables.theta(lmax_out, beta) * weight[:, None, None] * np.sqrt(4 * np.pi)
+        )
 
 
 @functools.cache
@@ -102,7 +104,7 @@ def beta_synthesis(chunks: dict, table: np.ndarray, lmax: int, dtype) -> jnp.nda
     centre = (table.shape[-1] - 1) // 2
     total = None
     for l, x in chunks.items():
-        t = jnp.asarray(table[:, l, centre - l:centre + l + 1], dtype)  # (b, 2l+1)
+        t = jnp.asarray(table[:, l, centre - l : centre + l + 1], dtype)  # (b, 2l+1)
         term = x[..., None, :] * t  # (..., C, b, 2l+1)
         pad = [(0, 0)] * (term.ndim - 1) + [(lmax - l, lmax - l)]
         term = jnp.pad(term, pad)
@@ -124,8 +126,8 @@ def beta_analysis(hm: jnp.ndarray, theta_w: np.ndarray, ls, lmax: int) -> dict:
     """(..., C, b, 2 lmax+1) -> {l: (..., C, 2l+1)} by the weighted β sum with Θ_l."""
     out = {}
     for l in ls:
-        t = jnp.asarray(theta_w[:, l, lmax - l:lmax + l + 1], hm.dtype)
-        out[l] = jnp.einsum("...bm,bm->...m", hm[..., lmax - l:lmax + l + 1], t)
+        t = jnp.asarray(theta_w[:, l, lmax - l : lmax + l + 1], hm.dtype)
+        out[l] = jnp.einsum("...bm,bm->...m", hm[..., lmax - l : lmax + l + 1], t)
     return out
 
 
@@ -137,10 +139,12 @@ def to_grid(chunks: dict, tables: GridTables, dtype) -> jnp.ndarray:
 
 def surface_gradient_on_grid(chunks: dict, tables: GridTables, dtype):
     """(∂_β f, ∂_α f / sin β) on the grid for f = Σ x_lm Y_lm / √(l(l+1)); each (..., C, b, a)."""
-    f_beta = alpha_synthesis(beta_synthesis(chunks, tables.dtheta_in, tables.lmax_in, dtype),
-                             tables.alpha_in)
-    f_alpha = alpha_synthesis(beta_synthesis(chunks, tables.theta_sin_in, tables.lmax_in, dtype),
-                              tables.dalpha_in)
+    f_beta = alpha_synthesis(
+        beta_synthesis(chunks, tables.dtheta_in, tables.lmax_in, dtype), tables.alpha_in
+    )
+    f_alpha = alpha_synthesis(
+        beta_synthesis(chunks, tables.theta_sin_in, tables.lmax_in, dtype), tables.dalpha_in
+    )
     return f_beta, f_alpha
 
 

@@ -45,8 +45,9 @@ def alpha_basis(lmax: int, alpha: np.ndarray) -> np.ndarray:
     """A_m(α) for m = -lmax..lmax; shape (..., 2 lmax + 1), column lmax + m."""
     m = np.arange(-lmax, lmax + 1)
     alpha = np.asarray(alpha, np.float64)[..., None]
-    return np.where(m > 0, np.sqrt(2) * np.cos(m * alpha),
-                    np.where(m < 0, np.sqrt(2) * np.sin(-m * alpha), 1.0))
+    return np.where(
+        m > 0, np.sqrt(2) * np.cos(m * alpha), np.where(m < 0, np.sqrt(2) * np.sin(-m * alpha), 1.0)
+    )
 
 
 def _theta_unsigned(lmax: int, beta: np.ndarray) -> np.ndarray:

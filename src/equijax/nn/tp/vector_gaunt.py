@@ -21,8 +21,9 @@ from equijax.nn.tp import s2grid
 from equijax.nn.tp.product import ProductContext, spherical_product
 
 
-def vector_blocks(c1: dict, c2: dict, even_ls, odd_ls, product_class: int, dtype,
-                  ctx: ProductContext) -> list:
+def vector_blocks(
+    c1: dict, c2: dict, even_ls, odd_ls, product_class: int, dtype, ctx: ProductContext
+) -> list:
     """[(parity class, {l: (..., C, 2l+1)})] of the even and odd parts of one class pair."""
     t1, t2 = ctx.tables()
     results = []
@@ -51,5 +52,6 @@ def vector_gaunt(x1, x2, *, filter_ir_out=None, resolution: tuple[int, int] | No
         `e3nn.IrrepsArray` (..., C x [realized irreps sorted]); even paths equal `gaunt_s2grid`,
         odd paths are ∫ r̂·(g1 × g2) Y_lm dΩ (module docstring).
     """
-    return spherical_product("vector_gaunt", x1, x2, vector_blocks, filter_ir_out=filter_ir_out,
-                             resolution=resolution)
+    return spherical_product(
+        "vector_gaunt", x1, x2, vector_blocks, filter_ir_out=filter_ir_out, resolution=resolution
+    )
