@@ -1,5 +1,5 @@
 """The `equijax` command line: `equijax demo`, `equijax bench graphs|chgnet-infer|chgnet-train|tp|model`,
-`equijax train`, `equijax sweep`, `equijax predict FILE...`."""
+`equijax train`, `equijax sweep`, `equijax predict FILE...`, `equijax evaluate RUN_DIR...`."""
 
 from __future__ import annotations
 

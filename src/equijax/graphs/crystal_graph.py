@@ -36,10 +36,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import jraph
 import numpy as np
+
+from equijax.typing import AtomVectors, EdgeVectors, GraphCounts, GraphTensors, ItemGraphIndex
 
 
 class GraphSizes(NamedTuple):
@@ -79,7 +80,12 @@ class CrystalGraph(NamedTuple):
         return int(np.shape(self.atoms.n_node)[0])
 
 
-def edge_vectors(atoms: jraph.GraphsTuple, xnp=np, positions=None, cell=None):
+def edge_vectors(
+    atoms: jraph.GraphsTuple,
+    xnp=np,
+    positions: AtomVectors | None = None,
+    cell: GraphTensors | None = None,
+) -> EdgeVectors:
     """Centre-to-neighbour vectors of every directed edge, shape (E, 3), Å.
 
     Works with numpy (default) or ``xnp=jax.numpy`` on batched and padded graphs: the cell of
@@ -104,7 +110,7 @@ def edge_vectors(atoms: jraph.GraphsTuple, xnp=np, positions=None, cell=None):
     )
 
 
-def graph_index(counts: jax.Array, total: int) -> jax.Array:
+def graph_index(counts: GraphCounts, total: int) -> ItemGraphIndex:
     """Index of the graph each item belongs to, shape (total,) int32, for items (atoms, edges,
     angles) stored graph after graph: ``counts`` (G,) is each graph's number of items (a
     ``GraphsTuple``'s ``n_node`` or ``n_edge``), ``total`` the static length of the item axis.

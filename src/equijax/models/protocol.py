@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-import jax
-
 from equijax.graphs.crystal_graph import CrystalGraph
 from equijax.models.config import BaseModelConfig
+from equijax.typing import Array, AtomVectors, GraphTensors
 
 
 @runtime_checkable
@@ -32,8 +31,11 @@ class Model(Protocol):
     config: BaseModelConfig
 
     def __call__(
-        self, graph: CrystalGraph, positions: jax.Array | None = None, cell: jax.Array | None = None
-    ) -> dict[str, jax.Array]: ...
+        self,
+        graph: CrystalGraph,
+        positions: AtomVectors | None = None,
+        cell: GraphTensors | None = None,
+    ) -> dict[str, Array]: ...
 
     def init(self, rngs, *args, **kwargs): ...
 

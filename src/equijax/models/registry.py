@@ -21,7 +21,7 @@ from equijax.models.chgnet import CHGNet, CHGNetConfig
 from equijax.models.chgnet.pretrained import from_pretrained as chgnet_from_pretrained
 from equijax.models.config import BaseModelConfig, ConfigError, config_from_dict
 from equijax.models.equivariant import EquivariantConfig, EquivariantPotential
-from equijax.models.protocol import Model
+from equijax.models.protocol import Model, check_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +118,18 @@ def make_config(name: str, values: Mapping[str, Any] | BaseModelConfig) -> BaseM
 
 def build(name: str, config: Mapping[str, Any] | BaseModelConfig | None = None) -> Model:
     """The module of model ``name`` with ``config`` (a dict of its keys, or its config)."""
-    return entry(name).module_class(make_config(name, config or {}))
+    return check_model(entry(name).module_class(make_config(name, config or {})))
+
+
+def pretrained_name(name: str) -> str:
+    """The registered name of pretrained model ``name`` (``"0.3.0"`` -> ``"chgnet-0.3.0"``);
+    `ValueError` listing the names for an unknown one."""
+    key = _PRETRAINED_ALIASES.get(name, name)
+    if key not in _PRETRAINED:
+        raise ValueError(
+            f"unknown pretrained model {name!r}; available: {', '.join(available_pretrained())}"
+        )
+    return key
 
 
 def pretrained(name: str) -> Pretrained:

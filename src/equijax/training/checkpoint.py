@@ -92,3 +92,23 @@ class Checkpoints:
     def close(self) -> None:
         self.last.close()
         self.best.close()
+
+
+def restore_ema_params(run_dir: str | Path, which: str = "best") -> dict:
+    """The EMA params (the ``"params"`` collection's contents) of a run's ``which`` checkpoint:
+    ``"best"`` (the `Checkpoints.best` slot, lowest validation loss) or ``"latest"``
+    (`Checkpoints.last`). Read-only: nothing is created. Raises `FileNotFoundError` when the run
+    has no such checkpoint."""
+    if which not in ("best", "latest"):
+        raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
+    run_dir = Path(run_dir).absolute()
+    folder = run_dir / ("best" if which == "best" else "checkpoints")
+    step = None
+    if folder.exists():
+        manager = ocp.CheckpointManager(folder, options=ocp.CheckpointManagerOptions(create=False))
+        step = manager.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"{run_dir}: no {which} checkpoint in {folder}")
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    manager.close()
+    return restored["state"]["ema_params"]["params"]

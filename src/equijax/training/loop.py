@@ -1,5 +1,6 @@
-"""`train(config)`: data -> graphs -> CHGNet -> data-parallel steps, with validation, metrics,
-checkpoints (exact resume) and a clear stop on a NaN/inf loss."""
+"""`train(config)`: data -> graphs -> any registered model -> data-parallel steps, with
+validation, metrics, checkpoints (exact resume) and a clear stop on a NaN/inf loss. One run is
+`_setup`, then `_train_epoch` and `_validate` per epoch, then `_finish`."""
 
 from __future__ import annotations
 

@@ -126,6 +126,7 @@ def model_spec(section: Mapping[str, Any] | ModelSpec, saved: bool = False) -> M
     if init_from:
         raise ConfigError("config key 'model.init_from': cannot be combined with model.pretrained")
     try:
+        pretrained = registry.pretrained_name(pretrained)  # "0.3.0" -> "chgnet-0.3.0"
         source = registry.pretrained(pretrained)
     except ValueError as err:
         raise ConfigError(f"config key 'model.pretrained': {err}") from None

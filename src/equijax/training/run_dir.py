@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import orbax.checkpoint as ocp
-
+from equijax.training.checkpoint import restore_ema_params
 from equijax.training.config import ExperimentConfig, load_config
 from equijax.training.model_spec import model_spec
 
@@ -29,22 +28,9 @@ def run_config(run_dir: str | Path) -> ExperimentConfig:
 
 def restore_params(run_dir: str | Path, which: str = "best") -> dict:
     """The EMA params (the ``"params"`` collection's contents) of a run's ``which`` checkpoint,
-    ``"best"`` (lowest validation loss) or ``"latest"``; `FileNotFoundError` when it has none."""
-    run_dir = Path(run_dir).absolute()
-    if which not in WHICH:
-        raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
-    folder = run_dir / ("best" if which == "best" else "checkpoints")
-    manager = (
-        ocp.CheckpointManager(folder, options=ocp.CheckpointManagerOptions(create=False))
-        if folder.exists()
-        else None
-    )
-    step = manager.latest_step() if manager else None
-    if step is None:
-        raise FileNotFoundError(f"{run_dir}: no {which} checkpoint in {folder}")
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    manager.close()
-    return restored["state"]["ema_params"]["params"]
+    ``"best"`` (lowest validation loss) or ``"latest"``; `FileNotFoundError` when it has none
+    (`equijax.training.checkpoint.restore_ema_params`)."""
+    return restore_ema_params(run_dir, which)
 
 
 def _dotlist(tree: dict, prefix: str = "") -> list[str]:

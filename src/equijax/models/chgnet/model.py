@@ -19,9 +19,10 @@ from equijax.nn.chgnet import AngleUpdate, AtomConv, BondConv
 from equijax.nn.radial import FourierAngle, RadialBessel, angle_between
 from equijax.nn.readout import MAX_ELEMENTS, AtomRef, SiteEnergies, SiteMagmoms
 from equijax.nn.remat import remat_call
+from equijax.typing import Array, AtomVectors, EdgeIndex, EdgeScalars, GraphTensors, PairScalars
 
 
-def pair_lengths(lengths: jnp.ndarray, pair: jnp.ndarray, n_pairs: int) -> jnp.ndarray:
+def pair_lengths(lengths: EdgeScalars, pair: EdgeIndex, n_pairs: int) -> PairScalars:
     """Length of each undirected pair as the mean of its directed edges' lengths, shape (P,).
 
     Unused pair slots (possible only in padding) get 1 Å so every basis stays finite.
@@ -49,7 +50,12 @@ class CHGNet(nn.Module):
     config: CHGNetConfig = CHGNetConfig()
 
     @nn.compact
-    def __call__(self, graph: CrystalGraph, positions=None, cell=None) -> dict[str, jnp.ndarray]:
+    def __call__(
+        self,
+        graph: CrystalGraph,
+        positions: AtomVectors | None = None,
+        cell: GraphTensors | None = None,
+    ) -> dict[str, Array]:
         cfg = self.config
         atoms, bonds = graph.atoms, graph.bonds
         positions = atoms.nodes["positions"] if positions is None else positions

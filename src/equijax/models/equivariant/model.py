@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from equijax.graphs.crystal_graph import edge_vectors, graph_index
+from equijax.graphs.crystal_graph import CrystalGraph, edge_vectors, graph_index
 from equijax.models.equivariant.config import EquivariantConfig
 from equijax.nn.direct_heads import DirectHeads
 from equijax.nn.mlp import MLP
@@ -31,6 +31,7 @@ from equijax.nn.readout import MAX_ELEMENTS, AtomRef
 from equijax.nn.s2 import S2MLP
 from equijax.nn.spline_radial import SplineRadial, bspline_basis
 from equijax.nn.tp import TensorProduct
+from equijax.typing import Array, AtomVectors, GraphTensors
 
 
 def radial_basis(config: EquivariantConfig, lengths: jnp.ndarray) -> jnp.ndarray:
@@ -124,7 +125,12 @@ class EquivariantPotential(nn.Module):
     config: EquivariantConfig = EquivariantConfig()
 
     @nn.compact
-    def __call__(self, graph, positions=None, cell=None) -> dict:
+    def __call__(
+        self,
+        graph: CrystalGraph,
+        positions: AtomVectors | None = None,
+        cell: GraphTensors | None = None,
+    ) -> dict[str, Array]:
         cfg = self.config
         atoms = graph.atoms
         positions = atoms.nodes["positions"] if positions is None else positions
