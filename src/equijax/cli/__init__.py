@@ -6,8 +6,7 @@
 
 from __future__ import annotations
 
-import os
-
+import equijax._threads  # noqa: F401 - first: pins BLAS/OpenMP threads before numpy loads
 from equijax.cli.parser import build_parser
 from equijax.sweep.spec import SweepError
 from equijax.training.config import ConfigError
@@ -15,15 +14,8 @@ from equijax.training.config import ConfigError
 __all__ = ["build_parser", "main"]
 
 
-def _single_thread() -> None:
-    """Pin numeric libraries to one thread, as the graph benchmark's anchor was measured."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `equijax` command."""
-    _single_thread()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
