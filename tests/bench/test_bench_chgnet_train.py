@@ -127,13 +127,13 @@ def test_a_stopped_run_keeps_what_it_measured(tmp_path, monkeypatch):
 def test_on_a_gpu_the_reference_is_timed_first_and_kept(tmp_path, monkeypatch):
     """On a GPU the reference runs first and is saved at once: a stop in equijax's first run
     still leaves the denominator of every ratio."""
-    from equijax.bench import chgnet_train
+    from equijax.bench import chgnet_train, chgnet_train_reference
 
     monkeypatch.setattr(chgnet_train, "_teacher_labels", lambda structures, batch_size: structures)
     monkeypatch.setattr(chgnet_train.jax, "default_backend", lambda: "gpu")
     monkeypatch.setattr(
-        chgnet_train,
-        "_chgnet_rate",
+        chgnet_train_reference,
+        "chgnet_train_rate",
         lambda *args: {
             "available": True,
             "device": "cpu",
