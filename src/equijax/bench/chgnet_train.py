@@ -13,6 +13,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
+from equijax.bench import chgnet_train_reference
 from equijax.bench.breakdown import stage_breakdown
 from equijax.bench.common import (
     Table,
