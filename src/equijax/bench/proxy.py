@@ -48,7 +48,7 @@ def _gated(p_core, p_gate, x):
     return jax.nn.silu(core) * jax.nn.sigmoid(gate)
 
 
-def proxy_energy(params: dict, graph: CrystalGraph) -> jnp.ndarray:
+def proxy_energy(params: dict, graph: CrystalGraph) -> jax.Array:
     """Sum of per-atom outputs of the proxy network on a padded batch (scalar)."""
     a, b = graph.atoms, graph.bonds
     n_node = a.nodes["numbers"].shape[0]

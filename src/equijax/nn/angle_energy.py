@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from equijax.nn.radial import polynomial_cutoff
 
 
-def chebyshev(x: jnp.ndarray, order: int) -> jnp.ndarray:
+def chebyshev(x: jax.Array, order: int) -> jax.Array:
     """(..., order) Chebyshev polynomials T_0 .. T_{order-1} of ``x`` (...,) in [-1, 1]."""
     terms = [jnp.ones_like(x), x][:order]
     while len(terms) < order:
@@ -31,9 +31,9 @@ def chebyshev(x: jnp.ndarray, order: int) -> jnp.ndarray:
 
 
 def angle_energy(
-    coefficients: jnp.ndarray,
-    vector_ij: jnp.ndarray,
-    vector_ik: jnp.ndarray,
+    coefficients: jax.Array,
+    vector_ij: jax.Array,
+    vector_ik: jax.Array,
     cutoff: float,
     envelope_order: float = 8.0,
 ):

@@ -46,7 +46,7 @@ from equijax.units import EV_PER_A3_TO_GPA
 DIRECT_STRESS = ("independent", "virial", "virial_detached", "virial_only")
 
 
-def scale_gradient(x: jnp.ndarray, factor: float) -> jnp.ndarray:
+def scale_gradient(x: jax.Array, factor: float) -> jax.Array:
     """``x`` unchanged in the forward pass (exactly: ``x - stop_gradient(x)`` is 0); its
     gradient multiplied by ``factor``, so a head reading trunk features trains the trunk with a
     chosen weight. Written with `jax.lax.stop_gradient` rather than a custom VJP so that it also
@@ -77,12 +77,12 @@ def check_direct_norm(norm: float) -> None:
 
 
 def symmetric_pair_features(
-    atom_features: jnp.ndarray,
-    senders: jnp.ndarray,
-    receivers: jnp.ndarray,
-    pair: jnp.ndarray,
+    atom_features: jax.Array,
+    senders: jax.Array,
+    receivers: jax.Array,
+    pair: jax.Array,
     n_pairs: int,
-) -> jnp.ndarray:
+) -> jax.Array:
     """(P, 2F) features of each undirected pair that do not depend on its orientation:
     ``a_i + a_j`` and ``a_i * a_j`` from (N, F) atom features (each pair has two directed edges)."""
     total = jax.ops.segment_sum(atom_features[senders], pair, n_pairs)
@@ -93,12 +93,12 @@ def symmetric_pair_features(
 
 
 def direct_forces(
-    pair_weights: jnp.ndarray,
-    pair: jnp.ndarray,
-    unit: jnp.ndarray,
-    receivers: jnp.ndarray,
+    pair_weights: jax.Array,
+    pair: jax.Array,
+    unit: jax.Array,
+    receivers: jax.Array,
     n_atoms: int,
-) -> jnp.ndarray:
+) -> jax.Array:
     """(N, 3) forces ``F_i = Σ_e w(pair(e)) r̂_e`` over the edges e centred on atom i.
 
     ``pair_weights`` (P,), ``pair`` (E,) pair index of each edge, ``unit`` (E, 3) centre-to-
@@ -107,16 +107,16 @@ def direct_forces(
 
 
 def direct_stress(
-    w_outer: jnp.ndarray,
-    w_iso: jnp.ndarray,
-    pair: jnp.ndarray,
-    unit: jnp.ndarray,
-    graph_of_edge: jnp.ndarray,
-    volume: jnp.ndarray,
+    w_outer: jax.Array,
+    w_iso: jax.Array,
+    pair: jax.Array,
+    unit: jax.Array,
+    graph_of_edge: jax.Array,
+    volume: jax.Array,
     n_graphs: int,
-    force_weights: jnp.ndarray | None = None,
-    lengths: jnp.ndarray | None = None,
-) -> jnp.ndarray:
+    force_weights: jax.Array | None = None,
+    lengths: jax.Array | None = None,
+) -> jax.Array:
     """(G, 3, 3) symmetric stress in GPa, ``(1/V) Σ_pairs (w₁ r̂⊗r̂ + w₀ I)``; zero for graphs
     without a 3D cell (``volume`` 0). Each pair's two directed edges share r̂⊗r̂, so the sum over
     edges is halved.
@@ -139,13 +139,13 @@ def direct_stress(
 
 
 def angle_stress(
-    angle_weights: jnp.ndarray,
-    unit_ij: jnp.ndarray,
-    unit_ik: jnp.ndarray,
-    graph_of_angle: jnp.ndarray,
-    volume: jnp.ndarray,
+    angle_weights: jax.Array,
+    unit_ij: jax.Array,
+    unit_ik: jax.Array,
+    graph_of_angle: jax.Array,
+    volume: jax.Array,
     n_graphs: int,
-) -> jnp.ndarray:
+) -> jax.Array:
     """(G, 3, 3) symmetric three-body stress in GPa, ``(160.2/V) Σ_angles w_a (r̂_ij⊗r̂_ik +
     r̂_ik⊗r̂_ij) / 2`` over the angles (bond pairs j-i-k sharing centre i) of each graph.
 
@@ -160,15 +160,15 @@ def angle_stress(
 
 
 def angle_edge_gradient(
-    angle_weights: jnp.ndarray,
-    unit_ij: jnp.ndarray,
-    unit_ik: jnp.ndarray,
-    length_ij: jnp.ndarray,
-    length_ik: jnp.ndarray,
-    edge_ij: jnp.ndarray,
-    edge_ik: jnp.ndarray,
+    angle_weights: jax.Array,
+    unit_ij: jax.Array,
+    unit_ik: jax.Array,
+    length_ij: jax.Array,
+    length_ik: jax.Array,
+    edge_ij: jax.Array,
+    edge_ik: jax.Array,
     n_edges: int,
-) -> jnp.ndarray:
+) -> jax.Array:
     """(E, 3) edge gradients eV/Å of three-body force terms with angle weights c (A,) eV: the
     non-central part of the gradient of an angle energy φ(cos θ_ijk), with c = ∂φ/∂cos θ.
 
@@ -188,12 +188,12 @@ def angle_edge_gradient(
 
 
 def angle_gradients_on_edges(
-    grad_ij: jnp.ndarray,
-    grad_ik: jnp.ndarray,
-    edge_ij: jnp.ndarray,
-    edge_ik: jnp.ndarray,
+    grad_ij: jax.Array,
+    grad_ik: jax.Array,
+    edge_ij: jax.Array,
+    edge_ik: jax.Array,
     n_edges: int,
-) -> jnp.ndarray:
+) -> jax.Array:
     """(E, 3) edge gradients: each angle's gradients with respect to its two bonds, ``grad_ij``
     and ``grad_ik`` (A, 3), summed onto those bonds' directed edges ``edge_ij``/``edge_ik``."""
     return jax.ops.segment_sum(grad_ij, edge_ij, n_edges) + jax.ops.segment_sum(
@@ -202,8 +202,8 @@ def angle_gradients_on_edges(
 
 
 def edge_gradient_forces(
-    edge_gradient: jnp.ndarray, senders: jnp.ndarray, receivers: jnp.ndarray, n_atoms: int
-) -> jnp.ndarray:
+    edge_gradient: jax.Array, senders: jax.Array, receivers: jax.Array, n_atoms: int
+) -> jax.Array:
     """(N, 3) forces eV/Å of per-edge energy gradients ``g_e = ∂E/∂r_e`` (E, 3) eV/Å, r_e the
     vector from the edge's centre (``receivers``) to its neighbour (``senders``): the centre gets
     +g_e and the neighbour −g_e, so the net force is zero."""
@@ -213,12 +213,12 @@ def edge_gradient_forces(
 
 
 def edge_gradient_stress(
-    edge_gradient: jnp.ndarray,
-    vectors: jnp.ndarray,
-    graph_of_edge: jnp.ndarray,
-    volume: jnp.ndarray,
+    edge_gradient: jax.Array,
+    vectors: jax.Array,
+    graph_of_edge: jax.Array,
+    volume: jax.Array,
     n_graphs: int,
-) -> jnp.ndarray:
+) -> jax.Array:
     """(G, 3, 3) stress GPa ``(160.2 / V) Σ_e sym(r_e ⊗ g_e)``: the virial (1/V) ∂E/∂ε of an
     energy of edge vectors with gradients ``edge_gradient`` (E, 3) eV/Å at ``vectors`` (E, 3) Å;
     zero for graphs without a 3D cell (``volume`` (G,) Å³ of 0). The sum is symmetric already
@@ -228,7 +228,7 @@ def edge_gradient_stress(
     return total * gpa_per_volume(volume)[:, None, None]
 
 
-def gpa_per_volume(volume: jnp.ndarray) -> jnp.ndarray:
+def gpa_per_volume(volume: jax.Array) -> jax.Array:
     """160.2 / V for graphs with a 3D cell (volume > 0), 0 otherwise; (G,)."""
     has_cell = volume > 0
     return jnp.where(has_cell, EV_PER_A3_TO_GPA / jnp.where(has_cell, volume, 1.0), 0.0)

@@ -53,14 +53,14 @@ class GatheredConcat(NamedTuple):
     array and never build it: see `dense_of_gathered`.
     """
 
-    parts: tuple[tuple[jnp.ndarray, jnp.ndarray | None], ...]
+    parts: tuple[tuple[jax.Array, jax.Array | None], ...]
 
-    def materialize(self) -> jnp.ndarray:
+    def materialize(self) -> jax.Array:
         """The concatenated array itself, (R, sum d_k)."""
         return jnp.concatenate([x if i is None else x[i] for x, i in self.parts], axis=-1)
 
 
-def dense_of_gathered(inputs: GatheredConcat, kernel: jnp.ndarray, dot=jax.lax.dot_general):
+def dense_of_gathered(inputs: GatheredConcat, kernel: jax.Array, dot=jax.lax.dot_general):
     """``inputs.materialize() @ kernel`` without the concatenation: (R, features).
 
     Each part meets its own rows of ``kernel``. A part with fewer source rows than output rows
@@ -88,7 +88,7 @@ def dense_of_gathered(inputs: GatheredConcat, kernel: jnp.ndarray, dot=jax.lax.d
     return out
 
 
-def _gathered_product(dense: nn.Dense, inputs, kernel: jnp.ndarray) -> jnp.ndarray:
+def _gathered_product(dense: nn.Dense, inputs, kernel: jax.Array) -> jax.Array:
     """``dense_of_gathered(inputs, kernel)`` with ``dense``'s ``precision`` and ``dot_general``
     (a plain array is one part); ``dtype`` and ``dot_general_cls`` must stay unset."""
     if dense.dtype is not None or dense.dot_general_cls is not None:
@@ -168,7 +168,7 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(
         self, x=None, *, first_layer_params: int | None = None, first_layer_output=None
-    ) -> jnp.ndarray:
+    ) -> jax.Array:
         widths = (*self.hidden, self.features)
         last_init = nn.initializers.zeros if self.zero_init_last else nn.initializers.lecun_normal()
 
@@ -215,7 +215,7 @@ class GatedMLP(nn.Module):
     fused: bool = True
 
     @nn.compact
-    def __call__(self, x) -> jnp.ndarray:
+    def __call__(self, x) -> jax.Array:
         if self.norm not in ("layer", None):
             raise ValueError(f"unsupported norm {self.norm!r} (use 'layer' or None)")
         core_mlp = MLP(self.features, self.hidden, self.act, name="core")

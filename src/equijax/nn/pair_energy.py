@@ -25,8 +25,8 @@ from equijax.nn.radial import bessel_basis, polynomial_cutoff
 
 
 def smooth_pair_basis(
-    r: jnp.ndarray, num_basis: int, cutoff: float, envelope_order: float = 8.0
-) -> tuple[jnp.ndarray, jnp.ndarray]:
+    r: jax.Array, num_basis: int, cutoff: float, envelope_order: float = 8.0
+) -> tuple[jax.Array, jax.Array]:
     """``(b(r), b'(r))``, each (..., num_basis): Bessel functions of frequencies π·(1..K) times
     CHGNet's polynomial envelope of order ``envelope_order`` at ``cutoff`` Å, and their
     derivative in r (1/Å). ``r`` (...,) Å must be > 0; both vanish beyond the cutoff."""
@@ -42,8 +42,8 @@ def smooth_pair_basis(
 
 
 def pair_energy(
-    coefficients: jnp.ndarray, pair_lengths: jnp.ndarray, cutoff: float
-) -> tuple[jnp.ndarray, jnp.ndarray]:
+    coefficients: jax.Array, pair_lengths: jax.Array, cutoff: float
+) -> tuple[jax.Array, jax.Array]:
     """``(u, u')``, each (P,): the pair energies ``u_p = Σ_k c_k(p) b_k(r_p)`` (eV) and their
     slopes in r (eV/Å), from ``coefficients`` (P, K) eV and ``pair_lengths`` (P,) Å (> 0).
 

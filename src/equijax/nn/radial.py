@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -22,7 +23,7 @@ __all__ = [
 ]
 
 
-def polynomial_cutoff(r: jnp.ndarray, cutoff: float, p: float) -> jnp.ndarray:
+def polynomial_cutoff(r: jax.Array, cutoff: float, p: float) -> jax.Array:
     """CHGNet's polynomial envelope ``1 + a x^p + b x^(p+1) + c x^(p+2)`` of ``x = r / cutoff``,
     zero for ``x >= 1``; value, first and second derivative vanish at the cutoff.
 
@@ -43,7 +44,7 @@ def polynomial_cutoff(r: jnp.ndarray, cutoff: float, p: float) -> jnp.ndarray:
     return jnp.where(x < 1, envelope, 0.0)
 
 
-def bessel_basis(r: jnp.ndarray, frequencies: jnp.ndarray, cutoff: float) -> jnp.ndarray:
+def bessel_basis(r: jax.Array, frequencies: jax.Array, cutoff: float) -> jax.Array:
     """Spherical Bessel functions of order 0, ``sqrt(2 / cutoff) sin(f r / cutoff) / r``.
 
     Args:
@@ -58,7 +59,7 @@ def bessel_basis(r: jnp.ndarray, frequencies: jnp.ndarray, cutoff: float) -> jnp
     return np.sqrt(2.0 / cutoff) * jnp.sin(frequencies * (r / cutoff)) / r
 
 
-def fourier_basis(angle: jnp.ndarray, frequencies: jnp.ndarray) -> jnp.ndarray:
+def fourier_basis(angle: jax.Array, frequencies: jax.Array) -> jax.Array:
     """CHGNet's circular harmonics ``[1/sqrt(2), sin(f θ), cos(f θ)] / sqrt(pi)``.
 
     Args:
@@ -73,7 +74,7 @@ def fourier_basis(angle: jnp.ndarray, frequencies: jnp.ndarray) -> jnp.ndarray:
     return jnp.concatenate([constant, jnp.sin(phase), jnp.cos(phase)], axis=-1) / np.sqrt(np.pi)
 
 
-def angle_between(u: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
+def angle_between(u: jax.Array, v: jax.Array) -> jax.Array:
     """Angle between unit vectors (..., 3), radians; the cosine is shrunk by 1e-6 as in CHGNet so
     that ``arccos`` keeps a finite gradient at 0 and pi."""
     return jnp.arccos(jnp.sum(u * v, axis=-1) * (1 - 1e-6))
@@ -90,7 +91,7 @@ class RadialBessel(nn.Module):
     learnable: bool = True
 
     @nn.compact
-    def __call__(self, r: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, r: jax.Array) -> jax.Array:
         init = np.pi * np.arange(1, self.num_radial + 1)
         if self.learnable:
             frequencies = self.param("frequencies", lambda _: jnp.asarray(init, jnp.float32))
@@ -108,7 +109,7 @@ class FourierAngle(nn.Module):
     learnable: bool = True
 
     @nn.compact
-    def __call__(self, angle: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, angle: jax.Array) -> jax.Array:
         if self.num_angular % 2 != 1:
             raise ValueError(f"num_angular must be odd, got {self.num_angular}")
         init = np.arange(1, (self.num_angular - 1) // 2 + 1, dtype=np.float64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from equijax.nn.mlp import MLP, layer_norm
@@ -20,7 +21,7 @@ class SiteEnergies(nn.Module):
     norm: str | None = "layer"
 
     @nn.compact
-    def __call__(self, atom_feas: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, atom_feas: jax.Array) -> jax.Array:
         if self.norm == "layer":
             atom_feas = layer_norm("readout_norm")(atom_feas)
         elif self.norm is not None:
@@ -32,7 +33,7 @@ class SiteMagmoms(nn.Module):
     """Magnetic moment magnitudes ``|w·x + b|``, μB: (N, F) -> (N,)."""
 
     @nn.compact
-    def __call__(self, atom_feas: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, atom_feas: jax.Array) -> jax.Array:
         return jnp.abs(nn.Dense(1, name="site_wise")(atom_feas)[..., 0])
 
 
@@ -45,6 +46,6 @@ class AtomRef(nn.Module):
     """
 
     @nn.compact
-    def __call__(self, numbers: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, numbers: jax.Array) -> jax.Array:
         weights = self.param("weights", nn.initializers.zeros, (MAX_ELEMENTS,))
         return jnp.take(weights, numbers - 1, mode="clip")

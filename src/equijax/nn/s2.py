@@ -39,19 +39,19 @@ def _natural_chunks(x: e3nn.IrrepsArray, name: str) -> tuple[int, dict]:
     return spherical.channels, spherical.classes[1]
 
 
-def s2_grid_values(x: e3nn.IrrepsArray, lmax_out: int, resolution: tuple[int, int]) -> jnp.ndarray:
+def s2_grid_values(x: e3nn.IrrepsArray, lmax_out: int, resolution: tuple[int, int]) -> jax.Array:
     """Grid values √(4π) Σ x_lm Y_lm of every channel: (..., C, res_beta, res_alpha)."""
     _, chunks = _natural_chunks(x, "x")
     return _grid_values(chunks, lmax_out, resolution, x.dtype)
 
 
-def _grid_values(chunks: dict, lmax_out: int, resolution: tuple[int, int], dtype) -> jnp.ndarray:
+def _grid_values(chunks: dict, lmax_out: int, resolution: tuple[int, int], dtype) -> jax.Array:
     tables = s2grid.grid_tables(max(chunks), lmax_out, *resolution)
     return s2grid.to_grid(chunks, tables, dtype) * jnp.sqrt(4 * jnp.pi).astype(dtype)
 
 
 def s2_grid_coefficients(
-    values: jnp.ndarray, lmax_in: int, lmax_out: int, resolution: tuple[int, int]
+    values: jax.Array, lmax_in: int, lmax_out: int, resolution: tuple[int, int]
 ) -> e3nn.IrrepsArray:
     """Project grid values (..., C, res_beta, res_alpha) onto C x [0e + 1o + ... + lmax_out]."""
     tables = s2grid.grid_tables(lmax_in, lmax_out, *resolution)
@@ -132,7 +132,7 @@ class S2MLP(nn.Module):
             )
         return y
 
-    def _per_head_dense(self, name: str, x: jnp.ndarray, features: int) -> jnp.ndarray:
+    def _per_head_dense(self, name: str, x: jax.Array, features: int) -> jax.Array:
         """(..., heads, n) -> (..., heads, features) with one kernel and bias per head."""
         init = nn.initializers.lecun_normal(in_axis=-2, out_axis=-1, batch_axis=(0,))
         kernel = self.param(f"{name}_kernel", init, (self.heads, x.shape[-1], features))

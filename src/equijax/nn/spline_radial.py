@@ -12,10 +12,11 @@ layer's radial network is one small matmul (coefficients per channel or per path
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 
-def cubic_bspline(u: jnp.ndarray) -> jnp.ndarray:
+def cubic_bspline(u: jax.Array) -> jax.Array:
     """The uniform cubic B-spline on knots 0, 1, 2, 3, 4 (zero outside [0, 4)); C² everywhere."""
     u1, u2, u3 = u - 1.0, u - 2.0, u - 3.0
     piece0 = u**3
@@ -26,7 +27,7 @@ def cubic_bspline(u: jnp.ndarray) -> jnp.ndarray:
     return jnp.where((u >= 0) & (u < 4), value / 6.0, 0.0)
 
 
-def bspline_basis(r: jnp.ndarray, num_basis: int, cutoff: float) -> jnp.ndarray:
+def bspline_basis(r: jax.Array, num_basis: int, cutoff: float) -> jax.Array:
     """Design matrix of the cutoff-clamped cubic B-spline basis.
 
     Args:
@@ -63,7 +64,7 @@ class SplineRadial(nn.Module):
     cutoff: float = 5.0
 
     @nn.compact
-    def __call__(self, r: jnp.ndarray, basis: jnp.ndarray | None = None) -> jnp.ndarray:
+    def __call__(self, r: jax.Array, basis: jax.Array | None = None) -> jax.Array:
         """``r``: (...,) distances, or pass the precomputed ``basis`` (..., num_basis) instead."""
         if basis is None:
             basis = bspline_basis(r, self.num_basis, self.cutoff)

@@ -7,6 +7,7 @@ the loss (and its gradient) is the mean over the real structures of the global b
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from equijax.training.batches import Targets
@@ -15,7 +16,7 @@ from equijax.training.config import LossConfig
 TARGETS = ("energy", "forces", "stress", "magmoms")
 
 
-def elementwise(kind: str, delta: float, error: jnp.ndarray) -> jnp.ndarray:
+def elementwise(kind: str, delta: float, error: jax.Array) -> jax.Array:
     """Huber (``delta``, as torch's HuberLoss) or squared error of ``error``, elementwise."""
     if kind == "mse":
         return error**2
@@ -70,7 +71,7 @@ def gradient_term_weights(config: LossConfig, weights: dict) -> dict:
 
 def total_loss(
     config: LossConfig, sums: dict, counts: dict, weights: dict | None = None
-) -> jnp.ndarray:
+) -> jax.Array:
     """``sum_t weight_t * sums_t / counts_t`` (targets without labels contribute 0); ``weights``
     default to the first stage's (`loss_weights`)."""
     weights = loss_weights(config) if weights is None else weights

@@ -32,11 +32,11 @@ AXIS = "data"
 class TrainState(NamedTuple):
     """Everything a step changes: step count, params, optimizer state, EMA of params, RNG key."""
 
-    step: jnp.ndarray
+    step: jax.Array
     params: Any
     opt_state: Any
     ema_params: Any
-    rng: jnp.ndarray
+    rng: jax.Array
 
 
 def make_optimizer(config: OptimConfig, total_steps: int, frozen: tuple[str, ...] = ("atomref",)):

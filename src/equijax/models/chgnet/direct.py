@@ -78,8 +78,8 @@ class LearnedEnergies(nn.Module):
         atom_feas,
         bond_feas,
         angle_feas,
-        vectors: jnp.ndarray,
-        pair_lengths: jnp.ndarray,
+        vectors: jax.Array,
+        pair_lengths: jax.Array,
     ):
         return _learned_energies(
             self.config, graph, atom_feas, bond_feas, angle_feas, vectors, pair_lengths
@@ -148,8 +148,8 @@ class CHGNetDirectHeads(nn.Module):
         atom_feas,
         bond_feas,
         angle_feas,
-        vectors: jnp.ndarray,
-        energy_gradient: jnp.ndarray | None = None,
+        vectors: jax.Array,
+        energy_gradient: jax.Array | None = None,
     ):
         return _direct_heads(
             self.config, graph, atom_feas, bond_feas, angle_feas, vectors, energy_gradient

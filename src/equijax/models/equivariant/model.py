@@ -34,7 +34,7 @@ from equijax.nn.tp import TensorProduct
 from equijax.typing import Array, AtomVectors, GraphTensors
 
 
-def radial_basis(config: EquivariantConfig, lengths: jnp.ndarray) -> jnp.ndarray:
+def radial_basis(config: EquivariantConfig, lengths: jax.Array) -> jax.Array:
     """(E, num_radial) basis of the edge lengths, computed once per graph for every layer:
     the B-spline design matrix, or Bessel functions times a smooth envelope."""
     if config.radial == "spline":
@@ -51,7 +51,7 @@ class RadialNetwork(nn.Module):
     features: int
 
     @nn.compact
-    def __call__(self, basis: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, basis: jax.Array) -> jax.Array:
         cfg = self.config
         if cfg.radial == "spline":
             return SplineRadial(self.features, cfg.num_radial, cfg.cutoff)(None, basis=basis)
@@ -100,13 +100,13 @@ class VectorReadout(nn.Module):
     Call with ``h`` (N, irreps), ``graph_of_atom`` (N,) and the number of graphs."""
 
     @nn.compact
-    def __call__(self, h: e3nn.IrrepsArray, graph_of_atom, n_graphs: int) -> jnp.ndarray:
+    def __call__(self, h: e3nn.IrrepsArray, graph_of_atom, n_graphs: int) -> jax.Array:
         # the caller shares its scope with this module: the map's params are its "force_readout"
         vectors = e3nn.flax.Linear("1x1o", name="force_readout")(h.filter(keep="1o")).array
         return _minus_structure_mean(vectors, graph_of_atom, n_graphs)
 
 
-def _minus_structure_mean(vectors, graph_of_atom, n_graphs: int) -> jnp.ndarray:
+def _minus_structure_mean(vectors, graph_of_atom, n_graphs: int) -> jax.Array:
     count = jax.ops.segment_sum(jnp.ones_like(vectors[:, :1]), graph_of_atom, n_graphs)
     mean = jax.ops.segment_sum(vectors, graph_of_atom, n_graphs) / jnp.maximum(count, 1.0)
     return vectors - mean[graph_of_atom]

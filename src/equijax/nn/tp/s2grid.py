@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 
 import e3nn_jax as e3nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -96,7 +97,7 @@ def grid_tables(lmax_in: int, lmax_out: int, res_beta: int, res_alpha: int) -> G
     return GridTables(lmax_in, lmax_out, res_beta, res_alpha)
 
 
-def beta_synthesis(chunks: dict, table: np.ndarray, lmax: int, dtype) -> jnp.ndarray:
+def beta_synthesis(chunks: dict, table: np.ndarray, lmax: int, dtype) -> jax.Array:
     """Σ_l x_lm T[b, l, m]: {l: (..., C, 2l+1)} -> (..., C, res_beta, 2 lmax+1) (m columns).
 
     ``table`` is (res_beta, ≥lmax+1, ≥2 lmax+1) centred on m = 0; one fused elementwise pass.
@@ -112,17 +113,17 @@ def beta_synthesis(chunks: dict, table: np.ndarray, lmax: int, dtype) -> jnp.nda
     return total
 
 
-def alpha_synthesis(f: jnp.ndarray, alpha_table: np.ndarray) -> jnp.ndarray:
+def alpha_synthesis(f: jax.Array, alpha_table: np.ndarray) -> jax.Array:
     """(..., b, 2L+1) m columns -> (..., b, res_alpha) grid values."""
     return jnp.einsum("...m,am->...a", f, jnp.asarray(alpha_table, f.dtype))
 
 
-def alpha_analysis(h: jnp.ndarray, alpha_table: np.ndarray) -> jnp.ndarray:
+def alpha_analysis(h: jax.Array, alpha_table: np.ndarray) -> jax.Array:
     """(..., b, res_alpha) grid values -> (..., b, 2L+1) m columns (α quadrature sum)."""
     return jnp.einsum("...a,am->...m", h, jnp.asarray(alpha_table, h.dtype))
 
 
-def beta_analysis(hm: jnp.ndarray, theta_w: np.ndarray, ls, lmax: int) -> dict:
+def beta_analysis(hm: jax.Array, theta_w: np.ndarray, ls, lmax: int) -> dict:
     """(..., C, b, 2 lmax+1) -> {l: (..., C, 2l+1)} by the weighted β sum with Θ_l."""
     out = {}
     for l in ls:
@@ -131,7 +132,7 @@ def beta_analysis(hm: jnp.ndarray, theta_w: np.ndarray, ls, lmax: int) -> dict:
     return out
 
 
-def to_grid(chunks: dict, tables: GridTables, dtype) -> jnp.ndarray:
+def to_grid(chunks: dict, tables: GridTables, dtype) -> jax.Array:
     """Function values on the grid: {l: (..., C, 2l+1)} -> (..., C, res_beta, res_alpha)."""
     f = beta_synthesis(chunks, tables.theta_in, tables.lmax_in, dtype)
     return alpha_synthesis(f, tables.alpha_in)
@@ -148,7 +149,7 @@ def surface_gradient_on_grid(chunks: dict, tables: GridTables, dtype):
     return f_beta, f_alpha
 
 
-def from_grid(h: jnp.ndarray, tables: GridTables, ls) -> dict:
+def from_grid(h: jax.Array, tables: GridTables, ls) -> dict:
     """Project grid values (..., C, b, a) onto Y_lm for l in ``ls``: {l: (..., C, 2l+1)}."""
     hm = alpha_analysis(h, tables.alpha_out)
     return beta_analysis(hm, tables.theta_out_w, ls, tables.lmax_out)
