@@ -501,3 +501,18 @@ def test_remat_with_conservative_steps_warns_and_either_alone_does_not():
         load_config(None, ["model.forces=direct", "model.remat=true"])
         load_config(None, ["model.forces=direct", "train.conservative_every=4"])
         load_config(None, tuned)  # stage two never starts
+
+
+def test_older_key_names_override_across_layers(tmp_path):
+    """A model's older key names (``KEY_ALIASES``) and its fields' names override each other
+    from any layer: the packaged group sets ``cutoff``, an override ``atom_graph_cutoff``."""
+    config = load_config(
+        "equivariant_emt_small", ["model.atom_graph_cutoff=4.0", "model.spline_basis=5"]
+    )
+    assert (config.model.config.cutoff, config.model.config.num_radial) == (4.0, 5)
+    path = tmp_path / "old.yaml"
+    path.write_text("model:\n  name: equivariant\n  spline_basis: 6\n")
+    assert load_config(path, ["model.num_radial=7"]).model.config.num_radial == 7
+    path.write_text("model:\n  name: equivariant\n  spline_basis: 6\n  num_radial: 7\n")
+    with pytest.raises(ConfigError, match="model.spline_basis.*set only one"):
+        load_config(path)

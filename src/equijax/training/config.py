@@ -17,6 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from equijax.configs import resolve_config
 from equijax.configs.compose import compose_file, group_options, packaged_dir, split_overrides
+from equijax.models import registry
 from equijax.models.config import ConfigError
 from equijax.nn.precision import PRECISIONS
 from equijax.training.model_spec import ModelSpec, model_spec
@@ -165,8 +166,10 @@ def load_config(
     """
     groups, overrides = split_overrides(list(overrides or []))
     try:
+        composed = compose_experiment(path, groups)
+        composed, overrides = _canonical_model_keys(composed, overrides)
         merged = OmegaConf.structured(ExperimentConfig)
-        merged = OmegaConf.merge(merged, compose_experiment(path, groups))
+        merged = OmegaConf.merge(merged, composed)
         if overrides:
             merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(overrides))
         config = OmegaConf.to_object(merged)
@@ -176,6 +179,36 @@ def load_config(
         raise ConfigError(f"config key {key!r}: {message}") from None
     _check(config)
     return config
+
+
+def _canonical_model_keys(composed, overrides: list[str]):
+    """The composed YAML and the overrides with the model's older key names (its config's
+    ``KEY_ALIASES``, e.g. the equivariant model's ``spline_basis``) renamed to its fields', so
+    that an override of either name replaces the YAML's value of either name."""
+    name = next(
+        (o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("model.name=")), None
+    )
+    section = composed.get("model") if OmegaConf.is_dict(composed) else None
+    name = name or (section.get("name") if OmegaConf.is_dict(section) else None) or "chgnet"
+    if name not in registry.available():
+        return composed, overrides  # model_spec names the unknown model
+    aliases = registry.config_class(name).KEY_ALIASES
+    if OmegaConf.is_dict(section):
+        for alias, field in aliases.items():
+            if alias in section and field in section:
+                raise ConfigError(
+                    f"config key 'model.{alias}': the same as model.{field}; set only one of them"
+                )
+            if alias in section:
+                section[field] = section.pop(alias)
+    renamed = []
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        alias = key.removeprefix("model.")
+        if key.startswith("model.") and alias in aliases:
+            key = f"model.{aliases[alias]}"
+        renamed.append(key + sep + value)
+    return composed, renamed
 
 
 def compose_experiment(path: str | Path | None, groups: list[str] = ()):
