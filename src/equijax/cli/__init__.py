@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import equijax._threads  # noqa: F401 - first: pins BLAS/OpenMP threads before numpy loads
 from equijax.cli.parser import build_parser
-from equijax.sweep.spec import SweepError
-from equijax.training.config import ConfigError
 
 __all__ = ["build_parser", "main"]
 
@@ -18,7 +16,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `equijax` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # the handlers (jax, models, training) load after parsing: `--help` answers at once
+    from equijax.cli.commands import USER_ERRORS
+
     try:
         return args.func(args)
-    except (ConfigError, SweepError, FileNotFoundError) as err:  # user errors: no traceback
+    except USER_ERRORS as err:  # user errors: one line, no traceback
         parser.exit(2, f"equijax {args.command}: error: {err}\n")

@@ -3,7 +3,6 @@ exit code (see `equijax.cli.parser` for the arguments)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -12,8 +11,9 @@ from equijax.nn.precision import PRECISIONS
 from equijax.predict import predict_files
 from equijax.sweep import collect, expand, load_spec, run_sweep
 from equijax.sweep.runner import resolved_config
+from equijax.sweep.spec import SweepError
 from equijax.table import Table
-from equijax.training.config import load_config
+from equijax.training.config import ConfigError, load_config
 from equijax.training.evaluate import evaluate_run, format_errors
 from equijax.training.loop import train
 
@@ -87,17 +87,6 @@ def cmd_bench_model(args) -> int:
     except ValueError as err:
         raise SystemExit(f"equijax bench model: {err}") from None
     return 0
-
-
-def int_list(text: str) -> list[int]:
-    """ "1,2,3" or "1-6" -> list of ints (argparse type)."""
-    try:
-        if "-" in text:
-            lo, hi = text.split("-")
-            return list(range(int(lo), int(hi) + 1))
-        return [int(v) for v in text.split(",")]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected '1,2,3' or '1-6', got {text!r}") from err
 
 
 def cmd_bench_tp(args) -> int:
@@ -275,3 +264,7 @@ def cmd_demo(args) -> int:
         f"data wait {result['data_wait_fraction']:.1%}; curves: {result['run_dir']}/learning_curves.png"
     )
     return 0
+
+
+# errors a user's input causes: reported in one line, exit status 2, no traceback
+USER_ERRORS = (ConfigError, SweepError, FileNotFoundError)

@@ -4,25 +4,34 @@ from __future__ import annotations
 
 import argparse
 
-from equijax.cli.commands import (
-    cmd_bench_chgnet_infer,
-    cmd_bench_chgnet_train,
-    cmd_bench_graphs,
-    cmd_bench_model,
-    cmd_bench_tp,
-    cmd_demo,
-    cmd_evaluate,
-    cmd_predict,
-    cmd_sweep,
-    cmd_train,
-    int_list,
-)
-from equijax.models import registry
-
 DESCRIPTION = (
     "equijax: E(3)-equivariant interatomic potentials in JAX. Subcommands: demo, bench "
     "graphs|chgnet-infer|chgnet-train|tp|model, train, sweep, evaluate, predict."
 )
+
+
+def int_list(text: str) -> list[int]:
+    """ "1,2,3" or "1-6" -> list of ints (argparse type)."""
+    try:
+        if "-" in text:
+            lo, hi = text.split("-")
+            return list(range(int(lo), int(hi) + 1))
+        return [int(v) for v in text.split(",")]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected '1,2,3' or '1-6', got {text!r}") from err
+
+
+def _handler(name: str):
+    """The subcommand handler ``equijax.cli.commands.<name>``, imported when it runs."""
+
+    def run(args) -> int:
+        # the handlers load jax, the models and training (seconds): imported only when a
+        # command runs, so `equijax --help` and usage errors answer at once
+        from equijax.cli import commands
+
+        return getattr(commands, name)(args)
+
+    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the main job on embedded defaults")
     demo.add_argument("--out", default="results/demo", help="folder for the JSON results")
-    demo.set_defaults(func=cmd_demo)
+    demo.set_defaults(func=_handler("cmd_demo"))
 
     bench = sub.add_parser("bench", help="benchmarks (print a table, write JSON)")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
@@ -53,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="graphs per step split over the devices in the load-balance report",
     )
     g.add_argument("--limit", type=int, default=None, help="use only the first N structures")
-    g.set_defaults(func=cmd_bench_graphs)
+    g.set_defaults(func=_handler("cmd_bench_graphs"))
 
     c = bench_sub.add_parser(
         "chgnet-infer", help="pretrained CHGNet efsm inference vs PyTorch chgnet"
@@ -68,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--steps", type=int, default=6, help="timed batches (median is reported)")
     c.add_argument("--limit", type=int, default=None, help="use only the first N structures")
     c.add_argument("--no-reference", action="store_true", help="skip the PyTorch chgnet")
-    c.set_defaults(func=cmd_bench_chgnet_infer)
+    c.set_defaults(func=_handler("cmd_bench_chgnet_infer"))
 
     ct = bench_sub.add_parser("chgnet-train", help="CHGNet training steps vs PyTorch chgnet")
     ct.add_argument("--out", default="results/bench_chgnet_train.json", help="JSON output path")
@@ -138,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         "measured memory against the reference (CPU: one step's resident growth "
         "for both; GPU: device peaks)",
     )
-    ct.set_defaults(func=cmd_bench_chgnet_train)
+    ct.set_defaults(func=_handler("cmd_bench_chgnet_train"))
 
     tpb = bench_sub.add_parser(
         "tp", help="tensor products: equijax kinds vs e3nn-jax and cuequivariance"
@@ -172,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tpb.add_argument("--out", default="results/bench_tp.json", help="JSON output path")
     tpb.add_argument("--plot", default="results/bench_tp.png", help="PNG plot path ('' for none)")
-    tpb.set_defaults(func=cmd_bench_tp)
+    tpb.set_defaults(func=_handler("cmd_bench_tp"))
 
     bm = bench_sub.add_parser(
         "model",
@@ -194,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--repeats", type=int, default=5, help="timed calls per batch (median)")
     bm.add_argument("--out", default="results/bench_model.json", help="JSON output path")
     bm.add_argument("overrides", nargs="*", help="config overrides, e.g. model.tp=cg model.lmax=3")
-    bm.set_defaults(func=cmd_bench_model)
+    bm.set_defaults(func=_handler("cmd_bench_model"))
 
     t = sub.add_parser("train", help="train a model from a YAML config")
     t.add_argument("--config", default=None, help="YAML experiment config (configs/experiment/...)")
@@ -202,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue from the run's latest checkpoint"
     )
     t.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.epochs=3")
-    t.set_defaults(func=cmd_train)
+    t.set_defaults(func=_handler("cmd_train"))
 
     sw = sub.add_parser(
         "sweep",
@@ -252,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="only (re)build the results table and plots of a sweep directory",
     )
     sw.add_argument("overrides", nargs="*", help="fixed key=value / group=option overrides")
-    sw.set_defaults(func=cmd_sweep)
+    sw.set_defaults(func=_handler("cmd_sweep"))
 
     ev = sub.add_parser("evaluate", help="MAEs of trained runs on their own train/val/test split")
     ev.add_argument("runs", nargs="+", help="run directories of `equijax train`")
@@ -267,18 +276,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--batch-size", type=int, default=16, help="structures per batch")
     ev.add_argument("--out", default=None, help="also write the results as JSON here")
-    ev.set_defaults(func=cmd_evaluate)
+    ev.set_defaults(func=_handler("cmd_evaluate"))
 
     p = sub.add_parser("predict", help="energy, forces, stress, magmoms for structure files")
     p.add_argument("files", nargs="+", help="structure files in any ase.io format (all frames)")
     p.add_argument(
         "--model",
         default="chgnet-0.3.0",
-        help=f"pretrained model ({', '.join(registry.available_pretrained())}; the "
-        "CHGNet versions 0.3.0 and 0.2.0 alone work too)",
+        help="pretrained model: a name of equijax.models.registry.available_pretrained() "
+        "(chgnet-0.3.0, chgnet-0.2.0, ...; the CHGNet versions 0.3.0 and 0.2.0 alone work too)",
     )
     p.add_argument("--format", choices=["table", "json"], default="table", help="output format")
     p.add_argument("--out", default=None, help="write to this file instead of stdout")
     p.add_argument("--batch-size", type=int, default=40, help="structures per batch")
-    p.set_defaults(func=cmd_predict)
+    p.set_defaults(func=_handler("cmd_predict"))
     return parser
