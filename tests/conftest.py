@@ -9,6 +9,11 @@ import jax
 import numpy as np
 import pytest
 
+# The CLI loads its handlers (and through them absl/orbax logging) on a command's first run. A
+# test that runs a command in-process under output capture would bind those logging handlers to
+# pytest's temporary streams, which later tests find closed; load them here, outside any capture.
+import equijax.cli.commands  # noqa: F401, E402
+
 BENCH_FILE = (
     Path(__file__).resolve().parents[1]
     / "src"
