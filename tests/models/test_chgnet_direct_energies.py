@@ -135,3 +135,39 @@ def test_learned_energy_sizes_must_be_counts(bad):
     for name in ("direct_pair_energy", "direct_angle_energy"):
         with pytest.raises(ValueError, match=f"{name}.*must be an integer >= 0"):
             CHGNetConfig(**TINY, **{name: bad})
+
+
+def test_the_conservative_copy_keeps_the_learned_energies_shape():
+    """`as_conservative` (``load_trained(forces="conservative")``) resets only the heads'
+    options: the learned energies' MLP widths (``direct_hidden_dims``) stay, so the direct
+    model's trunk and energy params fit the conservative model exactly, and their energies agree."""
+    direct = CHGNet(
+        CHGNetConfig(
+            **{**TINY, "direct_hidden_dims": (12, 6)},
+            forces="direct",
+            direct_pair_energy=4,
+            direct_norm=20.0,
+            direct_stress="virial",
+        )
+    )
+    conservative = CHGNet(direct.config.as_conservative())
+    assert conservative.config.direct_hidden_dims == (12, 6)
+    assert (conservative.config.direct_norm, conservative.config.direct_stress) == (
+        1.0,
+        "independent",
+    )
+    atoms = ase.build.bulk("Cu", "fcc", 3.6, cubic=True)
+    atoms.rattle(0.05, seed=0)
+    batch, _ = pad_batch([atoms_to_graph(atoms, cutoff=4.5)], BucketPolicy(fixed_graphs=1))
+    params = direct.init(jax.random.key(0), batch)
+    trunk = {
+        "params": {
+            k: v for k, v in params["params"].items() if k not in CHGNetConfig.DIRECT_HEAD_PARAMS
+        }
+    }
+    fresh = conservative.init(jax.random.key(1), batch)
+    shapes = jax.tree_util.tree_map(jnp.shape, trunk)
+    assert shapes == jax.tree_util.tree_map(jnp.shape, fresh)
+    np.testing.assert_allclose(
+        conservative.apply(trunk, batch)["energy"], direct.apply(params, batch)["energy"], rtol=1e-6
+    )

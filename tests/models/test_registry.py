@@ -202,3 +202,19 @@ def test_legacy_flat_run_sections_still_load(tmp_path):
     # a user config is not upgraded: a CHGNet key under the equivariant model is an error
     with pytest.raises(ConfigError, match="'model.atom_fea_dim': not a key of model"):
         load_config(None, ["model.name=equivariant", "model.atom_fea_dim=8"])
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model.name=3"], "'model.name': must be a string"),
+        (["model.refit_atomref=3"], "'model.refit_atomref': must be true or false"),
+        (["model.init_from=3"], "'model.init_from': must be a string or null"),
+        (["model.pretrained=chgnet-9"], "'model.pretrained': unknown pretrained model"),
+        (["model.direct_stress=virial"], "'model.direct_stress': needs model.forces=direct"),
+        (["model.name=equivariant", "model.direct_norm=4"], "'model.direct_norm': needs model"),
+    ],
+)
+def test_bad_model_sections_name_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)

@@ -38,7 +38,8 @@ class BaseModelConfig:
         True when every matmul of the model is a flax ``nn.Dense``, so the TF32/bf16 emulation of
         `equijax.nn.precision` covers it on a CPU.
     ``DIRECT_HEAD_OPTIONS``
-        Fields that shape only the direct force/stress heads: a conservative copy of the model
+        Fields that shape only the direct force/stress heads: they keep their defaults unless
+        ``forces="direct"`` (checked here), and a conservative copy of the model
         (`as_conservative`) takes their defaults.
     ``DIRECT_HEAD_PARAMS``
         Top-level param collections that exist only with direct heads.
@@ -55,6 +56,13 @@ class BaseModelConfig:
 
     def __post_init__(self):
         check_choices(self)
+        if not self.is_direct:  # a conservative model has no heads for these options to shape
+            for f in dataclasses.fields(self):
+                if f.name in self.DIRECT_HEAD_OPTIONS and getattr(self, f.name) != f.default:
+                    raise ConfigError(
+                        f"config key 'model.{f.name}': needs model.forces=direct (a "
+                        f"conservative model has no heads), got {getattr(self, f.name)!r}"
+                    )
 
     @property
     def bond_graph_cutoff(self) -> float:
@@ -91,12 +99,10 @@ def field_choices(cls, name: str) -> tuple | None:
     """The allowed values of ``cls``'s field ``name`` when it is a ``Literal`` (``None`` included
     for an optional one), else None."""
     hint = _type_hints(cls)[name]
-    args = _union_args(hint)
-    literals = [a for a in args if typing.get_origin(a) is Literal]
-    if not literals:
+    values = _literal_values(hint)
+    if not values:
         return None
-    values = tuple(v for lit in literals for v in typing.get_args(lit))
-    return values + ((None,) if type(None) in args else ())
+    return values + ((None,) if type(None) in _union_args(hint) else ())
 
 
 def check_choices(config) -> None:
@@ -184,7 +190,7 @@ def _coerce(key: str, value, hint):
                 return tuple(value)
         elif isinstance(arg, type) and isinstance(value, arg):
             return value
-    allowed = field_choices_of_hint(hint)
+    allowed = _literal_values(hint)
     expected = (
         f"one of {', '.join(map(repr, allowed))}"
         if allowed
@@ -193,7 +199,7 @@ def _coerce(key: str, value, hint):
     raise ConfigError(f"config key 'model.{key}': expected {expected}, got {value!r}")
 
 
-def field_choices_of_hint(hint) -> tuple:
+def _literal_values(hint) -> tuple:
     """The ``Literal`` values inside a type hint (empty when it has none)."""
     return tuple(
         v for a in _union_args(hint) if typing.get_origin(a) is Literal for v in typing.get_args(a)

@@ -10,6 +10,9 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+# the checkpoints a run keeps: the best by validation loss and the latest
+SLOTS = ("best", "latest")
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint is corrupted or does not fit the current run; it was not loaded."""
@@ -99,7 +102,7 @@ def restore_ema_params(run_dir: str | Path, which: str = "best") -> dict:
     ``"best"`` (the `Checkpoints.best` slot, lowest validation loss) or ``"latest"``
     (`Checkpoints.last`). Read-only: nothing is created. Raises `FileNotFoundError` when the run
     has no such checkpoint."""
-    if which not in ("best", "latest"):
+    if which not in SLOTS:
         raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
     run_dir = Path(run_dir).absolute()
     folder = run_dir / ("best" if which == "best" else "checkpoints")

@@ -21,7 +21,7 @@ import numpy as np
 from equijax.data import split_by_group
 from equijax.nn.precision import matmul_precision
 from equijax.potential import Potential
-from equijax.training.data_source import graph_cutoffs, load_structures
+from equijax.training.data_source import load_structures
 from equijax.training.run_dir import run_config
 from equijax.training.trained import load_trained
 
@@ -85,8 +85,7 @@ def evaluate_run(
     structures = run_split(run_dir, split)
     if not structures:
         raise ValueError(f"{run_dir}: the {split} split is empty")
-    cutoff, bond_cutoff = graph_cutoffs(config.model)
-    potential = Potential(module, params, cutoff=cutoff, bond_cutoff=bond_cutoff)
+    potential = Potential(module, params)  # at the model's own cutoffs, as it was trained
     # stress is zero for structures without a 3D cell; those have no stress label to compare
     with matmul_precision(config.train.matmul_precision):
         predictions = potential.predict([s.atoms for s in structures], batch_size=batch_size)

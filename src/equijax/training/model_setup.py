@@ -17,9 +17,9 @@ from equijax.graphs import CrystalGraph
 from equijax.models import registry
 from equijax.models.protocol import Model
 from equijax.nn.readout import MAX_ELEMENTS
+from equijax.training.checkpoint import restore_ema_params
 from equijax.training.config import ExperimentConfig
 from equijax.training.model_spec import ModelSpec, model_spec
-from equijax.training.run_dir import restore_params
 
 
 def build_model(model: ModelSpec) -> Model:
@@ -55,7 +55,7 @@ def initial_params(
         params["params"]["atomref"]["weights"] = atomref_weights(train_set)
     if model.init_from:
         check_init_from(model)  # also when called outside `train` (which checks early)
-        params, report = transfer_params(params, {"params": restore_params(model.init_from)})
+        params, report = transfer_params(params, {"params": restore_ema_params(model.init_from)})
         if jax.process_index() == 0:  # also without progress bars: sweeps keep it in log.txt
             tqdm.write(
                 f"init_from {model.init_from}: {len(report['copied'])} arrays "

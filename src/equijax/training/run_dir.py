@@ -1,15 +1,12 @@
-"""Read a training run directory: its config and its checkpointed params (no model built)."""
+"""Read a training run directory's config (its params: `equijax.training.checkpoint.restore_ema_params`)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from equijax.training.checkpoint import restore_ema_params
 from equijax.training.config import ExperimentConfig, load_config
 from equijax.training.model_spec import model_spec
-
-WHICH = ("best", "latest")
 
 
 def run_config(run_dir: str | Path) -> ExperimentConfig:
@@ -24,13 +21,6 @@ def run_config(run_dir: str | Path) -> ExperimentConfig:
     if "model" in saved:  # older run directories hold a flat section of every model's fields
         saved["model"] = model_spec(saved["model"], saved=True).to_dict()
     return load_config(None, _dotlist(saved))
-
-
-def restore_params(run_dir: str | Path, which: str = "best") -> dict:
-    """The EMA params (the ``"params"`` collection's contents) of a run's ``which`` checkpoint,
-    ``"best"`` (lowest validation loss) or ``"latest"``; `FileNotFoundError` when it has none
-    (`equijax.training.checkpoint.restore_ema_params`)."""
-    return restore_ema_params(run_dir, which)
 
 
 def _dotlist(tree: dict, prefix: str = "") -> list[str]:

@@ -6,8 +6,9 @@ import dataclasses
 from pathlib import Path
 
 from equijax.models.protocol import Model
+from equijax.training.checkpoint import SLOTS, restore_ema_params
 from equijax.training.model_setup import build_model
-from equijax.training.run_dir import WHICH, restore_params, run_config
+from equijax.training.run_dir import run_config
 
 __all__ = ["load_trained", "run_config"]
 
@@ -27,7 +28,7 @@ def load_trained(
     ``train.conservative_every`` or ``loss.stage_two.conservative_every``). ``None`` keeps the
     run's.
     """
-    if which not in WHICH:
+    if which not in SLOTS:  # before reading anything
         raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
     model = run_config(run_dir).model
     trained_forces = model.config.forces
@@ -36,7 +37,7 @@ def load_trained(
             f"forces={forces!r}: a run trained with {trained_forces} forces can be "
             "loaded as is (None) or as 'conservative'"
         )
-    params = restore_params(run_dir, which)
+    params = restore_ema_params(run_dir, which)
     if forces == "conservative" and model.is_direct:
         model = dataclasses.replace(model, config=model.config.as_conservative())
         params = {k: v for k, v in params.items() if k not in model.config.DIRECT_HEAD_PARAMS}

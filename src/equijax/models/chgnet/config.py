@@ -87,9 +87,9 @@ class CHGNetConfig(BaseModelConfig):
     hidden_dim: int | None = None
 
     DENSE_ONLY: ClassVar[bool] = True  # every matmul is a flax Dense (precision emulation)
-    # fields that shape only the direct heads (`as_conservative` resets them)
+    # fields that shape only the direct heads (`as_conservative` resets them); not
+    # direct_hidden_dims, which also sizes the learned energies' MLPs, a part of the energy
     DIRECT_HEAD_OPTIONS: ClassVar[tuple[str, ...]] = (
-        "direct_hidden_dims",
         "direct_stress",
         "direct_norm",
         "direct_angle_stress",
@@ -106,6 +106,7 @@ class CHGNetConfig(BaseModelConfig):
     FREE_OPTIONS: ClassVar[tuple[str, ...]] = (
         "forces",
         *DIRECT_HEAD_OPTIONS,
+        "direct_hidden_dims",
         "direct_pair_energy",
         "direct_angle_energy",
         "remat",
@@ -163,22 +164,6 @@ class CHGNetConfig(BaseModelConfig):
                 )
                 for name in ("direct_pair_energy", "direct_angle_energy")
             ],
-        ]
-        direct_only = (
-            "direct_stress",
-            "direct_norm",
-            "direct_angle_stress",
-            "direct_angle_forces",
-            "direct_trunk_grad",
-        )
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        checks += [
-            (
-                self.forces == "direct" or getattr(self, name) == defaults[name],
-                name,
-                "needs model.forces=direct (a conservative model has no heads)",
-            )
-            for name in direct_only
         ]
         for ok, key, why in checks:
             if not ok:

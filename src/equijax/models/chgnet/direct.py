@@ -81,51 +81,46 @@ class LearnedEnergies(nn.Module):
         vectors: jax.Array,
         pair_lengths: jax.Array,
     ):
-        return _learned_energies(
-            self.config, graph, atom_feas, bond_feas, angle_feas, vectors, pair_lengths
-        )
-
-
-def _learned_energies(cfg, graph, atom_feas, bond_feas, angle_feas, vectors, pair_lengths):
-    atoms = graph.atoms
-    n_atoms, n_edges = atoms.nodes["numbers"].shape[0], vectors.shape[0]
-    pair = atoms.edges["pair"]
-    sites = jnp.zeros((n_atoms,), vectors.dtype)
-    edge_gradient = jnp.zeros_like(vectors)
-    if cfg.direct_pair_energy:
-        unit = vectors / jnp.linalg.norm(vectors, axis=-1)[:, None]
-        features = jnp.concatenate(
-            [
-                bond_feas,
-                symmetric_pair_features(
-                    atom_feas, atoms.senders, atoms.receivers, pair, pair_lengths.shape[0]
-                ),
-            ],
-            axis=-1,
-        )
-        energies, slopes = pair_energy(
-            _mlp(cfg, features, "pair_energy_mlp", cfg.direct_pair_energy),
-            pair_lengths,
-            cfg.atom_graph_cutoff,
-        )
-        sites = sites + jax.ops.segment_sum(energies[pair] / 2.0, atoms.receivers, n_atoms)
-        # each of a pair's two directed edges carries half its gradient u' r̂
-        edge_gradient = edge_gradient + (slopes[pair] / 2.0)[:, None] * unit
-    if cfg.direct_angle_energy:
-        features, (center, edge_ij, edge_ik) = _angle_inputs(
-            graph, atom_feas, bond_feas, angle_feas
-        )
-        energies, grad_ij, grad_ik = angle_energy(
-            _mlp(cfg, features, "angle_energy_mlp", cfg.direct_angle_energy),
-            vectors[edge_ij],
-            vectors[edge_ik],
-            cfg.bond_graph_cutoff,
-        )
-        sites = sites + jax.ops.segment_sum(energies, center, n_atoms)
-        edge_gradient = edge_gradient + angle_gradients_on_edges(
-            grad_ij, grad_ik, edge_ij, edge_ik, n_edges
-        )
-    return sites, edge_gradient
+        cfg = self.config
+        atoms = graph.atoms
+        n_atoms, n_edges = atoms.nodes["numbers"].shape[0], vectors.shape[0]
+        pair = atoms.edges["pair"]
+        sites = jnp.zeros((n_atoms,), vectors.dtype)
+        edge_gradient = jnp.zeros_like(vectors)
+        if cfg.direct_pair_energy:
+            unit = vectors / jnp.linalg.norm(vectors, axis=-1)[:, None]
+            features = jnp.concatenate(
+                [
+                    bond_feas,
+                    symmetric_pair_features(
+                        atom_feas, atoms.senders, atoms.receivers, pair, pair_lengths.shape[0]
+                    ),
+                ],
+                axis=-1,
+            )
+            energies, slopes = pair_energy(
+                _mlp(cfg, features, "pair_energy_mlp", cfg.direct_pair_energy),
+                pair_lengths,
+                cfg.atom_graph_cutoff,
+            )
+            sites = sites + jax.ops.segment_sum(energies[pair] / 2.0, atoms.receivers, n_atoms)
+            # each of a pair's two directed edges carries half its gradient u' r̂
+            edge_gradient = edge_gradient + (slopes[pair] / 2.0)[:, None] * unit
+        if cfg.direct_angle_energy:
+            features, (center, edge_ij, edge_ik) = _angle_inputs(
+                graph, atom_feas, bond_feas, angle_feas
+            )
+            energies, grad_ij, grad_ik = angle_energy(
+                _mlp(cfg, features, "angle_energy_mlp", cfg.direct_angle_energy),
+                vectors[edge_ij],
+                vectors[edge_ik],
+                cfg.bond_graph_cutoff,
+            )
+            sites = sites + jax.ops.segment_sum(energies, center, n_atoms)
+            edge_gradient = edge_gradient + angle_gradients_on_edges(
+                grad_ij, grad_ik, edge_ij, edge_ik, n_edges
+            )
+        return sites, edge_gradient
 
 
 class CHGNetDirectHeads(nn.Module):
@@ -151,78 +146,73 @@ class CHGNetDirectHeads(nn.Module):
         vectors: jax.Array,
         energy_gradient: jax.Array | None = None,
     ):
-        return _direct_heads(
-            self.config, graph, atom_feas, bond_feas, angle_feas, vectors, energy_gradient
+        cfg = self.config
+        atoms = graph.atoms
+        n_atoms, n_edges, n_graphs = (
+            atoms.nodes["numbers"].shape[0],
+            vectors.shape[0],
+            atoms.n_node.shape[0],
         )
-
-
-def _direct_heads(cfg, graph, atom_feas, bond_feas, angle_feas, vectors, energy_gradient):
-    atoms = graph.atoms
-    n_atoms, n_edges, n_graphs = (
-        atoms.nodes["numbers"].shape[0],
-        vectors.shape[0],
-        atoms.n_node.shape[0],
-    )
-    lengths = jnp.linalg.norm(vectors, axis=-1)
-    unit = vectors / lengths[:, None]
-    pair = atoms.edges["pair"]
-    graph_of_edge = graph_index(atoms.n_edge, n_edges)
-    volume = jnp.asarray(atoms.globals["volume"]).astype(unit.dtype)
-    if cfg.direct_trunk_grad != 1.0:
-        bond_feas = scale_gradient(bond_feas, cfg.direct_trunk_grad)
-        atom_feas = scale_gradient(atom_feas, cfg.direct_trunk_grad)
-        angle_feas = scale_gradient(angle_feas, cfg.direct_trunk_grad)
-    forces, stress = DirectHeads(
-        cfg.direct_hidden_dims,
-        cfg.non_linearity,
-        cfg.direct_stress,
-        cfg.direct_norm,
-        name="direct_heads",
-    )(
-        bond_feas,
-        atom_feas,
-        atoms.senders,
-        atoms.receivers,
-        pair,
-        unit,
-        graph_of_edge,
-        volume,
-        lengths,
-    )
-    edge_gradient = jnp.zeros_like(vectors) if energy_gradient is None else energy_gradient
-
-    if cfg.direct_angle_stress or cfg.direct_angle_forces:
-        features, (center, edge_ij, edge_ik) = _angle_inputs(
-            graph, atom_feas, bond_feas, angle_feas
+        lengths = jnp.linalg.norm(vectors, axis=-1)
+        unit = vectors / lengths[:, None]
+        pair = atoms.edges["pair"]
+        graph_of_edge = graph_index(atoms.n_edge, n_edges)
+        volume = jnp.asarray(atoms.globals["volume"]).astype(unit.dtype)
+        if cfg.direct_trunk_grad != 1.0:
+            bond_feas = scale_gradient(bond_feas, cfg.direct_trunk_grad)
+            atom_feas = scale_gradient(atom_feas, cfg.direct_trunk_grad)
+            angle_feas = scale_gradient(angle_feas, cfg.direct_trunk_grad)
+        forces, stress = DirectHeads(
+            cfg.direct_hidden_dims,
+            cfg.non_linearity,
+            cfg.direct_stress,
+            cfg.direct_norm,
+            name="direct_heads",
+        )(
+            bond_feas,
+            atom_feas,
+            atoms.senders,
+            atoms.receivers,
+            pair,
+            unit,
+            graph_of_edge,
+            volume,
+            lengths,
         )
-        unit_ij, unit_ik = unit[edge_ij], unit[edge_ik]
-        if cfg.direct_angle_stress:
-            graph_of_angle = graph_index(graph.bonds.n_edge, center.shape[0])
-            weights = _mlp(cfg, features, "angle_stress_mlp", 1)[:, 0] / cfg.direct_norm
-            stress = stress + angle_stress(
-                weights, unit_ij, unit_ik, graph_of_angle, volume, n_graphs
-            )
-        if cfg.direct_angle_forces:  # the non-central gradients of an angle energy φ(cos θ)
-            weights = _mlp(cfg, features, "angle_force_mlp", 1)[:, 0] / cfg.direct_norm
-            edge_gradient = edge_gradient + angle_edge_gradient(
-                weights,
-                unit_ij,
-                unit_ik,
-                lengths[edge_ij],
-                lengths[edge_ik],
-                edge_ij,
-                edge_ik,
-                n_edges,
-            )
+        edge_gradient = jnp.zeros_like(vectors) if energy_gradient is None else energy_gradient
 
-    if energy_gradient is not None or cfg.direct_angle_forces:
-        forces = forces + edge_gradient_forces(
-            edge_gradient, atoms.senders, atoms.receivers, n_atoms
-        )
-        if cfg.direct_stress != "independent":  # the virial of these forces
-            if cfg.direct_stress == "virial_detached":
-                edge_gradient = jax.lax.stop_gradient(edge_gradient)
-            stress = stress + edge_gradient_stress(
-                edge_gradient, vectors, graph_of_edge, volume, n_graphs
+        if cfg.direct_angle_stress or cfg.direct_angle_forces:
+            features, (center, edge_ij, edge_ik) = _angle_inputs(
+                graph, atom_feas, bond_feas, angle_feas
             )
-    return forces, stress
+            unit_ij, unit_ik = unit[edge_ij], unit[edge_ik]
+            if cfg.direct_angle_stress:
+                graph_of_angle = graph_index(graph.bonds.n_edge, center.shape[0])
+                weights = _mlp(cfg, features, "angle_stress_mlp", 1)[:, 0] / cfg.direct_norm
+                stress = stress + angle_stress(
+                    weights, unit_ij, unit_ik, graph_of_angle, volume, n_graphs
+                )
+            if cfg.direct_angle_forces:  # the non-central gradients of an angle energy φ(cos θ)
+                weights = _mlp(cfg, features, "angle_force_mlp", 1)[:, 0] / cfg.direct_norm
+                edge_gradient = edge_gradient + angle_edge_gradient(
+                    weights,
+                    unit_ij,
+                    unit_ik,
+                    lengths[edge_ij],
+                    lengths[edge_ik],
+                    edge_ij,
+                    edge_ik,
+                    n_edges,
+                )
+
+        if energy_gradient is not None or cfg.direct_angle_forces:
+            forces = forces + edge_gradient_forces(
+                edge_gradient, atoms.senders, atoms.receivers, n_atoms
+            )
+            if cfg.direct_stress != "independent":  # the virial of these forces
+                if cfg.direct_stress == "virial_detached":
+                    edge_gradient = jax.lax.stop_gradient(edge_gradient)
+                stress = stress + edge_gradient_stress(
+                    edge_gradient, vectors, graph_of_edge, volume, n_graphs
+                )
+        return forces, stress

@@ -55,16 +55,6 @@ class EquivariantConfig(BaseModelConfig):
             (self.cutoff > 0, "cutoff", "must be > 0"),
             (self.num_radial >= 1, "num_radial", "must be >= 1"),
             (valid_direct_norm(self.direct_norm), "direct_norm", "must be a finite number > 0"),
-            *[
-                (
-                    self.forces == "direct" or getattr(self, k) == f.default,
-                    k,
-                    "needs model.forces=direct (a conservative model has no heads)",
-                )
-                for f in dataclasses.fields(self)
-                for k in (f.name,)
-                if k in self.DIRECT_HEAD_OPTIONS
-            ],
         ]
         for ok, key, why in checks:
             if not ok:
