@@ -143,11 +143,17 @@ class Potential:
         return cls(module, params, **kwargs)
 
     def graphs(self, structures: Sequence[ase.Atoms]) -> list[CrystalGraph]:
-        """Graphs of the structures at the model's cutoffs (bad input raises `ValueError`)."""
-        return [
-            atoms_to_graph(a, self.cutoff, self.bond_cutoff, label=StructureLabel(a, i))
-            for i, a in enumerate(structures)
-        ]
+        """Graphs of the structures at the model's cutoffs (bad input, or an element the model
+        lacks, raises `ValueError`)."""
+        graphs = []
+        for i, a in enumerate(structures):
+            label = StructureLabel(a, i)
+            try:
+                self.module.config.check_numbers(a.numbers)
+            except ValueError as err:
+                raise ValueError(f"{label}: {err}") from None
+            graphs.append(atoms_to_graph(a, self.cutoff, self.bond_cutoff, label=label))
+        return graphs
 
     def predict_graphs(
         self, graphs: Sequence[CrystalGraph], batch_size: int = 40, compute_stress: bool = True

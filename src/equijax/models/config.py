@@ -74,6 +74,10 @@ class BaseModelConfig:
         """True when the model reads forces and stress out directly (no derivative)."""
         return self.forces == "direct"
 
+    def check_numbers(self, numbers) -> None:
+        """Raise `ValueError` for atomic numbers the model has no weights for (default: any
+        element equijax's graphs accept is fine)."""
+
     def as_conservative(self):
         """This config with conservative forces and every direct-head option at its default."""
         defaults = {

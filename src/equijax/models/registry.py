@@ -21,6 +21,9 @@ from equijax.models.chgnet import CHGNet, CHGNetConfig
 from equijax.models.chgnet.pretrained import from_pretrained as chgnet_from_pretrained
 from equijax.models.config import BaseModelConfig, ConfigError, config_from_dict
 from equijax.models.equivariant import EquivariantConfig, EquivariantPotential
+from equijax.models.nequip import PRESETS as NEQUIP_PRESETS
+from equijax.models.nequip import NequIP, NequIPConfig
+from equijax.models.nequip.pretrained import from_pretrained as nequip_from_pretrained
 from equijax.models.protocol import Model, check_model
 
 
@@ -48,7 +51,12 @@ class ModelEntry:
 _MODELS: dict[str, ModelEntry] = {}
 _PRETRAINED: dict[str, Pretrained] = {}
 # names users passed before the registry existed: the CHGNet versions alone
-_PRETRAINED_ALIASES = {"0.3.0": "chgnet-0.3.0", "0.2.0": "chgnet-0.2.0"}
+_PRETRAINED_ALIASES = {
+    "0.3.0": "chgnet-0.3.0",
+    "0.2.0": "chgnet-0.2.0",
+    "7net-0": "sevennet-0",  # sevenn's own names
+    "7net-l3i5": "sevennet-l3i5",
+}
 
 
 def register(entry: ModelEntry, *, replace: bool = False) -> None:
@@ -156,4 +164,10 @@ for _version, _config in CHGNET_PRESETS.items():
         Pretrained(
             "chgnet", _config, lambda version=_version, **kw: chgnet_from_pretrained(version, **kw)
         ),
+    )
+register(ModelEntry("nequip", NequIPConfig, NequIP))
+for _name, _config in NEQUIP_PRESETS.items():
+    register_pretrained(
+        _name,
+        Pretrained("nequip", _config, lambda name=_name, **kw: nequip_from_pretrained(name, **kw)),
     )

@@ -14,6 +14,8 @@ from collections.abc import Callable
 import e3nn_jax as e3nn
 import jax.numpy as jnp
 
+from equijax.nn.uvu import e3nn_torch_order
+
 
 def _blocks(irreps_out: e3nn.Irreps) -> list[tuple[str, int, e3nn.Irrep]]:
     """(role, mul, irrep) of the gate's input blocks before sorting: scalars, gates, gated."""
@@ -24,9 +26,15 @@ def _blocks(irreps_out: e3nn.Irreps) -> list[tuple[str, int, e3nn.Irrep]]:
     return scalars + [("gate", mul, gate_ir) for _, mul, _ in gated] + gated
 
 
+def _order(blocks) -> list[int]:
+    """Block indices sorted stably by irrep as e3nn (torch) sorts: by l, odd before even."""
+    return sorted(range(len(blocks)), key=lambda b: e3nn_torch_order(blocks[b][2]))
+
+
 def gate_input_irreps(irreps_out) -> e3nn.Irreps:
     """The irreps a gate with output ``irreps_out`` takes: sorted and simplified as torch's."""
-    return e3nn.Irreps([(mul, ir) for _, mul, ir in _blocks(irreps_out)]).sort().irreps.simplify()
+    blocks = _blocks(irreps_out)
+    return e3nn.Irreps([(blocks[b][1], blocks[b][2]) for b in _order(blocks)]).simplify()
 
 
 def gate_output_irreps(irreps_out) -> e3nn.Irreps:
@@ -50,7 +58,7 @@ def gate(
     `gate_output_irreps`).
     """
     blocks = _blocks(irreps_out)
-    order = sorted(range(len(blocks)), key=lambda b: blocks[b][2])  # stable, as e3nn sorts
+    order = _order(blocks)
     offsets, position = {}, 0
     for b in order:
         offsets[b] = position

@@ -26,6 +26,12 @@ from equijax.nn.tp import KINDS, paths, tensor_product
 from equijax.nn.tp.paths import irrep_filter
 
 
+def e3nn_torch_order(ir: e3nn.Irrep) -> tuple[int, int]:
+    """Sort key of irreps as e3nn (torch) sorts them: by l, then odd before even (e3nn-jax puts
+    the natural parity first instead, which differs for even l)."""
+    return (ir.l, ir.p)
+
+
 class UVUPath(NamedTuple):
     """One weighted path: x block ``i1`` (``mul`` channels) times harmonic block ``i2`` (None: all
     of them, for the Gaunt kinds) into irrep ``ir_out``."""
@@ -51,12 +57,12 @@ def uvu_paths(irreps_x, irreps_sh, filter_ir_out=None, kind: str = "cg") -> list
     elif kind in KINDS:
         for i1, (mul, ir1) in enumerate(irreps_x):
             reachable = {p.ir_out for p in paths(kind, f"1x{ir1}", irreps_sh, None)}
-            for ir_out in sorted(reachable):
+            for ir_out in sorted(reachable, key=e3nn_torch_order):
                 if keep is None or ir_out in keep:
                     found.append(UVUPath(i1, None, ir_out, mul))
     else:
         raise ValueError(f"unknown tensor-product kind {kind!r}; expected one of {KINDS}")
-    order = sorted(range(len(found)), key=lambda n: found[n].ir_out)  # stable, as e3nn sorts
+    order = sorted(range(len(found)), key=lambda n: e3nn_torch_order(found[n].ir_out))  # stable
     return [found[n] for n in order]
 
 
@@ -101,7 +107,6 @@ def uvu_tensor_product(
         mine = [n for n, p in enumerate(path_list) if p.i1 == i1]
         if not mine:
             continue
-        ir1 = x.irreps[i1].ir
         if chunk is None:
             for n in mine:
                 blocks[n] = jnp.zeros(lead + (path_list[n].mul, path_list[n].ir_out.dim), dtype)
@@ -123,7 +128,6 @@ def uvu_tensor_product(
                 else jnp.zeros(lead + (x.irreps[i1].mul, ir.dim), dtype)
                 for ir in wanted
             ]
-        del ir1
         for n, piece in zip(mine, pieces):
             w = weights[..., w_offsets[n] : w_offsets[n + 1]]
             blocks[n] = piece * w[..., None].astype(dtype)

@@ -50,7 +50,12 @@ def structure_graphs(
     """The graph of each structure at the model's cutoffs (bad input raises `ValueError`
     naming the structure)."""
     atom_cutoff, bond_cutoff = graph_cutoffs(model)
-    return [
-        atoms_to_graph(s.atoms, atom_cutoff, bond_cutoff, label=StructureLabel(s.atoms, i))
-        for i, s in enumerate(structures)
-    ]
+    graphs = []
+    for i, s in enumerate(structures):
+        label = StructureLabel(s.atoms, i)
+        try:
+            model.config.check_numbers(s.atoms.numbers)
+        except ValueError as err:
+            raise ValueError(f"{label}: {err}") from None
+        graphs.append(atoms_to_graph(s.atoms, atom_cutoff, bond_cutoff, label=label))
+    return graphs

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import e3nn_jax as e3nn
+import jax
 import numpy as np
 from ase.data import atomic_numbers
 
@@ -18,7 +19,7 @@ from equijax.models.nequip.config import NequIPConfig
 from equijax.models.nequip.model import conv_filter
 from equijax.nn.gate import gate_input_irreps
 from equijax.nn.readout import MAX_ELEMENTS
-from equijax.nn.uvu import uvu_irreps_out, uvu_num_weights, uvu_paths
+from equijax.nn.uvu import e3nn_torch_order, uvu_irreps_out, uvu_num_weights, uvu_paths
 
 # constants sevenn keeps in its state dict that the config or the code already determine
 _DERIVED_SUFFIXES = (".output_mask", ".denominator")
@@ -33,7 +34,8 @@ def _irreps_after(irreps_x, irreps_sh, lmax: int, even_only: bool, mul: int) -> 
             for _, b in irreps_sh
             for ir in a * b
             if ir.l <= lmax and (ir.p == 1 or not even_only)
-        }
+        },
+        key=e3nn_torch_order,
     )
     return e3nn.Irreps([(mul, ir) for ir in found])
 
@@ -150,11 +152,18 @@ def linear_params(flat: np.ndarray, irreps_in, irreps_out) -> dict:
             row_start[ir_in] += mul_in
     if offset != flat.size:
         raise ValueError(f"linear {irreps_in} -> {irreps_out}: {flat.size} weights, used {offset}")
+    # the names e3nn-jax gives its matrices ("w[a,b] 8x1o,16x1o"), one per irrep here
+    module = e3nn.flax.Linear(irreps_out, force_irreps_out=True)
+    dummy = e3nn.zeros(irreps_in, (1,))
+    shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), dummy)["params"]
     params = {}
-    for a, (mul_a, ir_a) in enumerate(reg_in):
-        for b, (mul_b, ir_b) in enumerate(reg_out):
-            if ir_a == ir_b:
-                params[f"w[{a},{b}] {mul_a}x{ir_a},{mul_b}x{ir_b}"] = matrices[ir_a]
+    for name, shape in shapes.items():
+        ir = e3nn.Irrep(name.split(" ")[1].split(",")[0].split("x")[1])
+        if matrices[ir].shape != shape.shape or name in params:
+            raise ValueError(f"linear {irreps_in} -> {irreps_out}: cannot place {name}")
+        params[name] = matrices[ir]
+    if len(params) != len(matrices):
+        raise ValueError(f"linear {irreps_in} -> {irreps_out}: irreps without a matrix")
     return params
 
 
