@@ -114,7 +114,12 @@ def uvu_tensor_product(
         if kind == "cg":
             coupling = _coupling(x.irreps, sh.irreps, i1, [path_list[n] for n in mine])
             edge_part = jnp.einsum("...s,sac->...ac", sh.array, jnp.asarray(coupling, dtype))
-            product = jnp.einsum("...ua,...ac->...uc", chunk.astype(dtype), edge_part)
+            # Σ_a x[e,u,a] T[e,a,c] as broadcast products: XLA fuses them into one loop, where a
+            # batched matmul of E tiny matrices runs at a few percent of the CPU's speed
+            chunk = chunk.astype(dtype)
+            product = sum(
+                chunk[..., :, a, None] * edge_part[..., None, a, :] for a in range(chunk.shape[-1])
+            )
             splits = np.cumsum([path_list[n].ir_out.dim for n in mine])[:-1]
             pieces = jnp.split(product, splits, axis=-1)
         else:
@@ -132,3 +137,58 @@ def uvu_tensor_product(
             w = weights[..., w_offsets[n] : w_offsets[n + 1]]
             blocks[n] = piece * w[..., None].astype(dtype)
     return e3nn.from_chunks(uvu_irreps_out(path_list), blocks, lead, dtype)
+
+
+def uvu_convolution(
+    x: e3nn.IrrepsArray,
+    sh: e3nn.IrrepsArray,
+    weights: jax.Array,
+    senders: jax.Array,
+    receivers: jax.Array,
+    path_list: list[UVUPath],
+    kind: str = "cg",
+    chunk: int | None = 256,
+    weight_index: jax.Array | None = None,
+) -> jax.Array:
+    """Messages ``uvu(x[senders], sh, weights)`` summed at their receivers: (N, irreps_out.dim).
+
+    ``weights``: (E, `uvu_num_weights`), or (P, ...) rows picked per edge by ``weight_index``
+    (E,) (e.g. one row per pair of opposite edges, whose radial weights are equal).
+
+    With ``chunk``, edges are processed ``chunk`` at a time in a `jax.lax.scan` whose body is
+    rematerialised (`jax.checkpoint`): the (E, irreps_out.dim) messages are never stored whole,
+    which on a CPU is 3x faster forward and 2x faster backward at 10k edges (fresh large buffers
+    cost page faults) and bounds memory for large structures. ``chunk=None``: all edges at once.
+    """
+    n_nodes = x.shape[0]
+    irreps_out = uvu_irreps_out(path_list)
+
+    def messages_summed(sh_c, w_c, send_c, recv_c):
+        if weight_index is not None:
+            w_c = weights[w_c]
+        m = uvu_tensor_product(x[send_c], e3nn.IrrepsArray(sh.irreps, sh_c), w_c, path_list, kind)
+        return jax.ops.segment_sum(m.array, recv_c, n_nodes)
+
+    n_edges = senders.shape[0]
+    if chunk is None or n_edges <= chunk:
+        return messages_summed(
+            sh.array, weights if weight_index is None else weight_index, senders, receivers
+        )
+    n_chunks = -(-n_edges // chunk)
+    pad = n_chunks * chunk - n_edges
+
+    def split(a, fill=0):
+        a = jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1), constant_values=fill)
+        return a.reshape((n_chunks, chunk) + a.shape[1:])
+
+    # padding edges send from node 0 to node n_nodes, which segment_sum drops
+    per_edge = weights if weight_index is None else weight_index
+    inputs = (split(sh.array), split(per_edge), split(senders), split(receivers, n_nodes))
+    body = jax.checkpoint(messages_summed)
+
+    def step(total, chunk_inputs):
+        return total + body(*chunk_inputs), None
+
+    zeros = jnp.zeros((n_nodes, irreps_out.dim), jnp.result_type(x.dtype, sh.dtype))
+    total, _ = jax.lax.scan(step, zeros, inputs)
+    return total

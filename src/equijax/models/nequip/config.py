@@ -56,7 +56,11 @@ class NequIPConfig(BaseModelConfig):
     # sevenn's readout: two linear maps (features -> half -> 1); "collapsed": their product, one
     readout: Literal["two_linear", "collapsed"] = "two_linear"
     forces: Literal["conservative"] = "conservative"
+    # edges per step of the convolution's loop (`equijax.nn.uvu.uvu_convolution`); null: all at
+    # once. Only speed and memory change.
+    edge_chunk: int | None = 256
 
+    FREE_OPTIONS: ClassVar[tuple[str, ...]] = ("forces", "edge_chunk")
     KEY_ALIASES: ClassVar[dict[str, str]] = {
         "irreps_manual": "irreps",
         "weight_nn_hidden_neurons": "radial_hidden",

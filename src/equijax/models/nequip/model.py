@@ -25,7 +25,7 @@ from equijax.nn.normalized_activation import normalized_activation
 from equijax.nn.radial import polynomial_cutoff
 from equijax.nn.readout import MAX_ELEMENTS, AtomRef
 from equijax.nn.spline_radial import SplineRadial, bspline_basis
-from equijax.nn.uvu import uvu_irreps_out, uvu_num_weights, uvu_paths, uvu_tensor_product
+from equijax.nn.uvu import uvu_convolution, uvu_irreps_out, uvu_num_weights, uvu_paths
 from equijax.typing import Array, AtomVectors, GraphTensors
 
 
@@ -105,7 +105,8 @@ class Interaction(nn.Module):
     layer: int
 
     @nn.compact
-    def __call__(self, x, sh, basis, senders, receivers) -> e3nn.IrrepsArray:
+    def __call__(self, x, sh, basis, senders, receivers, pair) -> e3nn.IrrepsArray:
+        """``basis`` (P, num_radial) per pair of opposite edges, ``pair`` (E,) each edge's."""
         cfg = self.config
         irreps_out = cfg.layer_irreps()[self.layer + 1]
         gate_in = gate_input_irreps(irreps_out)
@@ -116,8 +117,9 @@ class Interaction(nn.Module):
         x = e3nn.flax.Linear(x.irreps, force_irreps_out=True, name="linear_1")(x)
         path_list = uvu_paths(x.irreps, sh.irreps, conv_filter(cfg, self.layer), cfg.tp)
         weights = RadialWeights(cfg, uvu_num_weights(path_list), name="radial")(basis)
-        messages = uvu_tensor_product(x[senders], sh, weights, path_list, cfg.tp)
-        summed = jax.ops.segment_sum(messages.array, receivers, x.shape[0])
+        summed = uvu_convolution(
+            x, sh, weights, senders, receivers, path_list, cfg.tp, cfg.edge_chunk, pair
+        )
         summed = summed / jnp.asarray(cfg.denominator(self.layer), summed.dtype)
         summed = e3nn.IrrepsArray(uvu_irreps_out(path_list).simplify(), summed)
         x = e3nn.flax.Linear(gate_in, force_irreps_out=True, name="linear_2")(summed)
@@ -165,6 +167,9 @@ class NequIP(nn.Module):
             basis = sevenn_bessel(lengths, frequencies.astype(lengths.dtype), cfg.cutoff)
             basis = basis * envelope(cfg, lengths)[:, None]
         basis = jnp.where(real[:, None], basis, 0.0)
+        # opposite edges share a length and so the radial weights: compute them once per pair
+        pair, n_edges = atoms.edges["pair"], vectors.shape[0]
+        basis = jax.ops.segment_sum(basis, pair, (n_edges + 1) // 2) / 2.0
 
         numbers = atoms.nodes["numbers"]
         types = jnp.maximum(jnp.asarray(cfg.species_index())[numbers], 0)
@@ -174,7 +179,7 @@ class NequIP(nn.Module):
         h = e3nn.IrrepsArray(irreps[0], table[types].astype(vectors.dtype) / np.sqrt(n_types))
         for layer in range(cfg.num_layers):
             h = Interaction(cfg, layer, name=f"interaction_{layer}")(
-                h, sh, basis, atoms.senders, atoms.receivers
+                h, sh, basis, atoms.senders, atoms.receivers, pair
             )
         if cfg.readout == "collapsed":
             site = e3nn.flax.Linear("0e", name="readout")(h)
