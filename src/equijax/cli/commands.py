@@ -89,6 +89,27 @@ def cmd_bench_model(args) -> int:
     return 0
 
 
+def cmd_bench_sevennet(args) -> int:
+    from equijax.bench import sevennet
+
+    modes = tuple(args.modes.split(","))
+    if not set(modes) <= {"md", "infer", "train"}:
+        raise SystemExit(f"--modes takes a subset of md,infer,train, got {args.modes}")
+    try:
+        sevennet.run(
+            args.model,
+            batch_size=args.batch_size,
+            md_atoms=tuple(args.md_atoms),
+            steps=args.steps,
+            reference=not args.no_reference,
+            modes=modes,
+            out=args.out,
+        )
+    except ValueError as err:
+        raise SystemExit(f"equijax bench sevennet: {err}") from None
+    return 0
+
+
 def cmd_bench_tp(args) -> int:
     methods = None
     if args.methods:

@@ -205,6 +205,20 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("overrides", nargs="*", help="config overrides, e.g. model.tp=cg model.lmax=3")
     bm.set_defaults(func=_handler("cmd_bench_model"))
 
+    sn = bench_sub.add_parser(
+        "sevennet", help="pretrained SevenNet: MD calls, batched inference, train step vs sevenn"
+    )
+    sn.add_argument("--model", default="sevennet-0", help="sevennet-0 or sevennet-l3i5")
+    sn.add_argument("--batch-size", type=int, default=8, help="structures per batch")
+    sn.add_argument(
+        "--md-atoms", type=int_list, default=[32, 108], help="MD cell sizes (comma-separated)"
+    )
+    sn.add_argument("--steps", type=int, default=3, help="timed calls per row (median)")
+    sn.add_argument("--modes", default="md,infer,train", help="subset of md,infer,train")
+    sn.add_argument("--no-reference", action="store_true", help="skip sevenn")
+    sn.add_argument("--out", default="results/bench_sevennet.json", help="JSON output path")
+    sn.set_defaults(func=_handler("cmd_bench_sevennet"))
+
     t = sub.add_parser("train", help="train a model from a YAML config")
     t.add_argument("--config", default=None, help="YAML experiment config (configs/experiment/...)")
     t.add_argument(

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
-
 import numpy as np
 
 from equijax.nn.normalized_activation import ScaleConvention, normalized_activation

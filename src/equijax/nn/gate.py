@@ -41,7 +41,8 @@ def gate_output_irreps(irreps_out) -> e3nn.Irreps:
     """The gate's output irreps: the scalars of ``irreps_out``, then its non-scalars."""
     irreps_out = e3nn.Irreps(irreps_out)
     return e3nn.Irreps(
-        [(m, ir) for m, ir in irreps_out if ir.l == 0] + [(m, ir) for m, ir in irreps_out if ir.l > 0]
+        [(m, ir) for m, ir in irreps_out if ir.l == 0]
+        + [(m, ir) for m, ir in irreps_out if ir.l > 0]
     )
 
 

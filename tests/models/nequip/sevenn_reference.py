@@ -33,8 +33,8 @@ def float64_model(model, config):
 
 def sevenn_predict(model, structures, cutoff: float, dtype=None) -> list[dict]:
     """Energy, forces and stress (GPa, (3, 3); zeros without a cell) of each structure."""
-    import torch
     import sevenn._keys as KEY
+    import torch
     from sevenn.atom_graph_data import AtomGraphData
     from sevenn.train.dataload import unlabeled_atoms_to_graph
     from sevenn.util import dtype_correct
