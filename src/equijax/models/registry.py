@@ -16,6 +16,8 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from equijax.models.chgnet import PRESETS as CHGNET_PRESETS
 from equijax.models.chgnet import CHGNet, CHGNetConfig
 from equijax.models.chgnet.pretrained import from_pretrained as chgnet_from_pretrained
@@ -24,6 +26,7 @@ from equijax.models.equivariant import EquivariantConfig, EquivariantPotential
 from equijax.models.nequip import PRESETS as NEQUIP_PRESETS
 from equijax.models.nequip import NequIP, NequIPConfig
 from equijax.models.nequip.pretrained import from_pretrained as nequip_from_pretrained
+from equijax.models import saved
 from equijax.models.protocol import Model, check_model
 
 
@@ -129,13 +132,25 @@ def build(name: str, config: Mapping[str, Any] | BaseModelConfig | None = None) 
     return check_model(entry(name).module_class(make_config(name, config or {})))
 
 
+def _saved(path: str) -> Pretrained:
+    """A `Pretrained` entry for a model folder written by `equijax.models.saved.save_model`."""
+    model, values, _ = saved.read_saved(path)
+    config = make_config(model, values)
+
+    def load(dtype=np.float32, **_):
+        return entry(model).module_class(config), saved.load_saved_params(path, dtype)
+
+    return Pretrained(model, config, load)
+
+
 def pretrained_name(name: str) -> str:
     """The registered name of pretrained model ``name`` (``"0.3.0"`` -> ``"chgnet-0.3.0"``);
     `ValueError` listing the names for an unknown one."""
     key = _PRETRAINED_ALIASES.get(name, name)
-    if key not in _PRETRAINED:
+    if key not in _PRETRAINED and not saved.is_saved_model(key):
         raise ValueError(
             f"unknown pretrained model {name!r}; available: {', '.join(available_pretrained())}"
+            " (or a folder saved by equijax.models.saved.save_model)"
         )
     return key
 
@@ -143,12 +158,8 @@ def pretrained_name(name: str) -> str:
 def pretrained(name: str) -> Pretrained:
     """The `Pretrained` entry of ``name`` (``"0.3.0"``/``"0.2.0"`` mean ``"chgnet-..."``);
     `ValueError` listing the names otherwise."""
-    key = _PRETRAINED_ALIASES.get(name, name)
-    if key not in _PRETRAINED:
-        raise ValueError(
-            f"unknown pretrained model {name!r}; available: {', '.join(available_pretrained())}"
-        )
-    return _PRETRAINED[key]
+    key = pretrained_name(name)
+    return _PRETRAINED[key] if key in _PRETRAINED else _saved(key)
 
 
 def load_pretrained(name: str, **kwargs) -> tuple[Model, dict]:

@@ -55,7 +55,8 @@ def gate(
     """Apply the gate of output ``irreps_out`` to ``x`` (..., `gate_input_irreps`).
 
     ``scalar_act`` / ``gate_act`` map a parity (1 or -1) to the activation of scalars of that
-    parity (already scaled, e.g. `equijax.nn.normalized_activation`). Returns (...,
+    parity (already scaled, e.g. `equijax.nn.normalized_activation`); odd gates (an output
+    without 0e scalars) need an even gate activation. Returns (...,
     `gate_output_irreps`).
     """
     blocks = _blocks(irreps_out)
@@ -75,6 +76,13 @@ def gate(
     scalars = [b for b, (role, _, _) in enumerate(blocks) if role == "scalar"]
     gates = [b for b, (role, _, _) in enumerate(blocks) if role == "gate"]
     gated = [b for b, (role, _, _) in enumerate(blocks) if role == "gated"]
+    if gates and blocks[gates[0]][2].p == -1:
+        probe = jnp.linspace(0.1, 2.0, 5)
+        if not jnp.allclose(gate_act[-1](probe), gate_act[-1](-probe)):
+            raise ValueError(
+                "odd (0o) gates need an even gate activation (e.g. abs): an odd one would flip "
+                "the parity of the gated irreps"
+            )
     out = [scalar_act[blocks[b][2].p](piece(b)) for b in scalars]
     for g, v in zip(gates, gated):
         out.append(piece(v) * gate_act[blocks[g][2].p](piece(g)))

@@ -30,12 +30,24 @@ E3NN_TORCH_SCALES = {
 """``e3nn.math.normalize2mom(f).cst`` of e3nn 0.5-0.6 (torch), by activation name."""
 
 
+_NUMPY = {  # float64 forms of the common activations for the quadrature
+    "silu": lambda x: x / (1.0 + np.exp(-x)),
+    "tanh": np.tanh,
+    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
+    "relu": lambda x: np.maximum(x, 0.0),
+    "softplus": lambda x: np.logaddexp(0.0, x),
+}
+
+
 @functools.cache
 def second_moment_scale(name: str) -> float:
     """``1 / sqrt(E[f(z)^2])`` for ``z ~ N(0, 1)`` by 200-point Gauss-Hermite quadrature."""
-    fn = activation(name)
     z, w = np.polynomial.hermite_e.hermegauss(200)
-    values = np.asarray(jax.device_get(fn(np.asarray(z, np.float64))), np.float64)
+    if name in _NUMPY:
+        values = _NUMPY[name](z)
+    else:  # evaluated in float64 whatever jax_enable_x64 says
+        with jax.enable_x64(True):
+            values = np.asarray(jax.device_get(activation(name)(jax.numpy.asarray(z))), np.float64)
     return float(1.0 / np.sqrt(np.sum(w * values**2) / np.sum(w)))
 
 

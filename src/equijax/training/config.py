@@ -41,9 +41,9 @@ class DataConfig:
     """Where structures come from and how they are split and batched.
 
     ``source``: ``emt`` (generated with ASE's EMT), ``teacher`` (generated crystals labelled by
-    the pretrained CHGNet 0.3.0, cached as extxyz under ``cache_dir``, default
-    ``~/.cache/equijax/teacher``), or a path to an extxyz/any ase.io file, an ASE ``.db`` or an
-    MPtrj-layout ``.json``.
+    the pretrained model ``teacher``, CHGNet 0.3.0 by default, cached as extxyz under
+    ``cache_dir``, default ``~/.cache/equijax/teacher``), or a path to an extxyz/any ase.io file,
+    an ASE ``.db`` or an MPtrj-layout ``.json``.
     """
 
     source: str = "emt"
@@ -52,6 +52,7 @@ class DataConfig:
     batch_size: int = 16
     seed: int = 0
     cache_dir: str | None = None
+    teacher: str = "chgnet-0.3.0"  # the labelling model of source=teacher (e.g. sevennet-0)
 
 
 @dataclasses.dataclass

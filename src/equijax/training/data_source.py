@@ -23,6 +23,7 @@ def load_structures(config: ExperimentConfig) -> list[data.LabeledStructure]:
         return generate_teacher_dataset(
             n,
             seed=config.data.seed,
+            version=config.data.teacher,
             cache_dir=config.data.cache_dir,
             progress=config.train.progress,
         )

@@ -1,4 +1,5 @@
-"""Teacher-labelled data: generated crystals labelled by the pretrained CHGNet (e, f, s, m).
+"""Teacher-labelled data: generated crystals labelled by a pretrained model (e, f, s, m), CHGNet
+0.3.0 by default or any other registered one (SevenNet-0: distillation data without torch).
 
 Distillation-style data for comparing architectures on a realistic, many-element
 potential-energy surface without a download: `teacher_structures` builds strained and rattled
@@ -23,6 +24,7 @@ from tqdm import tqdm
 from equijax.data.readers import read_ase, write_extxyz
 from equijax.data.structures import LabeledStructure
 from equijax.graphs import BucketPolicy
+from equijax.models import registry
 from equijax.models.param_cache import default_cache_dir
 from equijax.potential import Potential
 
@@ -134,13 +136,15 @@ def teacher_structures(n_structures: int, seed: int = 0) -> list[tuple[Atoms, st
 def generate_teacher_dataset(
     n_structures: int,
     seed: int = 0,
-    version: str = "0.3.0",
+    version: str = "chgnet-0.3.0",
     cache_dir: str | os.PathLike | None = None,
     batch_size: int = 32,
     progress: bool = True,
     potential=None,
 ) -> list[LabeledStructure]:
-    """`teacher_structures` labelled by the pretrained CHGNet ``version``.
+    """`teacher_structures` labelled by the pretrained model ``version`` (a name of
+    `equijax.models.registry.available_pretrained`: ``"chgnet-0.3.0"`` (``"0.3.0"``),
+    ``"sevennet-0"``, ...).
 
     Labels: energy (eV, total), forces (N, 3) eV/Å, stress (3, 3) GPa (CHGNet/ASE sign,
     symmetrised) and magmoms (N,) μB, as the pretrained model predicts them. The labelled set is
@@ -149,14 +153,17 @@ def generate_teacher_dataset(
     first included, returns what that file holds, so a resumed run sees the same data. Processes
     that ask at the same time (a sweep's points) wait on a file lock and label once. ids are
     ``f"{group}/{k}"``; groups keep a base structure's snapshots in one split. ``potential``: an
-    `Potential` of that pretrained CHGNet to label with (default: built here).
+    `Potential` of that pretrained model to label with (default: built here).
     """
     if n_structures < 0:
         raise ValueError(f"n_structures must be >= 0, got {n_structures}")
     if n_structures == 0:
         return []
+    version = registry.pretrained_name(version)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "teacher"
-    name = f"teacher-v{GENERATOR_VERSION}-chgnet{version}-seed{seed}-n{n_structures}.extxyz"
+    # CHGNet's sets keep their earlier file names ("chgnet0.3.0")
+    label = version.replace("chgnet-", "chgnet")
+    name = f"teacher-v{GENERATOR_VERSION}-{label}-seed{seed}-n{n_structures}.extxyz"
     path = folder / name
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / f"{name}.lock", "w") as lock:
@@ -202,7 +209,7 @@ def _label_all(
     progress: bool,
     potential,
 ) -> list[LabeledStructure]:
-    """Label ``(atoms, group)`` pairs (ids ``ids``) with the pretrained CHGNet, ``batch_size`` at
+    """Label ``(atoms, group)`` pairs (ids ``ids``) with the pretrained model, ``batch_size`` at
     a time."""
     if potential is None:
         # coarse buckets and a fixed graph count: a few compiled shapes for the whole set
@@ -210,7 +217,7 @@ def _label_all(
             version, policy=BucketPolicy(growth=1.6, fixed_graphs=batch_size)
         )
     labelled: list[LabeledStructure] = []
-    with tqdm(total=len(unlabelled), desc=f"CHGNet {version} labels", disable=not progress) as bar:
+    with tqdm(total=len(unlabelled), desc=f"{version} labels", disable=not progress) as bar:
         for start in range(0, len(unlabelled), batch_size):
             chunk = unlabelled[start : start + batch_size]
             predictions = potential.predict([atoms for atoms, _ in chunk], batch_size=batch_size)
