@@ -110,6 +110,46 @@ def cmd_bench_sevennet(args) -> int:
     return 0
 
 
+def cmd_trim_radial(args) -> int:
+    import ase.io
+
+    from equijax.bench.common import load_benchmark_structures
+    from equijax.models import registry
+    from equijax.models.nequip import NequIP
+    from equijax.models.nequip.trim import trim_radial
+    from equijax.models.saved import save_model
+
+    try:
+        module, params = registry.load_pretrained(args.model)
+        if not isinstance(module, NequIP):
+            raise ValueError(f"{args.model} is not a NequIP/SevenNet model")
+        if args.structures:
+            structures = ase.io.read(args.structures, f":{args.limit}")
+        else:
+            structures = load_benchmark_structures(args.limit)
+        trimmed, new_params, report = trim_radial(
+            module, params, structures, collapse_readout=args.collapse_readout
+        )
+    except (ValueError, OSError) as err:
+        raise SystemExit(f"equijax trim-radial: {err}") from None
+    table = Table(
+        f"{args.model}: radial MLPs fitted as linear maps ({report['pair_distances']} pairs)",
+        ["layer", "R²", "RMS error"],
+    )
+    for row in report["layers"]:
+        table.add(row["layer"], f"{row['r2']:.5f}", f"{row['rms_error']:.4f}")
+    table.print()
+    print(
+        f"parameters: {report['params_before']} -> {report['params_after']} "
+        f"({100 * report['params_removed_fraction']:.1f}% fewer)"
+    )
+    info = {"source": args.model, "trim_radial": report}
+    save_model(args.out, "nequip", trimmed.config, new_params, info=info)
+    Path(args.out, "trim_report.json").write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.out} (load it with --model {args.out} or model.pretrained: {args.out})")
+    return 0
+
+
 def cmd_bench_tp(args) -> int:
     methods = None
     if args.methods:

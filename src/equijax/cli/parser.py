@@ -219,6 +219,24 @@ def build_parser() -> argparse.ArgumentParser:
     sn.add_argument("--out", default="results/bench_sevennet.json", help="JSON output path")
     sn.set_defaults(func=_handler("cmd_bench_sevennet"))
 
+    tr = sub.add_parser(
+        "trim-radial",
+        help="Facet's trim: a NequIP/SevenNet model's radial MLPs as least-squares linear maps",
+    )
+    tr.add_argument("--model", default="sevennet-0", help="pretrained name or saved model folder")
+    tr.add_argument("--out", required=True, help="folder to write the trimmed model to")
+    tr.add_argument(
+        "--structures",
+        default=None,
+        help="structure file whose pair distances the fit uses (default: the packaged "
+        "benchmark structures)",
+    )
+    tr.add_argument("--limit", type=int, default=128, help="use the first N structures")
+    tr.add_argument(
+        "--collapse-readout", action="store_true", help="also merge the two readout maps into one"
+    )
+    tr.set_defaults(func=_handler("cmd_trim_radial"))
+
     t = sub.add_parser("train", help="train a model from a YAML config")
     t.add_argument("--config", default=None, help="YAML experiment config (configs/experiment/...)")
     t.add_argument(

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from equijax.models import saved
 from equijax.models.chgnet import PRESETS as CHGNET_PRESETS
 from equijax.models.chgnet import CHGNet, CHGNetConfig
 from equijax.models.chgnet.pretrained import from_pretrained as chgnet_from_pretrained
@@ -26,7 +27,6 @@ from equijax.models.equivariant import EquivariantConfig, EquivariantPotential
 from equijax.models.nequip import PRESETS as NEQUIP_PRESETS
 from equijax.models.nequip import NequIP, NequIPConfig
 from equijax.models.nequip.pretrained import from_pretrained as nequip_from_pretrained
-from equijax.models import saved
 from equijax.models.protocol import Model, check_model
 
 

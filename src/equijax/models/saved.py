@@ -50,9 +50,7 @@ def load_saved_params(folder: str | os.PathLike, dtype=np.float32) -> dict:
     """The params of a saved model folder, as ``dtype`` arrays."""
     folder = Path(folder)
     name, config, _ = read_saved(folder)
-    params = restore_params(
-        folder / "params", {"format": FORMAT, "model": name, "config": config}
-    )
+    params = restore_params(folder / "params", {"format": FORMAT, "model": name, "config": config})
     if params is None:
         raise ValueError(f"{folder}: params missing or not matching {MARKER}")
     return jax.tree_util.tree_map(lambda x: np.asarray(x, dtype=dtype), params)

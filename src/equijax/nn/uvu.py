@@ -161,7 +161,6 @@ def uvu_convolution(
     cost page faults) and bounds memory for large structures. ``chunk=None``: all edges at once.
     """
     n_nodes = x.shape[0]
-    irreps_out = uvu_irreps_out(path_list)
 
     def messages_summed(sh_c, w_c, send_c, recv_c):
         if weight_index is not None:
@@ -189,6 +188,8 @@ def uvu_convolution(
     def step(total, chunk_inputs):
         return total + body(*chunk_inputs), None
 
-    zeros = jnp.zeros((n_nodes, irreps_out.dim), jnp.result_type(x.dtype, sh.dtype))
-    total, _ = jax.lax.scan(step, zeros, inputs)
+    # the first chunk starts the sum: its value carries the inputs' sharding (under shard_map a
+    # zeros carry would not be device-varying)
+    first = body(*(a[0] for a in inputs))
+    total, _ = jax.lax.scan(step, first, tuple(a[1:] for a in inputs))
     return total

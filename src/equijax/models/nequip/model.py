@@ -193,3 +193,36 @@ class NequIP(nn.Module):
         atomref = AtomRef(name="atomref")(numbers).astype(site.dtype)
         zeros = jnp.zeros((n_atoms,), site.dtype)
         return {"energy": energy, "site_energies": site, "atomref": atomref, "magmoms": zeros}
+
+
+def path_report(config: NequIPConfig) -> list[dict]:
+    """Which of the Clebsch-Gordan convolution's couplings (SevenNet's paths) ``config.tp``
+    realizes, per layer: ``{"layer", "paths": [(str, realized)], "realized", "total",
+    "weights"}`` (weights: radial outputs per edge of the layer with this kind)."""
+    from equijax.nn.tp import paths as kind_paths
+
+    report = []
+    for layer in range(config.num_layers):
+        irreps_in = config.layer_irreps()[layer]
+        keep = conv_filter(config, layer)
+        cg = uvu_paths(irreps_in, config.sh_irreps(), keep, "cg")
+        rows = []
+        for p in cg:
+            ir1, ir2 = irreps_in[p.i1].ir, config.sh_irreps()[p.i2].ir
+            if config.tp == "cg":
+                realized = True
+            else:
+                couplings = kind_paths(config.tp, f"1x{ir1}", f"1x{ir2}", [p.ir_out])
+                realized = any(c.ir_out == p.ir_out for c in couplings)
+            rows.append((f"{p.mul}x{ir1} x {ir2} -> {p.ir_out}", realized))
+        own = uvu_paths(irreps_in, config.sh_irreps(), keep, config.tp)
+        report.append(
+            {
+                "layer": layer,
+                "paths": rows,
+                "realized": sum(r for _, r in rows),
+                "total": len(rows),
+                "weights": uvu_num_weights(own),
+            }
+        )
+    return report
