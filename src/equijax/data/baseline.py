@@ -9,7 +9,7 @@ from equijax.data.structures import LabeledStructure
 
 
 def per_element_linear_baseline(
-    train: list[LabeledStructure], test: list[LabeledStructure]
+    train: list[LabeledStructure], test: list[LabeledStructure], skip_unseen: bool = False
 ) -> dict:
     """Fit energy per atom ~ Σ_e x_e w_e (x_e: fraction of element e) on ``train``; score ``test``.
 
@@ -25,11 +25,13 @@ def per_element_linear_baseline(
           components), or None when no test structure has forces;
           ``"stress_mae_zero"``: test MAE of predicting zero stress, GPa, or None;
           ``"coefficients"``: ``{symbol: w_e}``, eV/atom;
-          ``"n_train"``, ``"n_test"``: structures with energies used in the fit / the score.
+          ``"n_train"``, ``"n_test"``: structures with energies used in the fit / the score;
+          ``"n_unseen"``: test structures left out because they hold an element absent from
+          train (only with ``skip_unseen``; a small set of many elements has some).
 
     Raises:
-        ValueError: if train or test has no energies, or a test structure (named by id) contains
-            an element absent from train.
+        ValueError: if train or test has no energies, or (without ``skip_unseen``) a test
+            structure (named by id) contains an element absent from train.
     """
     train_e = [s for s in train if s.energy is not None]
     test_e = [s for s in test if s.energy is not None]
@@ -38,6 +40,14 @@ def per_element_linear_baseline(
     if not test_e:
         raise ValueError("per_element_linear_baseline: no test structure has an energy")
     elements = np.unique(np.concatenate([s.atoms.numbers for s in train_e]))
+    n_unseen = 0
+    if skip_unseen:
+        seen = set(elements.tolist())
+        kept = [s for s in test_e if set(s.atoms.numbers.tolist()) <= seen]
+        n_unseen = len(test_e) - len(kept)
+        test_e = kept
+        if not test_e:
+            raise ValueError("per_element_linear_baseline: every test structure has new elements")
     x_train = _fractions(train_e, elements)
     y_train = np.array([s.energy / s.n_atoms for s in train_e])
     weights, *_ = np.linalg.lstsq(x_train, y_train, rcond=None)
@@ -55,6 +65,7 @@ def per_element_linear_baseline(
         },
         "n_train": len(train_e),
         "n_test": len(test_e),
+        "n_unseen": n_unseen,
     }
 
 

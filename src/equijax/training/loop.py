@@ -204,7 +204,7 @@ def _setup(config: ExperimentConfig, resume: bool) -> _Run:
     eval_step = with_matmul_precision(make_eval_step(module, config.loss, mesh), precision)
     baseline = {
         k: v
-        for k, v in per_element_linear_baseline(train_set, val_set).items()
+        for k, v in per_element_linear_baseline(train_set, val_set, skip_unseen=True).items()
         if k != "coefficients"
     }
     return _Run(

@@ -149,10 +149,14 @@ class NequIP(nn.Module):
         cell = atoms.globals["cell"] if cell is None else cell
         n_atoms, n_graphs = positions.shape[0], atoms.n_node.shape[0]
         vectors = edge_vectors(atoms, jnp, positions, cell)
-        lengths = jnp.linalg.norm(vectors, axis=-1)
-        real = lengths > 0  # padding edges have zero length
-        lengths = jnp.where(real, lengths, 1.0)
+        # padding edges join padding atoms (atomic number 0) and may have any length, zero
+        # included: they get a unit vector before any norm, so that no derivative (forces, or
+        # their parameter gradient in training) meets 0/0, and a zero basis, so no message
+        numbers = atoms.nodes["numbers"]
+        real = (numbers[atoms.senders] > 0) & (numbers[atoms.receivers] > 0)
+        real = real & (jnp.sum(vectors * vectors, axis=-1) > 0)
         vectors = jnp.where(real[:, None], vectors, jnp.array([0.0, 0.0, 1.0], vectors.dtype))
+        lengths = jnp.linalg.norm(vectors, axis=-1)
         sh = e3nn.spherical_harmonics(
             cfg.sh_irreps(),
             e3nn.IrrepsArray("1o" if cfg.is_parity else "1e", vectors),
@@ -171,15 +175,16 @@ class NequIP(nn.Module):
         pair, n_edges = atoms.edges["pair"], vectors.shape[0]
         basis = jax.ops.segment_sum(basis, pair, (n_edges + 1) // 2) / 2.0
 
-        numbers = atoms.nodes["numbers"]
         types = jnp.maximum(jnp.asarray(cfg.species_index())[numbers], 0)
+        # padding edges deliver to a row segment_sum drops
+        receivers = jnp.where(real, atoms.receivers, n_atoms)
         irreps = cfg.layer_irreps()
         n_types = len(cfg.chemical_species)
         table = self.param("embedding", nn.initializers.normal(1.0), (n_types, irreps[0].dim))
         h = e3nn.IrrepsArray(irreps[0], table[types].astype(vectors.dtype) / np.sqrt(n_types))
         for layer in range(cfg.num_layers):
             h = Interaction(cfg, layer, name=f"interaction_{layer}")(
-                h, sh, basis, atoms.senders, atoms.receivers, pair
+                h, sh, basis, atoms.senders, receivers, pair
             )
         if cfg.readout == "collapsed":
             site = e3nn.flax.Linear("0e", name="readout")(h)
