@@ -91,9 +91,13 @@ def _sevenn_model(name: str, train: bool):
     return model.train() if train else model.eval()
 
 
-def _sevenn_infer_seconds(name: str, batch, steps: int) -> float:
+def _sevenn_infer(name: str, batch, steps: int) -> tuple[float, np.ndarray]:
+    """Median seconds of a batched e+f+s call, and the energies (G,) eV."""
+    import sevenn._keys as KEY
+
     model = _sevenn_model(name, train=False)
-    return _median(lambda: model(batch.clone()), steps)
+    energies = model(batch.clone())[KEY.PRED_TOTAL_ENERGY].detach().numpy()
+    return _median(lambda: model(batch.clone()), steps), energies
 
 
 def _sevenn_train_seconds(name: str, batch, steps: int) -> float:
@@ -185,6 +189,9 @@ def run(
             lambda: jax.block_until_ready(predict(potential.params, graph, True)), steps
         )
         row["equijax_gflop"] = (_flops(predict, potential.params, graph, True) or 0) / 1e9
+        energies = np.asarray(predict(potential.params, graph, True)["energy"])
+        row["energies"] = energies[: len(structures)]
+        row["n_atoms"] = [len(a) for a in structures]
         rows.append(row)
         print(_progress(row))
     if "train" in modes:
@@ -212,11 +219,20 @@ def run(
                 ref = SevenNetCalculator(SEVENN_NAMES[name], device="cpu")
                 row["reference_s"] = _calculator_seconds(ref, md_cell(row["atoms"]), steps)
             elif row["mode"] == "infer":
-                row["reference_s"] = _sevenn_infer_seconds(name, batch, steps)
+                row["reference_s"], energies = _sevenn_infer(name, batch, steps)
+                # the same function: the energies must agree (float32 rounding)
+                diff = np.abs(energies - row.pop("energies")) / np.array(row.pop("n_atoms"))
+                row["max_energy_diff_ev_per_atom"] = float(diff.max())
             else:
                 row["reference_s"] = _sevenn_train_seconds(name, batch, steps)
             print(_progress(row))
     for row in rows:
+        row.pop("energies", None)
+        row.pop("n_atoms", None)
+        if "max_energy_diff_ev_per_atom" in row:
+            print(
+                f"  energies agree with sevenn to {row['max_energy_diff_ev_per_atom']:.1e} eV/atom"
+            )
         if row.get("reference_s"):
             row["speedup"] = row["reference_s"] / row["equijax_s"]
         if row.get("equijax_gflop"):
