@@ -87,7 +87,11 @@ def deviation(module, params, reference_out, structures) -> dict:
     de = np.mean([abs(a["energy_per_atom"] - b["energy_per_atom"]) for a, b in zip(out, reference_out)])
     df = np.mean([np.abs(a["forces"] - b["forces"]).mean() for a, b in zip(out, reference_out)])
     ds = np.mean([np.abs(a["stress"] - b["stress"]).mean() for a, b in zip(out, reference_out)])
-    return {"energy_mev_per_atom": 1e3 * de, "forces_ev_per_a": df, "stress_gpa": ds}
+    return {
+        "energy_mev_per_atom": float(1e3 * de),
+        "forces_ev_per_a": float(df),
+        "stress_gpa": float(ds),
+    }
 
 
 def infer_seconds(module, params, structures) -> float:
@@ -144,7 +148,11 @@ def main() -> None:
         row["infer_s"] = infer_seconds(m, p, held)
         row["before"] = deviation(m, p, reference, held)
         print(name, row["before"], flush=True)
-        tuned = finetune(folder, work / f"run_{slug}", args.steps, args.n_structures)
+        run_dir = work / f"run_{slug}"
+        if not (run_dir / "best").exists():
+            tuned = finetune(folder, run_dir, args.steps, args.n_structures)
+        else:  # a re-run reuses finished fine-tunes
+            tuned = load_trained(run_dir)
         row["after"] = deviation(*tuned, reference, held)
         print(name, "after", row["after"], flush=True)
         rows.append(row)
