@@ -139,8 +139,12 @@ def main() -> None:
     variants["B-spline radial (fitted)"] = spline_variant(module, params, fit_set)
     variants["S2MLP self-connection"] = fresh_with(module, params, self_connection="s2mlp")
     variants["gaunt_grid tensor product"] = fresh_with(module, params, tp="gaunt_grid")
-    rows = []
+    out = HERE / "facet.json"
+    rows = json.loads(out.read_text())["rows"] if out.exists() else []  # a re-run keeps them
+    done = {row["variant"] for row in rows}
     for name, (m, p, rep) in variants.items():
+        if name in done:
+            continue
         slug = name.split(" ")[0].replace("+", "").lower() + str(len(rows))
         folder = work / f"model_{slug}"
         save_model(folder, "nequip", m.config, p, info={"variant": name})
