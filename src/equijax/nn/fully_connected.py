@@ -2,7 +2,7 @@
 
 No biases; weights drawn N(0, 1) and divided by ``sqrt(fan_in)`` in the forward pass; a
 unit-second-moment activation (`equijax.nn.normalized_activation`) after every layer but the last.
-Param ``layer{k}/weight`` has torch's shape (fan_in, fan_out), so converted weights copy as they are.
+Param ``layer{k}`` has the shape of torch's ``layer{k}.weight``, (fan_in, fan_out), so converted weights copy as they are.
 """
 
 from __future__ import annotations

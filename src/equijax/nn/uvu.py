@@ -114,8 +114,9 @@ def uvu_tensor_product(
         if kind == "cg":
             coupling = _coupling(x.irreps, sh.irreps, i1, [path_list[n] for n in mine])
             edge_part = jnp.einsum("...s,sac->...ac", sh.array, jnp.asarray(coupling, dtype))
-            # Σ_a x[e,u,a] T[e,a,c] as broadcast products: XLA fuses them into one loop, where a
-            # batched matmul of E tiny matrices runs at a few percent of the CPU's speed
+            # Σ_a x[e,u,a] T[e,a,c] as broadcast products (a ≤ 2 l + 1 terms), one fused loop;
+            # against a batched einsum this measured 15% faster forward at 10k edges on the CPU,
+            # its backward unmeasured since the edge chunking (`uvu_convolution`)
             chunk = chunk.astype(dtype)
             product = sum(
                 chunk[..., :, a, None] * edge_part[..., None, a, :] for a in range(chunk.shape[-1])
@@ -127,10 +128,9 @@ def uvu_tensor_product(
             wanted = [path_list[n].ir_out for n in mine]
             out = tensor_product(kind, xi, sh, filter_ir_out=wanted)
             by_ir = {ir: c for (_, ir), c in zip(out.irreps, out.chunks)}
+            mul = x.irreps[i1].mul
             pieces = [
-                by_ir.get(ir, None)
-                if by_ir.get(ir, None) is not None
-                else jnp.zeros(lead + (x.irreps[i1].mul, ir.dim), dtype)
+                c if (c := by_ir.get(ir)) is not None else jnp.zeros(lead + (mul, ir.dim), dtype)
                 for ir in wanted
             ]
         for n, piece in zip(mine, pieces):
