@@ -7,6 +7,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # CPU build of torch for the optional reference CHGNet; a bare `torch` would pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
+# the mace-torch reference, without its e3nn==0.4.4 pin (its other dependencies are in the
+# reference extra)
+MACE_SPEC ?= mace-torch==0.3.16
 
 .PHONY: demo test install clean
 
@@ -15,6 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[test,reference,cue,docs]"
+	$(PY) -m pip install -q --no-deps "$(MACE_SPEC)"
 	touch $@
 
 install: $(VENV)/.installed

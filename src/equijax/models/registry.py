@@ -24,6 +24,7 @@ from equijax.models.chgnet import CHGNet, CHGNetConfig
 from equijax.models.chgnet.pretrained import from_pretrained as chgnet_from_pretrained
 from equijax.models.config import BaseModelConfig, ConfigError, config_from_dict
 from equijax.models.equivariant import EquivariantConfig, EquivariantPotential
+from equijax.models.mace import MACE, MACEConfig
 from equijax.models.nequip import PRESETS as NEQUIP_PRESETS
 from equijax.models.nequip import NequIP, NequIPConfig
 from equijax.models.nequip.pretrained import from_pretrained as nequip_from_pretrained
@@ -182,3 +183,4 @@ for _name, _config in NEQUIP_PRESETS.items():
         _name,
         Pretrained("nequip", _config, lambda name=_name, **kw: nequip_from_pretrained(name, **kw)),
     )
+register(ModelEntry("mace", MACEConfig, MACE))

@@ -54,7 +54,9 @@ def mace_model(
             radial_MLP=[16, 16],
         )
         if scale_shift:
-            model = modules.ScaleShiftMACE(atomic_inter_scale=1.3, atomic_inter_shift=-0.4, **kwargs)
+            model = modules.ScaleShiftMACE(
+                atomic_inter_scale=1.3, atomic_inter_shift=-0.4, **kwargs
+            )
         else:
             model = modules.MACE(**kwargs)
         with torch.no_grad():

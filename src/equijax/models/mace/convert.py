@@ -65,8 +65,11 @@ def config_from_torch(model, **overrides) -> MACEConfig:
     if n_layers > 1 and len(set(kinds[1:])) != 1:
         raise ConfigError(f"mace layers after the first mix block types: {kinds}")
     readout = model.readouts[-1]
-    act = readout.non_linearity.acts[0]
-    act_name = getattr(getattr(act, "f", act), "__name__", str(act))
+    mlp_irreps, act_name = MACEConfig.mlp_irreps, MACEConfig.gate
+    if hasattr(readout, "non_linearity"):  # two or more layers: the last readout is an MLP
+        act = readout.non_linearity.acts[0]
+        act_name = getattr(getattr(act, "f", act), "__name__", str(act))
+        mlp_irreps = str(readout.hidden_irreps)
     bessel = model.radial_embedding.bessel_fn
     r_max = _scalar(model.r_max)
     num_bessel = int(_np(bessel.bessel_weights).size)
@@ -97,7 +100,7 @@ def config_from_torch(model, **overrides) -> MACEConfig:
         max_ell=int(model.spherical_harmonics.irreps_out.lmax),
         num_interactions=n_layers,
         hidden_irreps=str(hidden),
-        mlp_irreps=str(readout.hidden_irreps),
+        mlp_irreps=mlp_irreps,
         correlation=correlation if len(set(correlation)) > 1 else correlation[:1],
         radial_mlp=tuple(int(h) for h in model.interactions[0].radial_MLP),
         avg_num_neighbors=avg.pop(),
@@ -207,7 +210,7 @@ def convert_state_dict(model, config: MACEConfig, dtype=np.float32) -> dict:
                 a = torch_basis_change(u, one_channel, ir, nu)
                 product[f"weights_{ir}_{nu}"] = np.einsum("pk,ekc->epc", a, w)
         p[f"product_{t}"] = product
-        if t < config.num_interactions - 1:
+        if t < config.num_interactions - 1 or config.num_interactions == 1:
             p[f"readout_{t}"] = linear_params(take(f"readouts.{t}.linear.weight"), h_out, "0e")
         else:
             mlp = e3nn.Irreps(config.mlp_irreps)

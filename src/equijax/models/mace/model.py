@@ -224,7 +224,8 @@ class MACE(nn.Module):
                 h, types, sh, basis, atoms.senders, receivers, pair
             )
             h = ProductBasis(cfg, layer, name=f"product_{layer}")(message, types, residual)
-            if layer < cfg.num_interactions - 1:
+            # mace: a linear readout per layer, an MLP in the last of two or more
+            if layer < cfg.num_interactions - 1 or cfg.num_interactions == 1:
                 energy = e3nn.flax.Linear("0e", name=f"readout_{layer}")(h)
             else:
                 hidden = e3nn.flax.Linear(cfg.mlp_irreps, name=f"readout_{layer}_hidden")(h)
