@@ -68,12 +68,16 @@ def fold_to_monomials(tensor: np.ndarray, degree: int) -> np.ndarray:
 
 @functools.cache
 def _basis(irreps_in: str, ir_out: str, degree: int) -> np.ndarray:
-    with jax.enable_x64(True):
-        b = e3nn.reduced_symmetric_tensor_product_basis(
-            e3nn.Irreps(irreps_in), degree, keep_ir=[e3nn.Irrep(ir_out)]
-        )
-        array = np.asarray(b.array, np.float64)
     ir = e3nn.Irrep(ir_out)
+    dim = e3nn.Irreps(irreps_in).dim
+    with jax.enable_x64(True):
+        try:
+            b = e3nn.reduced_symmetric_tensor_product_basis(
+                e3nn.Irreps(irreps_in), degree, keep_ir=[ir]
+            )
+        except ValueError:  # e3nn-jax raises when no coupling reaches ``ir``
+            return np.zeros((dim,) * degree + (ir.dim, 0))
+        array = np.asarray(b.array, np.float64)
     n_paths = b.irreps.count(ir)
     array = array.reshape(array.shape[:degree] + (n_paths, ir.dim))
     return np.moveaxis(array, degree, -1)  # (d, ..., d, M, P)
@@ -170,7 +174,7 @@ def gaunt_grid_contraction(
             scaled = jnp.concatenate(
                 [x[..., by_l[l]] * scale[l][:, None] for l in sorted(by_l)], axis=-1
             )
-            grid = s2_grid_values(features.replace_values(scaled), lmax_out, resolution)
+            grid = s2_grid_values(e3nn.IrrepsArray(features.irreps, scaled), lmax_out, resolution)
             product = grid if product is None else product * grid
         coeffs = s2_grid_coefficients(product, lmax_in, lmax_out, resolution)
         for _, ir in irreps_out:
