@@ -116,6 +116,7 @@ def _compose_by_hand(experiment: str, selections: dict | None = None) -> dict:
     [
         ("chgnet_emt_small", [], None),
         ("equivariant_emt_small", [], None),
+        ("mace_emt_small", [], None),
         (
             "chgnet_emt_small",
             ["model=chgnet_tiny", "train=smoke"],
