@@ -110,6 +110,27 @@ def cmd_bench_sevennet(args) -> int:
     return 0
 
 
+def cmd_bench_mace(args) -> int:
+    from equijax.bench import mace
+
+    modes = tuple(args.only.split(","))
+    if not set(modes) <= {"md", "infer", "train"}:
+        raise SystemExit(f"--only takes a subset of md,infer,train, got {args.only}")
+    try:
+        mace.run(
+            args.size,
+            batch_size=args.batch_size,
+            md_atoms=tuple(args.md_atoms),
+            steps=args.steps,
+            reference=not args.no_reference,
+            modes=modes,
+            out=args.out,
+        )
+    except ValueError as err:
+        raise SystemExit(f"equijax bench mace: {err}") from None
+    return 0
+
+
 def cmd_trim_radial(args) -> int:
     import ase.io
 

@@ -219,6 +219,20 @@ def build_parser() -> argparse.ArgumentParser:
     sn.add_argument("--out", default="results/bench_sevennet.json", help="JSON output path")
     sn.set_defaults(func=_handler("cmd_bench_sevennet"))
 
+    mc = bench_sub.add_parser(
+        "mace", help="MACE (random weights): MD calls, batched inference, train step vs mace-torch"
+    )
+    mc.add_argument("--size", default="medium", choices=["medium", "small"], help="model size")
+    mc.add_argument("--batch-size", type=int, default=8, help="structures per batch")
+    mc.add_argument(
+        "--md-atoms", type=int_list, default=[32, 108], help="MD cell sizes (comma-separated)"
+    )
+    mc.add_argument("--steps", type=int, default=3, help="timed calls per row (median)")
+    mc.add_argument("--only", "--modes", default="md,infer,train", help="subset of md,infer,train")
+    mc.add_argument("--no-reference", action="store_true", help="skip mace-torch")
+    mc.add_argument("--out", default="results/bench_mace.json", help="JSON output path")
+    mc.set_defaults(func=_handler("cmd_bench_mace"))
+
     tr = sub.add_parser(
         "trim-radial",
         help="Facet's trim: a NequIP/SevenNet model's radial MLPs as least-squares linear maps",
