@@ -113,7 +113,7 @@ def test_gaunt_grid_contraction_equals_a_fine_e3nn_grid():
         with jax.enable_x64(True):
             f = e3nn.IrrepsArray(IRREPS, x[:, 0])
             grid = e3nn.to_s2grid(f, 40, 79, quadrature="gausslegendre", normalization="integral")
-            power = grid.apply(lambda v: v**nu)
+            power = grid.apply(lambda v, nu=nu: v**nu)
             want = e3nn.from_s2grid(power, irreps_out, normalization="integral").array
         np.testing.assert_allclose(got, np.asarray(want), atol=1e-6 * np.abs(want).max())
 
