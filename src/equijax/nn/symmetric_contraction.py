@@ -43,11 +43,18 @@ def monomial_indices(dim: int, degree: int) -> np.ndarray:
 
 def monomials(x: jax.Array, degree: int) -> jax.Array:
     """``x`` (..., d) -> (..., n_monomials): the products ``x_i1 ... x_i_degree`` in
-    `monomial_indices` order."""
-    idx = monomial_indices(x.shape[-1], degree)
-    out = x[..., idx[:, 0]]
-    for k in range(1, degree):
-        out = out * x[..., idx[:, k]]
+    `monomial_indices` order.
+
+    Built from slices, not gathers: in lexicographic order the tuples of degree ``ν - 1`` whose
+    first index is ≥ i form a suffix, so degree ν is ``concat_i x_i * suffix_i``. The backward
+    pass is then pads and sums (a gather's backward is a scatter-add, 8x slower here on a CPU).
+    """
+    dim = x.shape[-1]
+    out = x
+    for nu in range(2, degree + 1):
+        first = monomial_indices(dim, nu - 1)[:, 0]
+        starts = np.searchsorted(first, np.arange(dim))
+        out = jnp.concatenate([x[..., i : i + 1] * out[..., starts[i] :] for i in range(dim)], -1)
     return out
 
 
