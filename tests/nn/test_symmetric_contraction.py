@@ -127,3 +127,17 @@ def test_gaunt_realizes_at_most_one_coupling_per_degree_and_irrep():
         # 1e is not a function's harmonic: no sphere-grid product reaches it
         wanted = 0 if b["ir_out"] == "1e" else min(1, a["couplings"])
         assert b["realized"] == wanted
+
+
+@pytest.mark.parametrize("nu", [1, 2, 3])
+def test_custom_backward_matches_finite_differences_to_second_order(nu):
+    """The hand-written backward of the polynomials (and its own derivative, which force
+    training takes) against finite differences, float64."""
+    from jax.test_util import check_grads
+
+    from equijax.nn.symmetric_contraction import symmetric_polynomials
+
+    key = (str(e3nn.Irreps(IRREPS)), ("0e", "1o", "2e"), nu)
+    with jax.enable_x64(True):
+        x = jax.numpy.asarray(np.random.default_rng(4).normal(size=(3, 9)))
+        check_grads(lambda v: symmetric_polynomials(v, key), (x,), order=2, modes=["rev"])
