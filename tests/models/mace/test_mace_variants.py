@@ -126,3 +126,25 @@ def test_unsupported_mace_options_and_unmapped_tensors_raise():
     torch_model.register_buffer("extra_weight", __import__("torch").ones(3))
     with pytest.raises(ValueError, match="extra_weight"):
         convert_state_dict(torch_model, config)
+
+
+@pytest.mark.parametrize("contraction", ["cg", "gaunt_grid"])
+def test_path_report_counts_the_initialised_weights(contraction):
+    """`paths` counts what `init` creates: the contraction weights of each product layer, and
+    `num_weights` the whole model's."""
+    from equijax.models.mace.report import num_weights, paths
+
+    module, params = model({"contraction": contraction})
+    report = paths(module.config)
+    for row in report:
+        product = params["params"][f"product_{row['layer']}"]
+        counted = sum(v.size for k, v in product.items() if "weights" in k)
+        assert counted == row["contraction_weights"]
+        if contraction == "cg":
+            assert row["realized"] == row["couplings"]
+        else:
+            assert row["realized"] < row["couplings"]
+    leaves = jax.tree_util.tree_leaves(
+        {k: v for k, v in params["params"].items() if k != "atomref"}
+    )
+    assert num_weights(module.config) == sum(leaf.size for leaf in leaves)
