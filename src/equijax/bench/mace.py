@@ -27,7 +27,7 @@ the machine has cores (XLA uses them all too). Each row gives both times and the
 (mace-torch / equijax); CPU rows also give XLA's FLOP count of the equijax program and the
 achieved fraction of this machine's measured float32 matmul rate.
 
-mlip (InstaDeep's JAX MACE) is not measured; see `MLIP_NOTE` (also written to the JSON).
+mlip (InstaDeep's JAX MACE) is not run here; see `MLIP_NOTE` (also written to the JSON).
 """
 
 from __future__ import annotations
@@ -49,11 +49,11 @@ from equijax.potential import Potential
 SIZES = {"medium": "128x0e+128x1o", "small": "32x0e+32x1o"}
 R_MAX = 6.0
 MLIP_NOTE = (
-    "not measured: mlip 0.2.5 (PyPI) needs e3j 0.1.1, which pins setuptools<78.2, so installing "
-    "it would downgrade equijax's setuptools 84.2.1 to 78.1.1 (its other pins, jax>=0.4.32 "
-    "!=0.9.0, flax ~=0.12 via e3j, e3nn-jax>=0.20.7, fit jax 0.10.2 / flax 0.12.8 / e3nn-jax "
-    "0.21.0); and mlip's MACE cannot load mace-torch weights, so it could not run the same "
-    "function as the other two"
+    "not run in this process: mlip 0.2.5 (PyPI) needs e3j 0.1.1, which pins setuptools<78.2, so "
+    "installing it would downgrade equijax's setuptools 84.2.1 (its other pins, jax, flax ~=0.12, "
+    "e3nn-jax>=0.20.7, fit); and mlip's MACE cannot load mace-torch weights. It is measured in "
+    "its own venv at this bench's config by experiments/mace/mlip_bench.py "
+    "(experiments/mace/bench_mlip.json)"
 )
 
 
