@@ -60,7 +60,7 @@ def rotated(atoms: ase.Atoms, rotation: np.ndarray) -> ase.Atoms:
 
 def model(changes: dict, seed: int = 0):
     module = MACE(dataclasses.replace(SMALL, **changes))
-    params = module.init(jax.random.key(seed), atoms_to_graph(structure(), 4.5, 3.0))
+    params = jax.jit(module.init)(jax.random.key(seed), atoms_to_graph(structure(), 4.5, 3.0))
     return module, params
 
 
