@@ -171,6 +171,30 @@ def cmd_trim_radial(args) -> int:
     return 0
 
 
+def cmd_convert_mace(args) -> int:
+    from equijax.models.mace.convert import from_torch
+    from equijax.models.saved import save_model
+
+    try:
+        import torch
+    except ImportError:
+        raise SystemExit(
+            "equijax convert-mace: needs torch and mace-torch (pip install 'equijax[reference]' "
+            "then mace-torch --no-deps; see the Makefile)"
+        ) from None
+    if not Path(args.file).is_file():
+        raise SystemExit(f"equijax convert-mace: {args.file}: no such file")
+    try:
+        torch_model = torch.load(args.file, map_location="cpu", weights_only=False)
+        module, params = from_torch(torch_model)
+    except (ValueError, OSError, RuntimeError, AttributeError, ModuleNotFoundError) as err:
+        raise SystemExit(f"equijax convert-mace: {args.file}: {err}") from None
+    info = {"source": str(Path(args.file).resolve()), "converted_from": "mace-torch"}
+    save_model(args.out, "mace", module.config, params, info=info)
+    print(f"wrote {args.out} (load it with --model {args.out} or model.pretrained: {args.out})")
+    return 0
+
+
 def cmd_bench_tp(args) -> int:
     methods = None
     if args.methods:

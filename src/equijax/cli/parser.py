@@ -251,6 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.set_defaults(func=_handler("cmd_trim_radial"))
 
+    cm = sub.add_parser(
+        "convert-mace",
+        help="a mace-torch model file -> an equijax model folder (usable as --model DIR)",
+    )
+    cm.add_argument("file", help="a mace-torch model saved with torch.save (MACE/ScaleShiftMACE)")
+    cm.add_argument("--out", required=True, help="folder to write the equijax model to")
+    cm.set_defaults(func=_handler("cmd_convert_mace"))
+
     t = sub.add_parser("train", help="train a model from a YAML config")
     t.add_argument("--config", default=None, help="YAML experiment config (configs/experiment/...)")
     t.add_argument(

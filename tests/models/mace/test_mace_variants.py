@@ -148,3 +148,24 @@ def test_path_report_counts_the_initialised_weights(contraction):
         {k: v for k, v in params["params"].items() if k != "atomref"}
     )
     assert num_weights(module.config) == sum(leaf.size for leaf in leaves)
+
+
+def test_convert_mace_cli_writes_a_model_folder(tmp_path, capsys):
+    """`equijax convert-mace FILE --out DIR`: the folder loads as a pretrained name and predicts
+    mace-torch's energy; a missing file is one line and exit status 2."""
+    import torch
+    from mace_reference import mace_predict
+
+    from equijax.cli import main
+
+    torch_model = mace_model(max_ell=1, correlation=2, num_interactions=1, hidden_irreps="4x0e")
+    path = tmp_path / "small.model"
+    torch.save(torch_model, path)
+    assert main(["convert-mace", str(path), "--out", str(tmp_path / "eq")]) == 0
+    atoms = structure()
+    want = mace_predict(torch_model, [atoms])[0]
+    got = Potential(*registry.load_pretrained(str(tmp_path / "eq")), policy=POLICY).predict(atoms)
+    assert abs(got["energy"] - want["energy"]) < 2e-5 * len(atoms)
+    with pytest.raises(SystemExit) as err:
+        main(["convert-mace", str(tmp_path / "missing.model"), "--out", str(tmp_path / "x")])
+    assert err.value.code == 2 or "no such file" in str(err.value.code)
