@@ -45,18 +45,15 @@ def monomial_indices(dim: int, degree: int) -> np.ndarray:
 
 def monomials(x: jax.Array, degree: int) -> jax.Array:
     """``x`` (..., d) -> (..., n_monomials): the products ``x_i1 ... x_i_degree`` in
-    `monomial_indices` order.
-
-    Built from slices, not gathers: in lexicographic order the tuples of degree ``ν - 1`` whose
-    first index is ≥ i form a suffix, so degree ν is ``concat_i x_i * suffix_i``. The backward
-    pass is then pads and sums (a gather's backward is a scatter-add, 8x slower here on a CPU).
-    """
-    dim = x.shape[-1]
-    out = x
-    for nu in range(2, degree + 1):
-        first = monomial_indices(dim, nu - 1)[:, 0]
-        starts = np.searchsorted(first, np.arange(dim))
-        out = jnp.concatenate([x[..., i : i + 1] * out[..., starts[i] :] for i in range(dim)], -1)
+    `monomial_indices` order (gathers of x; the contraction's backward is written by hand,
+    `symmetric_polynomials`, so XLA's scatter-add backward of a gather runs only in the
+    second derivative, at one degree less)."""
+    if degree == 0:
+        return jnp.ones(x.shape[:-1] + (1,), x.dtype)
+    idx = monomial_indices(x.shape[-1], degree)
+    out = x[..., idx[:, 0]]
+    for k in range(1, degree):
+        out = out * x[..., idx[:, k]]
     return out
 
 
@@ -65,44 +62,90 @@ def fold_to_monomials(tensor: np.ndarray, degree: int) -> np.ndarray:
     the coefficient of each monomial, i.e. the sum over the index tuples that sort to it."""
     tensor = np.asarray(tensor, np.float64)
     dim = tensor.shape[0]
-    lookup = {tuple(t): n for n, t in enumerate(monomial_indices(dim, degree))}
     flat = tensor.reshape((dim**degree,) + tensor.shape[degree:])
-    target = np.array(
-        [lookup[tuple(sorted(t))] for t in itertools.product(range(dim), repeat=degree)]
-    )
-    out = np.zeros((len(lookup),) + tensor.shape[degree:])
-    np.add.at(out, target, flat)
+    out = np.zeros((len(monomial_indices(dim, degree)),) + tensor.shape[degree:])
+    np.add.at(out, _fold_targets(dim, degree), flat)
     return out
 
 
 @functools.cache
+def _fold_targets(dim: int, degree: int) -> np.ndarray:
+    """For every index tuple (row-major over dim^degree), its monomial's index."""
+    lookup = {tuple(t): n for n, t in enumerate(monomial_indices(dim, degree))}
+    return np.array(
+        [lookup[tuple(sorted(t))] for t in itertools.product(range(dim), repeat=degree)]
+    )
+
+
+def _coupling_tensors(irreps: e3nn.Irreps, ir_out: e3nn.Irrep, degree: int):
+    """Every coupling of ``degree`` blocks of ``irreps`` into ``ir_out`` by a left-to-right
+    chain of Clebsch-Gordan products, in a fixed order: (d, ..., d, M) tensors."""
+    offsets = np.cumsum([0] + [ir.dim for _, ir in irreps])
+    blocks = [ir for _, ir in irreps]
+    for combo in itertools.combinations_with_replacement(range(len(blocks)), degree):
+        for order in sorted(set(itertools.permutations(combo))):
+            chains = [(blocks[order[0]], np.eye(blocks[order[0]].dim))]
+            for k in order[1:]:
+                grown = []
+                for ir_left, left in chains:
+                    for ir_new in sorted(ir_left * blocks[k], key=lambda ir: (ir.l, ir.p)):
+                        cg = np.asarray(
+                            e3nn.clebsch_gordan(ir_left.l, blocks[k].l, ir_new.l), np.float64
+                        )
+                        grown.append((ir_new, np.einsum("...a,abc->...bc", left, cg)))
+                chains = grown
+            for ir_final, tensor in chains:
+                if ir_final != ir_out:
+                    continue
+                full = np.zeros((offsets[-1],) * degree + (ir_out.dim,))
+                index = tuple(slice(offsets[b], offsets[b + 1]) for b in order)
+                full[index] = tensor
+                yield full
+
+
+@functools.cache
 def _basis(irreps_in: str, ir_out: str, degree: int) -> np.ndarray:
-    ir = e3nn.Irrep(ir_out)
-    dim = e3nn.Irreps(irreps_in).dim
-    with jax.enable_x64(True):
-        try:
-            b = e3nn.reduced_symmetric_tensor_product_basis(
-                e3nn.Irreps(irreps_in), degree, keep_ir=[ir]
-            )
-        except ValueError:  # e3nn-jax raises when no coupling reaches ``ir``
-            return np.zeros((dim,) * degree + (ir.dim, 0))
-        array = np.asarray(b.array, np.float64)
-    n_paths = b.irreps.count(ir)
-    array = array.reshape(array.shape[:degree] + (n_paths, ir.dim))
-    return np.moveaxis(array, degree, -1)  # (d, ..., d, M, P)
+    """(n_monomials, M, P) float64: an orthonormal basis of the degree-``degree`` equivariant
+    polynomials into ``ir_out`` on the monomials, the same in every process.
+
+    Built from Clebsch-Gordan chains in a fixed order, folded onto the monomials (which
+    symmetrises them) and orthonormalised greedily, dropping dependent ones. (e3nn-jax's
+    `e3nn_jax.reduced_symmetric_tensor_product_basis` spans the same space, but its choice
+    of basis changed from one process to the next here, which saved weights cannot survive.)
+    """
+    irreps, ir = e3nn.Irreps(irreps_in), e3nn.Irrep(ir_out)
+    dim = irreps.dim
+    targets = _fold_targets(dim, degree)
+    n_mono = len(monomial_indices(dim, degree))
+    kept: list[np.ndarray] = []
+    for tensor in _coupling_tensors(irreps, ir, degree):
+        folded = np.zeros((n_mono, ir.dim))
+        np.add.at(folded, targets, tensor.reshape(-1, ir.dim))
+        v = folded.reshape(-1)
+        norm = np.linalg.norm(v)
+        if norm < 1e-12:
+            continue
+        for q in kept:
+            v = v - (q @ v) * q
+        for q in kept:  # twice is enough (Kahan-Parlett)
+            v = v - (q @ v) * q
+        if np.linalg.norm(v) > 1e-8 * norm:
+            kept.append(v / np.linalg.norm(v))
+    if not kept:
+        return np.zeros((n_mono, ir.dim, 0))
+    return np.stack(kept, axis=-1).reshape(n_mono, ir.dim, len(kept))
 
 
 def symmetric_basis(irreps_in, ir_out, degree: int) -> np.ndarray:
     """(n_monomials, ir_out.dim, P) float64: a basis of the degree-``degree`` equivariant
     polynomials of one channel of ``irreps_in`` into ``ir_out``, on the monomials (P may be 0)."""
-    full = _basis(str(e3nn.Irreps(irreps_in)), str(e3nn.Irrep(ir_out)), degree)
-    return fold_to_monomials(full, degree)
+    return _basis(str(e3nn.Irreps(irreps_in)), str(e3nn.Irrep(ir_out)), degree)
 
 
 def num_couplings(irreps_in, ir_out, degree: int) -> int:
     """P: the number of independent degree-``degree`` couplings of ``irreps_in`` into
     ``ir_out`` (mace-torch's reduced count)."""
-    return _basis(str(e3nn.Irreps(irreps_in)), str(e3nn.Irrep(ir_out)), degree).shape[-1]
+    return symmetric_basis(irreps_in, ir_out, degree).shape[-1]
 
 
 @functools.cache
@@ -216,8 +259,9 @@ def gaunt_grid_contraction(
         input_weights: ``{ν: (ν, lmax_in + 1, C)}``: factor ``k`` of degree ν is the channel's
             function with each l reweighted.
         output_weights: ``{(str(ir_out), ν): (N, C)}`` each node's (element's) weight.
-        irreps_in, irreps_out, correlation: as `cg_contraction`; output irreps of the wrong
-            parity for l (e.g. 1e) get zeros.
+        irreps_in: one channel's irreps, as in `cg_contraction`.
+        irreps_out: ``C x ir`` blocks; those of the wrong parity for l (e.g. 1e) get zeros.
+        correlation: the largest degree ν.
 
     Returns: (N, irreps_out).
     """
