@@ -109,9 +109,10 @@ def _basis(irreps_in: str, ir_out: str, degree: int) -> np.ndarray:
     polynomials into ``ir_out`` on the monomials, the same in every process.
 
     Built from Clebsch-Gordan chains in a fixed order, folded onto the monomials (which
-    symmetrises them) and orthonormalised greedily, dropping dependent ones. (e3nn-jax's
-    `e3nn_jax.reduced_symmetric_tensor_product_basis` spans the same space, but its choice
-    of basis changed from one process to the next here, which saved weights cannot survive.)
+    symmetrises them) and orthonormalised greedily, dropping dependent ones: it spans what
+    e3nn-jax's `e3nn_jax.reduced_symmetric_tensor_product_basis` spans (the same counts), but is
+    orthonormal in the monomial coordinates the contraction computes in, and depends only on
+    the Clebsch-Gordan coefficients.
     """
     irreps, ir = e3nn.Irreps(irreps_in), e3nn.Irrep(ir_out)
     dim = irreps.dim
