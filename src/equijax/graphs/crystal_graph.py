@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import jraph
 import numpy as np
@@ -108,6 +109,26 @@ def edge_vectors(
         - pos[atoms.receivers]
         + xnp.einsum("ei,eij->ej", shift, cell[graph_of_edge], **exact)
     )
+
+
+def masked_edge_vectors(
+    atoms: jraph.GraphsTuple,
+    positions: AtomVectors | None = None,
+    cell: GraphTensors | None = None,
+) -> tuple[EdgeVectors, jax.Array]:
+    """`edge_vectors` (jax) made safe on padded batches: ``(vectors (E, 3) Å, real (E,) bool)``.
+
+    Padding edges join padding atoms (atomic number 0) and may have any length, zero included:
+    they get the unit vector z, so that no norm or derivative (forces, or their parameter
+    gradient in training) meets 0/0. Models should also zero their basis where ``real`` is
+    False and drop those edges' messages.
+    """
+    vectors = edge_vectors(atoms, jnp, positions, cell)
+    numbers = atoms.nodes["numbers"]
+    real = (numbers[atoms.senders] > 0) & (numbers[atoms.receivers] > 0)
+    real = real & (jnp.sum(vectors * vectors, axis=-1) > 0)
+    vectors = jnp.where(real[:, None], vectors, jnp.array([0.0, 0.0, 1.0], vectors.dtype))
+    return vectors, real
 
 
 def graph_index(counts: GraphCounts, total: int) -> ItemGraphIndex:

@@ -48,8 +48,6 @@ def monomials(x: jax.Array, degree: int) -> jax.Array:
     `monomial_indices` order (gathers of x; the contraction's backward is written by hand,
     `symmetric_polynomials`, so XLA's scatter-add backward of a gather runs only in the
     second derivative, at one degree less)."""
-    if degree == 0:
-        return jnp.ones(x.shape[:-1] + (1,), x.dtype)
     idx = monomial_indices(x.shape[-1], degree)
     out = x[..., idx[:, 0]]
     for k in range(1, degree):

@@ -11,6 +11,7 @@ is copied here.
 from __future__ import annotations
 
 import e3nn_jax as e3nn
+import jax
 import numpy as np
 
 from equijax.models.config import ConfigError
@@ -232,8 +233,6 @@ def convert_state_dict(model, config: MACEConfig, dtype=np.float32) -> dict:
         if key not in used and not derived and value.size != 0:
             raise ValueError(f"mace tensor {key!r} {value.shape} was not mapped")
     params = {"params": p}
-    import jax
-
     return jax.tree_util.tree_map(lambda x: np.asarray(x, dtype), params)
 
 

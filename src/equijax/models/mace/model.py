@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from equijax.graphs.crystal_graph import CrystalGraph, edge_vectors, graph_index
+from equijax.graphs.crystal_graph import CrystalGraph, graph_index, masked_edge_vectors
 from equijax.models.mace.config import MACEConfig
 from equijax.nn.fully_connected import FullyConnectedNet
 from equijax.nn.normalized_activation import normalized_activation
@@ -192,14 +192,11 @@ class MACE(nn.Module):
         positions = atoms.nodes["positions"] if positions is None else positions
         cell = atoms.globals["cell"] if cell is None else cell
         n_atoms, n_graphs = positions.shape[0], atoms.n_node.shape[0]
-        # mace's edge vector points from the neighbour (sender) to the centre (receiver)
-        vectors = -edge_vectors(atoms, jnp, positions, cell)
-        # padding edges join padding atoms (number 0): a unit vector keeps every derivative
-        # finite, a zero basis and a dropped receiver keep them out of the sums
+        # padding edges: a unit vector, then a zero basis and a dropped receiver. mace's edge
+        # vector points from the neighbour (sender) to the centre (receiver)
+        vectors, real = masked_edge_vectors(atoms, positions, cell)
+        vectors = -vectors
         numbers = atoms.nodes["numbers"]
-        real = (numbers[atoms.senders] > 0) & (numbers[atoms.receivers] > 0)
-        real = real & (jnp.sum(vectors * vectors, axis=-1) > 0)
-        vectors = jnp.where(real[:, None], vectors, jnp.array([0.0, 0.0, 1.0], vectors.dtype))
         lengths = jnp.linalg.norm(vectors, axis=-1)
         sh = e3nn.spherical_harmonics(
             cfg.sh_irreps(), e3nn.IrrepsArray("1o", vectors), True, "component"

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from equijax.graphs.crystal_graph import CrystalGraph, edge_vectors, graph_index
+from equijax.graphs.crystal_graph import CrystalGraph, graph_index, masked_edge_vectors
 from equijax.models.nequip.config import NequIPConfig
 from equijax.models.nequip.self_connection import S2MLPSelfConnection
 from equijax.nn.fully_connected import FullyConnectedNet
@@ -148,14 +148,9 @@ class NequIP(nn.Module):
         positions = atoms.nodes["positions"] if positions is None else positions
         cell = atoms.globals["cell"] if cell is None else cell
         n_atoms, n_graphs = positions.shape[0], atoms.n_node.shape[0]
-        vectors = edge_vectors(atoms, jnp, positions, cell)
-        # padding edges join padding atoms (atomic number 0) and may have any length, zero
-        # included: they get a unit vector before any norm, so that no derivative (forces, or
-        # their parameter gradient in training) meets 0/0, and a zero basis, so no message
+        # padding edges: a unit vector, then a zero basis and no message
+        vectors, real = masked_edge_vectors(atoms, positions, cell)
         numbers = atoms.nodes["numbers"]
-        real = (numbers[atoms.senders] > 0) & (numbers[atoms.receivers] > 0)
-        real = real & (jnp.sum(vectors * vectors, axis=-1) > 0)
-        vectors = jnp.where(real[:, None], vectors, jnp.array([0.0, 0.0, 1.0], vectors.dtype))
         lengths = jnp.linalg.norm(vectors, axis=-1)
         sh = e3nn.spherical_harmonics(
             cfg.sh_irreps(),
