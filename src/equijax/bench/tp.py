@@ -145,6 +145,7 @@ SAME_FUNCTION = (
     ("gaunt_grid", "e3nn_s2grid"),
     ("gaunt_grid:grid", "e3nn_s2grid"),
     ("gaunt_grid:operator", "e3nn_s2grid"),
+    ("gaunt_grid:dense", "e3nn_s2grid"),
     ("gaunt_fourier", "e3nn_s2grid"),
     ("cg", "e3nn_cg"),
 )

@@ -23,6 +23,7 @@ EQUIJAX_METHODS = (
     "gaunt_grid",
     "gaunt_grid:grid",
     "gaunt_grid:operator",
+    "gaunt_grid:dense",
     "gaunt_fourier",
     "vector_gaunt",
 )

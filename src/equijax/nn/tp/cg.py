@@ -5,8 +5,9 @@ output sorted and regrouped), so it is a drop-in replacement. The computation di
 
 - ``x2`` with multiplicity 1 for every irrep (channelwise, e.g. node features ⊗ edge harmonics):
   per irrep ir1 of ``x1`` one tensor T = x2 · C_ir1 of shape (..., d1, K) is formed per sample,
-  K summing the output dims of all paths from ir1, then every channel is one batched matmul
-  (..., mul1, d1) @ (..., d1, K). That is L+1 pairs of contractions instead of one per path.
+  K summing the output dims of all paths from ir1 (each irrep block of x2 meets only its own
+  coupling blocks), then every channel is one batched matmul (..., mul1, d1) @ (..., d1, K).
+  Both steps are dense matmuls, so their derivatives of every order are too.
 - otherwise (``x2`` with multiplicities): one contraction per (ir1, ir2) pair over all its paths,
   giving e3nn's (mul1 · mul2) outer-product channels.
 """
@@ -113,21 +114,29 @@ def _split(block, dims, lead, mul, irs, irreps_out, chunks):
 
 
 def _channelwise(x1, x2, keep, norm, dtype, lead, irreps_out, chunks):
-    offsets = np.cumsum([0] + [ir.dim for _, ir in x2.irreps])
+    """Per irrep ir1 of x1: T = [x2_ir2 · C_(ir1, ir2, ·)] over ir2 (one small matmul per ir2,
+    touching only that irrep's block of x2), then every channel by one batched matmul."""
+    x2_chunks = [
+        jnp.zeros(x2.shape[:-1] + (1, ir.dim), dtype) if c is None else c.astype(dtype)
+        for (_, ir), c in zip(x2.irreps, x2.chunks)
+    ]
     for (mul1, ir1), c1 in zip(x1.irreps, x1.chunks):
-        irs, cols = [], []
-        for k, (_, ir2) in enumerate(x2.irreps):
-            for ir3 in _outputs(ir1, ir2, keep):
-                full = np.zeros((ir1.dim, x2.irreps.dim, ir3.dim))
-                full[:, offsets[k] : offsets[k + 1], :] = _cg(ir1.l, ir2.l, ir3.l, norm)
-                irs.append((ir1, ir2, ir3))
-                cols.append(full)
+        irs, pieces = [], []
+        for (_, ir2), c2 in zip(x2.irreps, x2_chunks):
+            outs = _outputs(ir1, ir2, keep)
+            if not outs:
+                continue
+            irs += [(ir1, ir2, ir3) for ir3 in outs]
+            if c1 is not None:
+                coupling = np.concatenate([_cg(ir1.l, ir2.l, ir3.l, norm) for ir3 in outs], -1)
+                pieces.append(
+                    jnp.einsum("...j,ijk->...ik", c2[..., 0, :], jnp.asarray(coupling, dtype))
+                )
         if not irs:
             continue
         block = None
         if c1 is not None:
-            coupling = jnp.asarray(np.concatenate(cols, axis=-1), dtype)  # (d1, D2, K)
-            t = jnp.einsum("...j,ijk->...ik", x2.array.astype(dtype), coupling)
+            t = pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces, axis=-1)  # (..., d1, K)
             block = jnp.einsum("...ui,...ik->...uk", c1.astype(dtype), t)
         _split(block, [ir3.dim for _, _, ir3 in irs], lead, mul1, irs, irreps_out, chunks)
 

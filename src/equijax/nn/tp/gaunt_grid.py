@@ -7,33 +7,48 @@ coefficients). It equals e3nn-jax's
 ``from_s2grid(to_s2grid(x1) * to_s2grid(x2))`` at a high enough resolution, and is computed
 exactly at the smallest exact resolution (`equijax.nn.tp.s2grid`).
 
-Two exact evaluation orders:
+Three exact evaluation orders, one function:
 
 - ``"grid"``: values of both functions on the grid, their product, and back (per channel
   O(res_beta · res_alpha · L)).
 - ``"operator"`` (``x2`` with one channel, e.g. edge harmonics): multiplication by f2 on each
   β ring is a (2L1+1) × (2Lout+1) matrix M_b = Aᵀ diag(f2) A' built once per sample; every
   channel then costs a batched matmul on the m columns, and no per-channel grid is ever stored.
+- ``"dense"``: the coupling tensor Γ of the same grid (`equijax.nn.tp.gaunt_tensor`).
 
-``method="auto"`` picks the cheaper by a FLOP count.
+"grid" and "operator" have a hand-written backward: the Gaunt tensor is symmetric, so the
+cotangent of x1 is the Gaunt product of the output cotangent with x2 on the same grid, and the
+cotangent of x2 the channel-summed product of the output cotangent with x1. "dense" is dense
+matmuls, whose autodiff is already that.
+
+``method="auto"`` picks the method measured fastest (`equijax.nn.tp.tuning`) for the shape and
+the pass: the forward alone when the product is not differentiated, forward + backward when it
+is (a `jax.custom_vjp` switches). Shapes never measured fall back to a FLOP count.
 """
 
 from __future__ import annotations
 
+import math
+
+import jax
 import jax.numpy as jnp
 
-from equijax.nn.tp import s2grid
+from equijax.nn.tp import s2grid, tuning
+from equijax.nn.tp.gaunt_tensor import dense_flops, dense_product
 from equijax.nn.tp.product import spherical_product
 
-METHODS = ("auto", "grid", "operator")
+METHODS = ("auto", "grid", "operator", "dense")
 
 
-def _flop_counts(channels: int, lmax1: int, lmax_out: int, res_beta: int, res_alpha: int):
-    """Per-sample multiply-adds of the channel-dependent work of each method."""
+def _flop_counts(channels, channels2, lmax1, lmax2, lmax_out, res_beta, res_alpha) -> dict:
+    """Per-sample multiply-adds of the channel-dependent work of each possible method."""
     m1, m3 = 2 * lmax1 + 1, 2 * lmax_out + 1
-    grid = channels * res_beta * res_alpha * (m1 + 1 + m3)
-    operator = res_beta * res_alpha * m1 * m3 + channels * res_beta * m1 * m3
-    return grid, operator
+    counts = {"grid": channels * res_beta * res_alpha * (m1 + 1 + m3)}
+    dims = ((lmax1 + 1) ** 2, (lmax2 + 1) ** 2, (lmax_out + 1) ** 2)
+    counts["dense"] = dense_flops(channels, channels2, *dims)
+    if channels2 == 1:
+        counts["operator"] = res_beta * res_alpha * m1 * m3 + channels * res_beta * m1 * m3
+    return counts
 
 
 def choose_method(
@@ -43,23 +58,37 @@ def choose_method(
     lmax1: int,
     lmax_out: int,
     resolution: tuple[int, int],
+    *,
+    lmax2: int | None = None,
+    batch: int = 1,
+    pass_: str = "fwd",
 ) -> str:
-    """Resolve ``method`` ("auto" -> "grid" or "operator"); `ValueError` if impossible."""
+    """Resolve ``method`` ("auto" -> the measured fastest, else the fewest FLOPs); `ValueError`
+    if impossible. ``pass_`` is "fwd" or "fwdbwd" (see `equijax.nn.tp.tuning`)."""
     if method not in METHODS:
         raise ValueError(f"method={method!r}: expected one of {METHODS}")
     if method == "operator" and channels2 != 1:
         raise ValueError("method='operator' needs x2 with multiplicity 1 (one function per sample)")
     if method != "auto":
         return method
-    if channels2 != 1:
-        return "grid"
-    grid, operator = _flop_counts(channels1, lmax1, lmax_out, *resolution)
-    return "operator" if operator < grid else "grid"
+    lmax2 = lmax1 if lmax2 is None else lmax2
+    counts = _flop_counts(channels1, channels2, lmax1, lmax2, lmax_out, *resolution)
+    measured = tuning.fastest(
+        "gaunt_grid", max(lmax1, lmax2, lmax_out), channels1, channels2, batch, pass_, counts
+    )
+    return measured or min(counts, key=counts.get)
 
 
-def _operator_product(
-    c1: dict, c2: dict, t1: s2grid.GridTables, t2: s2grid.GridTables, ls, dtype
-) -> dict:
+def _sum_to(x: jax.Array, shape: tuple) -> jax.Array:
+    """Sum the broadcast axes of ``x`` back to ``shape`` (a cotangent of a broadcast input)."""
+    extra = x.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        extra + i for i, n in enumerate(shape) if n == 1 and x.shape[extra + i] != 1
+    )
+    return jnp.sum(x, axis=axes, keepdims=True).reshape(shape) if axes else x
+
+
+def _operator_forward(c1, c2, t1, t2, ls, dtype) -> dict:
     g2 = s2grid.to_grid(c2, t2, dtype)[..., 0, :, :]  # (..., b, a): one function per sample
     m = jnp.einsum(
         "am,...ba,an->...bmn", jnp.asarray(t1.alpha_in, dtype), g2, jnp.asarray(t1.alpha_out, dtype)
@@ -69,11 +98,71 @@ def _operator_product(
     return s2grid.beta_analysis(hm, t1.theta_out_w, ls, t1.lmax_out)
 
 
-def _grid_product(
-    c1: dict, c2: dict, t1: s2grid.GridTables, t2: s2grid.GridTables, ls, dtype
-) -> dict:
+def _grid_forward(c1, c2, t1, t2, ls, dtype) -> dict:
     h = s2grid.to_grid(c1, t1, dtype) * s2grid.to_grid(c2, t2, dtype)
     return s2grid.from_grid(h, t1, ls)
+
+
+_FORWARD = {"grid": _grid_forward, "operator": _operator_forward}
+
+
+def _transforms_product(method: str, ctx, ls: tuple, dtype):
+    """The grid or operator product with the symmetric hand-written backward (a custom VJP)."""
+    forward = _FORWARD[method]
+    lmax1, lmax2, lmax_out, res = ctx.lmax1, ctx.lmax2, ctx.lmax_out, ctx.resolution
+
+    @jax.custom_vjp
+    def product(c1, c2):
+        return forward(c1, c2, *ctx.tables(), ls, dtype)
+
+    def product_fwd(c1, c2):
+        return product(c1, c2), (c1, c2)
+
+    def product_bwd(residuals, g):
+        c1, c2 = residuals
+        t1, t2 = ctx.tables()
+        tg1 = s2grid.grid_tables(lmax_out, lmax1, *res)  # g in, x1's l out
+        tg2 = s2grid.grid_tables(lmax_out, lmax2, *res)  # g in, x2's l out
+        # x1's cotangent: the Gaunt product of g with x2, projected onto x1's l (same grid)
+        d1 = forward(g, c2, tg1, t2, tuple(sorted(c1)), dtype)
+        # x2's cotangent: Σ over channels (and broadcast axes) of g · f1 on the grid
+        h = s2grid.to_grid(g, tg1, dtype) * s2grid.to_grid(c1, t1, dtype)
+        shape2 = next(iter(c2.values())).shape[:-1]
+        h = _sum_to(h, shape2 + h.shape[-2:]) if h.shape[:-2] != shape2 else h
+        d2 = s2grid.from_grid(h, tg2, tuple(sorted(c2)))
+        d1 = {l: _sum_to(v, c1[l].shape).astype(c1[l].dtype) for l, v in d1.items()}
+        d2 = {l: _sum_to(v, c2[l].shape).astype(c2[l].dtype) for l, v in d2.items()}
+        return d1, d2
+
+    product.defvjp(product_fwd, product_bwd)
+    return product
+
+
+def _method_product(method: str, ctx, ls: tuple, dtype):
+    if method == "dense":
+        return lambda c1, c2: dense_product(c1, c2, ls, ctx.resolution, dtype)
+    return _transforms_product(method, ctx, ls, dtype)
+
+
+def _per_pass_product(forward_method: str, training_method: str, ctx, ls: tuple, dtype):
+    """``forward_method`` when not differentiated, ``training_method``'s VJP when it is."""
+    forward = _method_product(forward_method, ctx, ls, dtype)
+    training = _method_product(training_method, ctx, ls, dtype)
+    if forward_method == training_method:
+        return forward
+
+    @jax.custom_vjp
+    def product(c1, c2):
+        return forward(c1, c2)
+
+    def product_fwd(c1, c2):
+        return jax.vjp(training, c1, c2)
+
+    def product_bwd(vjp, g):
+        return vjp(g)
+
+    product.defvjp(product_fwd, product_bwd)
+    return product
 
 
 def gaunt_s2grid(
@@ -87,7 +176,8 @@ def gaunt_s2grid(
         x2: `e3nn.IrrepsArray` with multiplicity 1 (broadcast over channels) or C (channelwise).
         filter_ir_out: output irreps to keep (default: all, up to l1max + l2max).
         resolution: (res_beta, res_alpha); default the exact `s2grid.grid_resolution`.
-        method: "auto", "grid" or "operator" (see the module docstring); results are identical.
+        method: "auto", "grid", "operator" or "dense" (see the module docstring); results are
+            identical.
 
     Returns:
         `e3nn.IrrepsArray` (broadcast leading shape, C x [realized irreps sorted]): for each output
@@ -96,11 +186,14 @@ def gaunt_s2grid(
     """
 
     def blocks(c1, c2, even_ls, odd_ls, product_class, dtype, ctx):
-        chosen = choose_method(
-            method, ctx.channels1, ctx.channels2, ctx.lmax1, ctx.lmax_out, ctx.resolution
+        lead = jnp.broadcast_shapes(
+            next(iter(c1.values())).shape[:-2], next(iter(c2.values())).shape[:-2]
         )
-        product = _operator_product if chosen == "operator" else _grid_product
-        return [(product_class, product(c1, c2, *ctx.tables(), even_ls, dtype))]
+        args = (ctx.channels1, ctx.channels2, ctx.lmax1, ctx.lmax_out, ctx.resolution)
+        options = {"lmax2": ctx.lmax2, "batch": math.prod(lead)}
+        chosen = [choose_method(method, *args, pass_=p, **options) for p in ("fwd", "fwdbwd")]
+        product = _per_pass_product(*chosen, ctx, tuple(even_ls), dtype)
+        return [(product_class, product(c1, c2))]
 
     if method not in METHODS:
         raise ValueError(f"method={method!r}: expected one of {METHODS}")
