@@ -57,6 +57,8 @@ def test_bench_model_cg_equals_e3nn_baseline(tmp_path, capsys):
     assert "e3nn-jax tensor_product" in capsys.readouterr().out
 
 
-def test_bench_model_refuses_chgnet_configs():
-    with pytest.raises(SystemExit, match="model.name=equivariant"):
+def test_bench_model_refuses_chgnet_configs_and_unknown_kinds():
+    with pytest.raises(SystemExit, match="tensor-product kind"):
         main(["bench", "model", "--config", "chgnet_emt_small"])
+    with pytest.raises(SystemExit, match="unknown tensor-product kind"):
+        main(["bench", "model", "--config", "nequip_emt_small", "--tps", "cg,gaunt"])

@@ -1,11 +1,12 @@
-"""`equijax bench model --config ...`: inference and training throughput of an equivariant
-potential from a training config, against the same model built on e3nn-jax's Clebsch-Gordan
-``tensor_product`` (same architecture, same parameter count), in the same run on the same batches.
+"""`equijax bench model --config ... [--tps cg,gaunt_grid,...]`: inference and training throughput
+of an equivariant potential (equivariant, nequip or mace) from a training config, with each
+tensor-product kind, against a baseline in the same run on the same batches: the same model built
+on e3nn-jax's Clebsch-Gordan ``tensor_product`` (equivariant) or with ``tp=cg`` (nequip, mace).
 
 Inference is `predict_padded` under jit (energy, forces and stress: one gradient for
 conservative models, one forward pass for direct heads); training is the data-parallel train step
-of `equijax train` on one device. With ``model.tp=cg`` both models are the same function, and the
-run checks that their energies agree with the same params.
+of `equijax train` on one device. For the equivariant model ``tp=cg`` is the baseline's function,
+and the run checks that their energies agree with the same params.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from equijax.bench.common import Table, machine_info, ratio, write_json
 from equijax.graphs import atoms_to_graph, padding_masks
+from equijax.nn.tp import KINDS
 from equijax.potential import predict_padded
 from equijax.training.config import load_config
 from equijax.training.data_source import graph_cutoffs, load_structures
@@ -94,15 +96,23 @@ def run(
     limit: int = 32,
     repeats: int = 5,
     out: str | None = "results/bench_model.json",
+    tps: list[str] | None = None,
 ) -> dict:
-    """Benchmark the equivariant model of ``config_name`` (+ ``overrides``) against its e3nn-jax
-    CG twin; prints a table, writes JSON, returns the results."""
+    """Benchmark the model of ``config_name`` (+ ``overrides``) with each tensor-product kind of
+    ``tps`` (default: the config's) against its baseline: the e3nn-jax CG twin for
+    ``model.name=equivariant``, the model with ``tp=cg`` for nequip and mace. Prints a table,
+    writes JSON, returns the results."""
     config = load_config(config_name, list(overrides))
-    if config.model.name != "equivariant":
+    if not hasattr(config.model.config, "tp"):
         raise ValueError(
-            f"bench model times model.name=equivariant configs, got "
-            f"{config.model.name!r} (CHGNet has `equijax bench chgnet-train`)"
+            f"bench model times models with a tensor-product kind (equivariant, nequip, mace), "
+            f"got {config.model.name!r} (CHGNet has `equijax bench chgnet-train`)"
         )
+    tps = list(tps or [config.model.config.tp])
+    unknown = [k for k in tps if k not in KINDS]
+    if unknown:
+        raise ValueError(f"unknown tensor-product kind(s) {unknown}; expected some of {KINDS}")
+    baseline_tp = "e3nn" if config.model.name == "equivariant" else "cg"
     config.train.progress = False
     config.data.n_structures = min(config.data.n_structures or limit, limit)
     batch = batch_size or config.data.batch_size
@@ -112,17 +122,19 @@ def run(
     loader = Loader(graphs, structures, batch, 1, seed=0, shuffle=False, prefetch=0)
     batches = [loader.batch(0, k) for k in range(loader.steps_per_epoch)]
     print(
-        f"bench model: {config.name}, tp={config.model.config.tp}, {len(structures)} structures, "
-        f"batch {batch}, {len(batches)} batches, {repeats} repeats",
+        f"bench model: {config.name} ({config.model.name}), tp={','.join(tps)}, "
+        f"{len(structures)} structures, batch {batch}, {len(batches)} batches, {repeats} repeats",
         flush=True,
     )
-    ours = _measure(config, config.model.config.tp, loader, batches, repeats)
-    print(f"  equijax ({config.model.config.tp}) done", flush=True)
-    same_function = config.model.config.tp == "cg"
-    base = _measure(
-        config, "e3nn", loader, batches, repeats, params=ours["params"] if same_function else None
-    )
-    print("  e3nn-jax baseline done", flush=True)
+    measured = {}
+    for tp in tps:
+        measured[tp] = _measure(config, tp, loader, batches, repeats)
+        print(f"  tp={tp} done", flush=True)
+    base = measured.get(baseline_tp)
+    if base is None:
+        cg_params = measured["cg"]["params"] if "cg" in measured else None
+        base = _measure(config, baseline_tp, loader, batches, repeats, params=cg_params)
+        print(f"  baseline (tp={baseline_tp}) done", flush=True)
     result = {
         "benchmark": "model",
         "machine": machine_info(),
@@ -131,11 +143,14 @@ def run(
         "batch_size": batch,
         "n_structures": len(structures),
         "repeats": repeats,
+        "baseline_tp": baseline_tp,
+        "runs": {tp: _public(r) for tp, r in measured.items()},
+        "baseline": _public(base),
     }
-    for key, r in (("equijax", ours), ("e3nn_baseline", base)):
-        result[key] = {k: v for k, v in r.items() if k not in ("params", "energies")}
-    if same_function:
-        diff = np.abs(ours["energies"] - base["energies"]).max()
+    if len(tps) == 1:  # the single-kind layout earlier JSONs have
+        result["equijax"], result["e3nn_baseline"] = result["runs"][tps[0]], result["baseline"]
+    if "cg" in measured and baseline_tp == "e3nn":
+        diff = np.abs(measured["cg"]["energies"] - base["energies"]).max()
         result["max_energy_difference_eV"] = float(diff)
     table = Table(
         f"equijax bench model ({config.name}, {result['machine']['summary']})",
@@ -150,12 +165,11 @@ def run(
             "speedup (infer / train)",
         ],
     )
-    for name, r in (
-        (f"equijax tp={config.model.config.tp}", ours),
-        ("e3nn-jax tensor_product", base),
-    ):
+    rows = [(f"equijax tp={tp}", r) for tp, r in measured.items() if tp != baseline_tp]
+    name = "e3nn-jax tensor_product" if baseline_tp == "e3nn" else "equijax tp=cg (baseline)"
+    for label, r in rows + [(name, base)]:
         table.add(
-            name,
+            label,
             r["num_params"],
             f"{r['infer_compile_s']:.1f}",
             f"{r['infer_atom_steps_per_s']:.0f}",
@@ -166,7 +180,14 @@ def run(
             f"{ratio(r['train_structures_per_s'], base['train_structures_per_s'])}",
         )
     table.print()
-    if same_function:
-        print(f"same function as the baseline: energies agree to {diff:.1e} eV")
+    if "max_energy_difference_eV" in result:
+        print(
+            "tp=cg is the baseline's function: energies agree to "
+            f"{result['max_energy_difference_eV']:.1e} eV"
+        )
     write_json(result, out)
     return result
+
+
+def _public(r: dict) -> dict:
+    return {k: v for k, v in r.items() if k not in ("params", "energies")}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from equijax.bench import chgnet_infer, chgnet_train, graphs, model, tp, tp_methods
+from equijax.bench import chgnet_infer, chgnet_train, graphs, model, tp, tp_methods, tp_tune
 from equijax.nn.precision import PRECISIONS
 from equijax.predict import predict_files
 from equijax.sweep import collect, expand, load_spec, run_sweep
@@ -83,6 +83,7 @@ def cmd_bench_model(args) -> int:
             limit=args.limit,
             repeats=args.repeats,
             out=args.out,
+            tps=args.tps.split(",") if args.tps else None,
         )
     except ValueError as err:
         raise SystemExit(f"equijax bench model: {err}") from None
@@ -196,6 +197,15 @@ def cmd_convert_mace(args) -> int:
 
 
 def cmd_bench_tp(args) -> int:
+    if args.tune:
+        tp_tune.tune(
+            lmaxes=args.lmax or range(1, 7),
+            channels_list=[args.channels or 16],
+            batch=args.batch or 1000,
+            repeats=args.repeats or 5,
+            path=args.table,
+        )
+        return 0
     methods = None
     if args.methods:
         methods = args.methods.split(",")

@@ -181,6 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tpb.add_argument("--out", default="results/bench_tp.json", help="JSON output path")
     tpb.add_argument("--plot", default="results/bench_tp.png", help="PNG plot path ('' for none)")
+    tpb.add_argument(
+        "--tune",
+        action="store_true",
+        help="time every gaunt_grid method instead and write the table method='auto' reads "
+        "(to --table, default ~/.cache/equijax/tp_tuning_<backend>.json)",
+    )
+    tpb.add_argument("--table", default=None, help="where --tune writes its table")
     tpb.set_defaults(func=_handler("cmd_bench_tp"))
 
     bm = bench_sub.add_parser(
@@ -191,7 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument(
         "--config",
         default="equivariant_emt_small",
-        help="experiment YAML or packaged name with model.name=equivariant",
+        help="experiment YAML or packaged name (model.name equivariant, nequip or mace)",
+    )
+    bm.add_argument(
+        "--tps",
+        default=None,
+        help="comma list of tensor-product kinds to time (cg,gaunt_grid,gaunt_fourier,"
+        "vector_gaunt); default the config's model.config.tp",
     )
     bm.add_argument(
         "--batch-size",
