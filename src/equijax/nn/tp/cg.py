@@ -63,7 +63,12 @@ def clebsch_gordan(x1, x2, *, filter_ir_out=None, irrep_normalization: str | Non
     x1, x2 = x1.regroup(), x2.regroup()
     dtype = jnp.result_type(x1.dtype, x2.dtype)
     irreps_out, chunks = [], []
-    if all(mul == 1 for mul, _ in x2.irreps):
+    channelwise = all(mul == 1 for mul, _ in x2.irreps)
+    if channelwise and len({mul for mul, _ in x1.irreps}) == 1:
+        fused = _fused_small(x1, x2, keep, norm, dtype, lead)
+        if fused is not None:
+            return fused
+    if channelwise:
         _channelwise(x1, x2, keep, norm, dtype, lead, irreps_out, chunks)
     else:
         _outer(x1, x2, keep, norm, dtype, lead, irreps_out, chunks)
@@ -95,6 +100,68 @@ def clebsch_gordan_paths(
     labels, chunks = [], []
     _channelwise(x1, x2, keep, norm, dtype, lead, labels, chunks)
     return [(CouplingPath(ir1, ir2, ir3), c) for (_, (ir1, ir2, ir3)), c in zip(labels, chunks)]
+
+
+FUSED_MAX_MACS = 2_000
+"""Largest per-sample dense cost (multiply-adds) for which `_fused_small` is used: below it the
+product is a few tiny operations, whose count, not their FLOPs, sets the time."""
+
+
+@functools.cache
+def _fused_plan(irreps1: e3nn.Irreps, irreps2: e3nn.Irreps, keep, norm: str):
+    """Dense coupling W (D2, d1, K) with K in e3nn's sorted output order, and that order."""
+    paths = []  # (slice of x1's per-channel dims, slice of x2, ir3), in e3nn's loop order
+    start1 = 0
+    for _, ir1 in irreps1:
+        start2 = 0
+        for _, ir2 in irreps2:
+            for ir3 in _outputs(ir1, ir2, keep):
+                paths.append((start1, ir1, start2, ir2, ir3))
+            start2 += ir2.dim
+        start1 += ir1.dim
+    if not paths:
+        return None
+    mul = irreps1[0].mul
+    order = e3nn.Irreps([(mul, p[4]) for p in paths]).sort()
+    d1 = sum(ir.dim for _, ir in irreps1)
+    coupling = np.zeros((irreps2.dim, d1, sum(p[4].dim for p in paths)))
+    column, blocks = 0, []
+    for q in order.inv:
+        s1, ir1, s2, ir2, ir3 = paths[q]
+        cg = _cg(ir1.l, ir2.l, ir3.l, norm)  # (d1, d2, d3)
+        coupling[s2 : s2 + ir2.dim, s1 : s1 + ir1.dim, column : column + ir3.dim] = cg.transpose(
+            1, 0, 2
+        )
+        blocks.append((column, ir3.dim))
+        column += ir3.dim
+    return coupling, tuple(blocks), order.irreps.regroup()
+
+
+def _fused_small(x1, x2, keep, norm, dtype, lead):
+    """Small products as three dense operations: T = x2 · W (all paths at once), every channel
+    by one batched matmul, one copy into e3nn's layout. None when too large (see FUSED_MAX_MACS)."""
+    plan = _fused_plan(x1.irreps, x2.irreps, keep, norm)
+    if plan is None:
+        return None
+    coupling, blocks, irreps_out = plan
+    mul = x1.irreps[0].mul
+    d2, d1, k = coupling.shape
+    if d1 * k * (d2 + mul) > FUSED_MAX_MACS:
+        return None
+    channels_first = jnp.concatenate(
+        [
+            x1.array[..., s : s + mul * ir.dim].reshape(x1.shape[:-1] + (mul, ir.dim))
+            for s, (_, ir) in zip(np.cumsum([0] + [m * ir.dim for m, ir in x1.irreps]), x1.irreps)
+        ],
+        axis=-1,
+    ).astype(dtype)  # (..., C, d1)
+    t = jnp.einsum("...j,jik->...ik", x2.array.astype(dtype), jnp.asarray(coupling, dtype))
+    out = jnp.einsum("...ci,...ik->...ck", channels_first, t)  # (..., C, K)
+    out = jnp.broadcast_to(out, lead + out.shape[-2:])
+    flat = jnp.concatenate(
+        [out[..., c : c + d].reshape(lead + (mul * d,)) for c, d in blocks], axis=-1
+    )
+    return e3nn.IrrepsArray(irreps_out, flat)
 
 
 def _split(block, dims, lead, mul, irs, irreps_out, chunks):
