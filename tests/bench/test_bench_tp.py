@@ -108,3 +108,41 @@ def test_bench_tp_rejects_unknown_method(capsys):
 
     with pytest.raises(SystemExit, match="unknown method"):
         main(["bench", "tp", "--methods", "cg,nope", "--out", ""])
+
+
+def test_bench_tp_tune_writes_the_table_auto_reads(tmp_path, monkeypatch):
+    """`--tune` times every gaunt_grid method in every pass; with the table in the user's cache,
+    method="auto" picks the fastest row it wrote."""
+    from equijax.nn.tp import gaunt_grid, s2grid, tuning
+
+    monkeypatch.setenv("EQUIJAX_CACHE", str(tmp_path))
+    tuning.tables.cache_clear()
+    try:
+        assert (
+            main(
+                [
+                    "bench",
+                    "tp",
+                    "--tune",
+                    "--lmax",
+                    "1",
+                    "--batch",
+                    "8",
+                    "--channels",
+                    "2",
+                    "--repeats",
+                    "1",
+                ]
+            )
+            == 0
+        )
+        rows = json.loads(tuning.user_table_path().read_text())["rows"]
+        assert {(r["method"], r["pass"]) for r in rows} == {
+            (m, p) for m in ("grid", "operator", "dense") for p in tuning.PASSES
+        }
+        fwd = [r for r in rows if r["pass"] == "fwd"]
+        want = min(fwd, key=lambda r: r["ms"])["method"]
+        res = s2grid.resolution_for_degree(3)
+        assert gaunt_grid.choose_method("auto", 2, 1, 1, 1, res, batch=8) == want
+    finally:
+        tuning.tables.cache_clear()
