@@ -20,6 +20,7 @@ import e3nn_jax as e3nn
 import jax.numpy as jnp
 import numpy as np
 
+from equijax.nn.tp import layout
 from equijax.nn.tp.inputs import leading_shape
 from equijax.nn.tp.paths import CouplingPath, irrep_filter
 
@@ -69,7 +70,9 @@ def clebsch_gordan(x1, x2, *, filter_ir_out=None, irrep_normalization: str | Non
         if fused is not None:
             return fused
     if channelwise:
-        _channelwise(x1, x2, keep, norm, dtype, lead, irreps_out, chunks)
+        out = _channelwise_sorted(x1, x2, keep, norm, dtype, lead)
+        if out is not None:
+            return out
     else:
         _outer(x1, x2, keep, norm, dtype, lead, irreps_out, chunks)
     if not irreps_out:
@@ -77,8 +80,20 @@ def clebsch_gordan(x1, x2, *, filter_ir_out=None, irrep_normalization: str | Non
             f"no coupling of {x1.irreps} and {x2.irreps} reaches filter_ir_out={filter_ir_out}"
         )
     irreps_out = [(mul, ir3) for mul, (_, _, ir3) in irreps_out]
-    out = e3nn.from_chunks(irreps_out, chunks, lead, dtype)
-    return out.sort().regroup()
+    return _sorted_concat(irreps_out, chunks, lead, dtype)
+
+
+def _sorted_concat(irreps_out: list, chunks: list, lead: tuple, dtype) -> e3nn.IrrepsArray:
+    """e3nn's ``from_chunks(...).sort().regroup()`` as one concatenation (one copy of the
+    output, and one of its cotangent), instead of a concatenation per step."""
+    order = e3nn.Irreps(irreps_out).sort()
+    pieces = []
+    for q in order.inv:
+        mul, ir = irreps_out[q]
+        chunk = chunks[q]
+        shape = lead + (mul * ir.dim,)
+        pieces.append(jnp.zeros(shape, dtype) if chunk is None else chunk.reshape(shape))
+    return e3nn.IrrepsArray(order.irreps.regroup(), jnp.concatenate(pieces, axis=-1))
 
 
 def clebsch_gordan_paths(
@@ -158,10 +173,9 @@ def _fused_small(x1, x2, keep, norm, dtype, lead):
     t = jnp.einsum("...j,jik->...ik", x2.array.astype(dtype), jnp.asarray(coupling, dtype))
     out = jnp.einsum("...ci,...ik->...ck", channels_first, t)  # (..., C, K)
     out = jnp.broadcast_to(out, lead + out.shape[-2:])
-    flat = jnp.concatenate(
-        [out[..., c : c + d].reshape(lead + (mul * d,)) for c, d in blocks], axis=-1
-    )
-    return e3nn.IrrepsArray(irreps_out, flat)
+    pieces = tuple(layout.Piece(0, c, d) for c, d in blocks)
+    to_flat, _ = layout.permutation(pieces, (k,), (mul,))
+    return e3nn.IrrepsArray(irreps_out, to_flat([out]))
 
 
 def _split(block, dims, lead, mul, irs, irreps_out, chunks):
@@ -180,32 +194,61 @@ def _split(block, dims, lead, mul, irs, irreps_out, chunks):
         start += d
 
 
-def _channelwise(x1, x2, keep, norm, dtype, lead, irreps_out, chunks):
+def _channelwise_blocks(x1, x2, keep, norm, dtype, lead):
     """Per irrep ir1 of x1: T = [x2_ir2 · C_(ir1, ir2, ·)] over ir2 (one small matmul per ir2,
-    touching only that irrep's block of x2), then every channel by one batched matmul."""
+    touching only that irrep's block of x2), then every channel by one batched matmul.
+
+    Returns (blocks [(lead, mul1, K_ir1)], labels [((ir1, ir2, ir3), block index, column)]).
+    """
     x2_chunks = [
         jnp.zeros(x2.shape[:-1] + (1, ir.dim), dtype) if c is None else c.astype(dtype)
         for (_, ir), c in zip(x2.irreps, x2.chunks)
     ]
+    blocks, labels = [], []
     for (mul1, ir1), c1 in zip(x1.irreps, x1.chunks):
-        irs, pieces = [], []
+        pieces, column = [], 0
         for (_, ir2), c2 in zip(x2.irreps, x2_chunks):
             outs = _outputs(ir1, ir2, keep)
             if not outs:
                 continue
-            irs += [(ir1, ir2, ir3) for ir3 in outs]
-            if c1 is not None:
-                coupling = np.concatenate([_cg(ir1.l, ir2.l, ir3.l, norm) for ir3 in outs], -1)
-                pieces.append(
-                    jnp.einsum("...j,ijk->...ik", c2[..., 0, :], jnp.asarray(coupling, dtype))
-                )
-        if not irs:
+            for ir3 in outs:
+                labels.append(((ir1, ir2, ir3), len(blocks), column))
+                column += ir3.dim
+            coupling = np.concatenate([_cg(ir1.l, ir2.l, ir3.l, norm) for ir3 in outs], -1)
+            pieces.append(jnp.einsum("...j,ijk->...ik", c2[..., 0, :], jnp.asarray(coupling, dtype)))
+        if not pieces:
             continue
-        block = None
-        if c1 is not None:
+        if c1 is None:
+            block = jnp.zeros(lead + (mul1, column), dtype)
+        else:
             t = pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces, axis=-1)  # (..., d1, K)
             block = jnp.einsum("...ui,...ik->...uk", c1.astype(dtype), t)
-        _split(block, [ir3.dim for _, _, ir3 in irs], lead, mul1, irs, irreps_out, chunks)
+        blocks.append(jnp.broadcast_to(block, lead + block.shape[-2:]))
+    return blocks, labels
+
+
+def _channelwise_sorted(x1, x2, keep, norm, dtype, lead) -> e3nn.IrrepsArray | None:
+    """The channelwise product in e3nn's sorted layout: blocks, then one permuting copy whose
+    VJP is the inverse copy (`equijax.nn.tp.layout`)."""
+    blocks, labels = _channelwise_blocks(x1, x2, keep, norm, dtype, lead)
+    if not blocks:
+        return None
+    rows = tuple(b.shape[-2] for b in blocks)
+    order = e3nn.Irreps([(rows[k], ir3) for (_, _, ir3), k, _ in labels]).sort()
+    pieces = tuple(
+        layout.Piece(labels[q][1], labels[q][2], labels[q][0][2].dim) for q in order.inv
+    )
+    to_flat, _ = layout.permutation(pieces, tuple(b.shape[-1] for b in blocks), rows)
+    return e3nn.IrrepsArray(order.irreps.regroup(), to_flat(blocks))
+
+
+def _channelwise(x1, x2, keep, norm, dtype, lead, irreps_out, chunks):
+    """Per-path chunks of the channelwise product (for per-path weights)."""
+    blocks, labels = _channelwise_blocks(x1, x2, keep, norm, dtype, lead)
+    for irs, k, column in labels:
+        block = blocks[k]
+        irreps_out.append((block.shape[-2], irs))
+        chunks.append(block[..., column : column + irs[2].dim])
 
 
 def _outer(x1, x2, keep, norm, dtype, lead, irreps_out, chunks):
