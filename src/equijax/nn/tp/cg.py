@@ -215,7 +215,9 @@ def _channelwise_blocks(x1, x2, keep, norm, dtype, lead):
                 labels.append(((ir1, ir2, ir3), len(blocks), column))
                 column += ir3.dim
             coupling = np.concatenate([_cg(ir1.l, ir2.l, ir3.l, norm) for ir3 in outs], -1)
-            pieces.append(jnp.einsum("...j,ijk->...ik", c2[..., 0, :], jnp.asarray(coupling, dtype)))
+            pieces.append(
+                jnp.einsum("...j,ijk->...ik", c2[..., 0, :], jnp.asarray(coupling, dtype))
+            )
         if not pieces:
             continue
         if c1 is None:
@@ -235,9 +237,7 @@ def _channelwise_sorted(x1, x2, keep, norm, dtype, lead) -> e3nn.IrrepsArray | N
         return None
     rows = tuple(b.shape[-2] for b in blocks)
     order = e3nn.Irreps([(rows[k], ir3) for (_, _, ir3), k, _ in labels]).sort()
-    pieces = tuple(
-        layout.Piece(labels[q][1], labels[q][2], labels[q][0][2].dim) for q in order.inv
-    )
+    pieces = tuple(layout.Piece(labels[q][1], labels[q][2], labels[q][0][2].dim) for q in order.inv)
     to_flat, _ = layout.permutation(pieces, tuple(b.shape[-1] for b in blocks), rows)
     return e3nn.IrrepsArray(order.irreps.regroup(), to_flat(blocks))
 

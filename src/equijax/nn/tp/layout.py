@@ -45,8 +45,9 @@ def _unflatten(flat, pieces, widths, rows):
             )
             for _, k in mine
         ]
+        if sum(pieces[k].width for _, k in mine) != width:
+            raise ValueError(f"pieces {pieces} do not tile block {b} of width {width}")
         blocks.append(parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1))
-        assert sum(pieces[k].width for _, k in mine) == width, "pieces must tile every block"
     return blocks
 
 
