@@ -8,6 +8,7 @@ sign, in eV/Å³ after dividing by 160.2).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -116,6 +117,12 @@ class Potential:
     different sizes compiles only once per bucket. ``module`` is any `equijax.models.Model`
     (a registered model); its config gives the graph cutoffs unless ``cutoff`` (atom graph) and
     ``bond_cutoff`` (bond graph), in Å, override them.
+
+    Memory-lean mode (models whose config has ``lean_inference``, e.g. CHGNet): every
+    convolution block is recomputed in the force/stress backward pass instead of keeping its
+    angle- and bond-level activations (`equijax.nn.remat.remat_call`). It is the same function,
+    with several times less memory and some extra time. ``lean=None`` (default) uses it for
+    padded batches of at least ``lean_atoms`` atoms; ``True``/``False`` force it on or off.
     """
 
     def __init__(
@@ -126,6 +133,8 @@ class Potential:
         cutoff: float | None = None,
         bond_cutoff: float | None = None,
         policy: BucketPolicy | None = None,
+        lean: bool | None = None,
+        lean_atoms: int = 256,
     ):
         config = check_model(module).config
         self.module, self.params = module, params
@@ -133,7 +142,27 @@ class Potential:
         self.bond_cutoff = bond_cutoff or min(config.bond_graph_cutoff, self.cutoff)
         self.policy = policy or BucketPolicy()
         self._predict = jax.jit(lambda p, g, s: predict_padded(module, p, g, s), static_argnums=2)
+        self._lean_predict = None
+        if hasattr(config, "lean_inference"):
+            lean_module = module.clone(config=dataclasses.replace(config, lean_inference=True))
+            self._lean_predict = jax.jit(
+                lambda p, g, s: predict_padded(lean_module, p, g, s), static_argnums=2
+            )
+        elif lean:
+            raise ValueError(
+                f"lean=True: {type(module).__name__} has no memory-lean mode "
+                "(its config has no lean_inference)"
+            )
+        if lean_atoms < 1:
+            raise ValueError(f"lean_atoms must be >= 1, got {lean_atoms}")
+        self.lean, self.lean_atoms = lean, lean_atoms
         self.compiled_shapes: set = set()
+
+    def uses_lean(self, padded_atoms: int) -> bool:
+        """Whether a padded batch of ``padded_atoms`` atoms runs in the memory-lean mode."""
+        if self._lean_predict is None:
+            return False
+        return self.lean if self.lean is not None else padded_atoms >= self.lean_atoms
 
     @classmethod
     def from_pretrained(cls, name: str = "chgnet-0.3.0", **kwargs) -> Potential:
@@ -163,8 +192,10 @@ class Potential:
         for start in range(0, len(graphs), batch_size):
             chunk = list(graphs[start : start + batch_size])
             padded, real = pad_batch(chunk, self.policy)
-            self.compiled_shapes.add((padded.sizes, compute_stress))
-            out = jax.device_get(self._predict(self.params, jax.device_put(padded), compute_stress))
+            lean = self.uses_lean(int(padded.atoms.n_node.sum()))
+            self.compiled_shapes.add((padded.sizes, compute_stress, lean))
+            predict = self._lean_predict if lean else self._predict
+            out = jax.device_get(predict(self.params, jax.device_put(padded), compute_stress))
             atom_start = np.concatenate([[0], np.cumsum(padded.atoms.n_node[: len(chunk)])])
             for k in range(len(chunk)):
                 atoms = slice(atom_start[k], atom_start[k + 1])

@@ -18,7 +18,9 @@ class EquijaxCalculator(Calculator):
 
     Units are ASE's: eV, eV/Å, eV/Å³ (stress as a Voigt 6-vector, ASE's sign), μB. Structures are
     padded to size buckets, so MD, relaxations and changing structure sizes reuse compiled code.
-    Stress is only defined for structures periodic in all three directions.
+    Stress is only defined for structures periodic in all three directions. ``lean`` /
+    ``lean_atoms`` choose the memory-lean mode for large cells (`equijax.potential.Potential`;
+    by default from 256 padded atoms on, for models that have it).
 
     Example::
 
@@ -37,11 +39,19 @@ class EquijaxCalculator(Calculator):
         cutoff: float | None = None,
         bond_cutoff: float | None = None,
         policy: BucketPolicy | None = None,
+        lean: bool | None = None,
+        lean_atoms: int = 256,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.potential = Potential(
-            module, params, cutoff=cutoff, bond_cutoff=bond_cutoff, policy=policy
+            module,
+            params,
+            cutoff=cutoff,
+            bond_cutoff=bond_cutoff,
+            policy=policy,
+            lean=lean,
+            lean_atoms=lean_atoms,
         )
 
     @classmethod

@@ -75,6 +75,10 @@ class CHGNetConfig(BaseModelConfig):
     # equijax.nn.remat.remat_call (honoured by every XLA backend; about a third of the step's
     # memory on CPU), with conservative forces jax.checkpoint (which XLA:CPU undoes)
     remat: bool = False
+    # recompute each convolution block in the backward pass with equijax.nn.remat.remat_call
+    # whatever the force kind: the memory-lean energy + forces + stress of large structures
+    # (one derivative, as in MD). `Potential` turns it on by itself from `lean_atoms` atoms.
+    lean_inference: bool = False
     # messages' first layers multiply atom/bond features before gathering them onto edges and
     # angles (equijax.nn.chgnet; same function, ~3x fewer angle FLOPs); False: concatenate first
     factorized_messages: bool = True
@@ -110,6 +114,7 @@ class CHGNetConfig(BaseModelConfig):
         "direct_pair_energy",
         "direct_angle_energy",
         "remat",
+        "lean_inference",
         "factorized_messages",
         "fused_gates",
     )

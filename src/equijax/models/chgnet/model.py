@@ -117,12 +117,9 @@ class CHGNet(nn.Module):
         # exists (remat_call: about 3x less memory on CPU, and no reliance on optimization
         # barriers, which XLA:CPU drops); conservative forces keep jax.checkpoint, since
         # recomputing inside the forces' derivative only adds to the second derivative's memory
-        block = (
-            remat_call
-            if cfg.remat and cfg.forces == "direct"
-            else (lambda module, *args: module(*args))
-        )
-        checkpointed = cfg.remat and cfg.forces == "conservative"
+        lean = cfg.lean_inference or (cfg.remat and cfg.forces == "direct")
+        block = remat_call if lean else (lambda module, *args: module(*args))
+        checkpointed = cfg.remat and cfg.forces == "conservative" and not lean
         atom_conv_cls, bond_conv_cls, angle_update_cls = (
             (nn.remat(AtomConv), nn.remat(BondConv), nn.remat(AngleUpdate))
             if checkpointed
