@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from equijax.nn.mlp import GatedMLP, GatheredConcat, layer_norm
 
@@ -37,6 +38,58 @@ class _GatedConv(nn.Module):
     norm: str | None = None
     factorized: bool = True  # first layers multiply before gathering (see the module docstring)
     fused_gates: bool = True  # core and gate first layers as one product (`GatedMLP.fused`)
+    # > 0: messages in chunks of this many edges/angles, each recomputed in the backward pass
+    # (`_scan_pieces`); the memory-lean mode of large structures. 0: all at once.
+    chunk: int = 0
+
+
+def _even_chunk(n: int, chunk: int) -> int:
+    """The largest divisor of ``n`` not above ``chunk`` when it is at least ``chunk / 4`` (the
+    pieces then tile ``n`` and the inputs need no padded copy), else ``chunk``."""
+    for size in range(chunk, max(chunk // 4, 1) - 1, -1):
+        if n % size == 0:
+            return size
+    return chunk
+
+
+def _scan_pieces(mlp, inputs_of, n: int, chunk: int, indexed, reduce=None):
+    """Messages of ``n`` edges/angles in pieces of ``chunk``, one piece per `jax.lax.scan` step
+    with a checkpointed body: the backward pass recomputes one piece at a time, so only one
+    piece's activations are ever alive (a loop, which XLA cannot merge with the forward pass).
+
+    ``indexed``: per-item arrays (leading axis n); ``inputs_of(*piece_arrays)`` builds the gated
+    MLP's input of a piece and returns (input, post) where ``post(messages)`` finishes them.
+    ``reduce``: None to return the stacked (n, F) messages, else ``(init, fn)`` with
+    ``fn(acc, messages, *piece_arrays)`` accumulating (e.g. a segment sum).
+    """
+    if mlp.is_initializing():
+        first = [a[:chunk] for a in indexed]
+        x, _ = inputs_of(*first)
+        mlp(x)  # creates the params; the scan below reads them
+    params = mlp.variables["params"]
+    unbound = mlp.clone(parent=None)
+    chunk = _even_chunk(n, chunk)
+    pieces = -(-n // chunk)
+    pad = pieces * chunk - n
+    valid = (jnp.arange(pieces * chunk) < n).reshape(pieces, chunk)
+    stacked = [
+        jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)).reshape((pieces, chunk) + a.shape[1:])
+        for a in indexed
+    ]
+
+    def body(acc, xs):
+        mask, *arrays = xs
+        x, post = inputs_of(*arrays)
+        messages = post(unbound.apply({"params": params}, x)) * mask[:, None]
+        if reduce is None:
+            return acc, messages
+        return reduce[1](acc, messages, *arrays), None
+
+    init = 0.0 if reduce is None else reduce[0]
+    acc, ys = jax.lax.scan(jax.checkpoint(body), init, (valid, *stacked))
+    if reduce is None:
+        return ys.reshape((pieces * chunk,) + ys.shape[2:])[:n]
+    return acc
 
 
 class AtomConv(_GatedConv):
@@ -65,16 +118,33 @@ class AtomConv(_GatedConv):
         receivers_sorted: bool = True,
     ):
         features = atom_feas.shape[-1]
-        messages = _inputs(
-            ((atom_feas, receivers), (bond_feas, pair), (atom_feas, senders)), self.factorized
-        )
-        messages = GatedMLP(
+        mlp = GatedMLP(
             features, self.hidden, self.act, self.gated_norm, self.fused_gates, name="gated_mlp"
-        )(messages)
-        messages = messages * bond_weights[pair]
-        summed = jax.ops.segment_sum(
-            messages, receivers, atom_feas.shape[0], indices_are_sorted=receivers_sorted
         )
+        n_atoms = atom_feas.shape[0]
+
+        def inputs_of(r, s, p):
+            x = _inputs(((atom_feas, r), (bond_feas, p), (atom_feas, s)), self.factorized)
+            return x, lambda m: m * bond_weights[p]
+
+        def segment(acc, messages, r, s, p):
+            return acc + jax.ops.segment_sum(
+                messages, r, n_atoms, indices_are_sorted=receivers_sorted
+            )
+
+        if 0 < self.chunk < receivers.shape[0]:
+            zeros = jnp.zeros((n_atoms, features), atom_feas.dtype)
+            summed = _scan_pieces(
+                mlp,
+                inputs_of,
+                receivers.shape[0],
+                self.chunk,
+                (receivers, senders, pair),
+                (zeros, segment),
+            )
+        else:
+            x, post = inputs_of(receivers, senders, pair)
+            summed = segment(0.0, post(mlp(x)), receivers, senders, pair)
         out = nn.Dense(features, use_bias=self.out_bias, name="mlp_out")(summed) + atom_feas
         return _optional_norm(self.norm, "norm")(out)
 
@@ -108,14 +178,27 @@ class BondConv(_GatedConv):
     @nn.compact
     def __call__(self, atom_feas, bond_feas, bond_weights, angle_feas, center, pair_i, pair_j):
         features = bond_feas.shape[-1]
-        inputs = _bond_graph_inputs(
-            atom_feas, bond_feas, angle_feas, center, pair_i, pair_j, self.factorized
-        )
-        update = GatedMLP(
+        mlp = GatedMLP(
             features, self.hidden, self.act, self.gated_norm, self.fused_gates, name="gated_mlp"
-        )(inputs)
-        update = update * bond_weights[pair_i] * bond_weights[pair_j]
-        summed = jax.ops.segment_sum(update, pair_i, bond_feas.shape[0])
+        )
+        n_bonds = bond_feas.shape[0]
+
+        def inputs_of(a, c, i, j):
+            x = _bond_graph_inputs(atom_feas, bond_feas, a, c, i, j, self.factorized)
+            return x, lambda m: m * bond_weights[i] * bond_weights[j]
+
+        def segment(acc, messages, a, c, i, j):
+            return acc + jax.ops.segment_sum(messages, i, n_bonds)
+
+        arrays = (angle_feas, center, pair_i, pair_j)
+        if 0 < self.chunk < center.shape[0]:
+            zeros = jnp.zeros((n_bonds, features), bond_feas.dtype)
+            summed = _scan_pieces(
+                mlp, inputs_of, center.shape[0], self.chunk, arrays, (zeros, segment)
+            )
+        else:
+            x, post = inputs_of(*arrays)
+            summed = segment(0.0, post(mlp(x)), *arrays)
         out = nn.Dense(features, use_bias=self.out_bias, name="mlp_out")(summed) + bond_feas
         return _optional_norm(self.norm, "norm")(out)
 
@@ -132,21 +215,27 @@ class AngleUpdate(nn.Module):
     norm: str | None = None
     factorized: bool = True  # as `_GatedConv.factorized`
     fused_gates: bool = True  # as `_GatedConv.fused_gates`
+    chunk: int = 0  # as `_GatedConv.chunk`
 
     @nn.compact
     def __call__(self, atom_feas, bond_feas, angle_feas, center, pair_i, pair_j):
-        inputs = _bond_graph_inputs(
-            atom_feas, bond_feas, angle_feas, center, pair_i, pair_j, self.factorized
+        mlp = GatedMLP(
+            angle_feas.shape[-1],
+            self.hidden,
+            self.act,
+            self.gated_norm,
+            self.fused_gates,
+            name="gated_mlp",
         )
-        out = (
-            GatedMLP(
-                angle_feas.shape[-1],
-                self.hidden,
-                self.act,
-                self.gated_norm,
-                self.fused_gates,
-                name="gated_mlp",
-            )(inputs)
-            + angle_feas
-        )
+
+        def inputs_of(a, c, i, j):
+            x = _bond_graph_inputs(atom_feas, bond_feas, a, c, i, j, self.factorized)
+            return x, lambda m: m + a
+
+        arrays = (angle_feas, center, pair_i, pair_j)
+        if 0 < self.chunk < center.shape[0]:
+            out = _scan_pieces(mlp, inputs_of, center.shape[0], self.chunk, arrays)
+        else:
+            x, post = inputs_of(*arrays)
+            out = post(mlp(x))
         return _optional_norm(self.norm, "norm")(out)

@@ -79,6 +79,9 @@ class CHGNetConfig(BaseModelConfig):
     # whatever the force kind: the memory-lean energy + forces + stress of large structures
     # (one derivative, as in MD). `Potential` turns it on by itself from `lean_atoms` atoms.
     lean_inference: bool = False
+    # with lean_inference, the messages of each block run in chunks of this many edges/angles,
+    # each recomputed in the backward pass (equijax.nn.chgnet; 0: one piece)
+    lean_chunk: int = 65536
     # messages' first layers multiply atom/bond features before gathering them onto edges and
     # angles (equijax.nn.chgnet; same function, ~3x fewer angle FLOPs); False: concatenate first
     factorized_messages: bool = True
@@ -115,12 +118,15 @@ class CHGNetConfig(BaseModelConfig):
         "direct_angle_energy",
         "remat",
         "lean_inference",
+        "lean_chunk",
         "factorized_messages",
         "fused_gates",
     )
 
     def __post_init__(self):
         super().__post_init__()
+        if self.lean_chunk < 0:
+            raise ConfigError(f"config key 'model.lean_chunk': must be >= 0, got {self.lean_chunk}")
         if self.hidden_dim is not None:
             if self.hidden_dim < 1:
                 raise ConfigError(

@@ -112,6 +112,7 @@ class CHGNet(nn.Module):
             norm=cfg.conv_norm,
             factorized=cfg.factorized_messages,
             fused_gates=cfg.fused_gates,
+            chunk=cfg.lean_chunk if cfg.lean_inference else 0,
         )
         # remat: direct heads (first-order training) recompute each block once its cotangent
         # exists (remat_call: about 3x less memory on CPU, and no reliance on optimization
