@@ -9,6 +9,7 @@ import platform
 from importlib import metadata, resources
 from pathlib import Path
 
+import ase.build
 import ase.io
 import jax
 
@@ -102,3 +103,11 @@ def write_json(results: dict, out: str | None, say: bool = True) -> None:
         Path(out).write_text(json.dumps(results, indent=1))
         if say:
             print(f"wrote {out}")
+
+
+def md_cell(n_atoms: int) -> ase.Atoms:
+    """A rattled fcc Cu supercell with about ``n_atoms`` atoms (4 k^3)."""
+    k = max(1, round((n_atoms / 4) ** (1 / 3)))
+    atoms = ase.build.bulk("Cu", "fcc", a=3.61, cubic=True) * (k, k, k)
+    atoms.rattle(0.05, seed=0)
+    return atoms

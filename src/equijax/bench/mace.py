@@ -38,8 +38,8 @@ import os
 import jax
 import numpy as np
 
-from equijax.bench.common import Table, load_benchmark_structures, machine_info, write_json
-from equijax.bench.sevennet import _equijax_train_step, _flops, _median, md_cell
+from equijax.bench.common import Table, load_benchmark_structures, machine_info, md_cell, write_json
+from equijax.bench.sevennet import _equijax_train_step, _flops, _median
 from equijax.bench.tp import machine_rates
 from equijax.calculators import EquijaxCalculator
 from equijax.graphs import BucketPolicy, atoms_to_graph, pad_batch

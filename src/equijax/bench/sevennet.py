@@ -24,7 +24,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from equijax.bench.common import Table, load_benchmark_structures, machine_info, write_json
+from equijax.bench.common import (
+    Table,
+    load_benchmark_structures,
+    machine_info,
+    md_cell,
+    write_json,
+)
 from equijax.bench.tp import machine_rates
 from equijax.calculators import EquijaxCalculator
 from equijax.graphs import BucketPolicy, atoms_to_graph, pad_batch, padding_masks
@@ -51,14 +57,6 @@ def _flops(jitted, *args) -> float | None:
         return float(cost.get("flops", 0.0)) or None
     except Exception:  # noqa: BLE001 - cost analysis is optional per backend
         return None
-
-
-def md_cell(n_atoms: int) -> ase.Atoms:
-    """A rattled fcc Cu supercell with about ``n_atoms`` atoms (4 k^3)."""
-    k = max(1, round((n_atoms / 4) ** (1 / 3)))
-    atoms = ase.build.bulk("Cu", "fcc", a=3.61, cubic=True) * (k, k, k)
-    atoms.rattle(0.05, seed=0)
-    return atoms
 
 
 def _calculator_seconds(calc, atoms: ase.Atoms, steps: int) -> float:

@@ -90,6 +90,30 @@ def cmd_bench_model(args) -> int:
     return 0
 
 
+def cmd_bench_md(args) -> int:
+    from equijax.bench import md
+
+    dynamics = tuple(args.dynamics.split(","))
+    if not set(dynamics) <= set(md.DYNAMICS):
+        raise SystemExit(f"--dynamics takes a subset of nve,nvt, got {args.dynamics}")
+    if args.steps < 1 or args.warmup < 0:
+        raise SystemExit("--steps must be >= 1 and --warmup >= 0")
+    bad = [n for n in args.atoms if n < 4 or n % 4]
+    if bad:
+        raise SystemExit(f"--atoms: fcc Cu cells need multiples of 4 atoms, got {bad}")
+    md.run(
+        sizes=tuple(args.atoms),
+        dynamics=dynamics,
+        steps=args.steps,
+        warmup=args.warmup,
+        reference=not args.no_reference,
+        reference_max_atoms=args.reference_max_atoms,
+        limit_gb=args.limit_gb,
+        out=args.out,
+    )
+    return 0
+
+
 def cmd_bench_sevennet(args) -> int:
     from equijax.bench import sevennet
 

@@ -6,7 +6,7 @@ import argparse
 
 DESCRIPTION = (
     "equijax: E(3)-equivariant interatomic potentials in JAX. Subcommands: demo, bench "
-    "graphs|chgnet-infer|chgnet-train|tp|model, train, sweep, evaluate, predict."
+    "graphs|chgnet-infer|chgnet-train|tp|model|md|sevennet|mace, train, sweep, evaluate, predict."
 )
 
 
@@ -245,6 +245,28 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("--no-reference", action="store_true", help="skip mace-torch")
     mc.add_argument("--out", default="results/bench_mace.json", help="JSON output path")
     mc.set_defaults(func=_handler("cmd_bench_mace"))
+
+    md = bench_sub.add_parser(
+        "md", help="ASE MD steps/s with the pretrained CHGNet: EquijaxCalculator vs chgnet's"
+    )
+    md.add_argument(
+        "--atoms", type=int_list, default=[64, 512, 4000], help="Cu cell sizes (comma-separated)"
+    )
+    md.add_argument("--dynamics", default="nve,nvt", help="subset of nve,nvt")
+    md.add_argument("--steps", type=int, default=20, help="timed MD steps per row")
+    md.add_argument("--warmup", type=int, default=2, help="untimed steps first (compiles)")
+    md.add_argument("--no-reference", action="store_true", help="skip chgnet")
+    md.add_argument(
+        "--reference-max-atoms",
+        type=int,
+        default=2048,
+        help="skip chgnet above this size (it needs 16 GB at 864 atoms)",
+    )
+    md.add_argument(
+        "--limit-gb", type=float, default=0.0, help="address-space limit per run (0: none)"
+    )
+    md.add_argument("--out", default="results/bench_md.json", help="JSON output path")
+    md.set_defaults(func=_handler("cmd_bench_md"))
 
     tr = sub.add_parser(
         "trim-radial",
