@@ -101,7 +101,7 @@ def _run_one(name: str, n_atoms: int, kind: str, steps: int, warmup: int, limit_
             {
                 "steps_per_s": steps / seconds,
                 "first_energy_eV": first_energy,
-                "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+                "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,  # kB -> GB
             }
         )
     except MemoryError:

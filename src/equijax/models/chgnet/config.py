@@ -81,7 +81,7 @@ class CHGNetConfig(BaseModelConfig):
     lean_inference: bool = False
     # with lean_inference, the messages of each block run in chunks of this many edges/angles,
     # each recomputed in the backward pass (equijax.nn.chgnet; 0: one piece)
-    lean_chunk: int = 65536
+    lean_chunk: int = 16384
     # messages' first layers multiply atom/bond features before gathering them onto edges and
     # angles (equijax.nn.chgnet; same function, ~3x fewer angle FLOPs); False: concatenate first
     factorized_messages: bool = True
