@@ -42,7 +42,13 @@ def predict_files(
     table or JSON (energies eV and eV/atom, forces eV/Å, stress GPa, magmoms μB)."""
     entries = read_structures(files)
     potential = Potential.from_pretrained(model)
-    predictions = potential.predict([atoms for _, _, atoms in entries], batch_size=batch_size)
+    graphs = []
+    for name, index, atoms in entries:
+        try:
+            graphs.extend(potential.graphs([atoms]))
+        except ValueError as err:  # name the file and frame, not only the structure
+            raise ValueError(f"{name}, frame {index}: {err}") from err
+    predictions = potential.predict_graphs(graphs, batch_size=batch_size)
     records = []
     for (name, index, atoms), pred in zip(entries, predictions):
         record = {

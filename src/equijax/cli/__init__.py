@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import equijax._threads  # noqa: F401 - first: pins BLAS/OpenMP threads before numpy loads
 from equijax.cli.parser import build_parser
 
@@ -22,4 +24,29 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except USER_ERRORS as err:  # user errors: one line, no traceback
-        parser.exit(2, f"equijax {args.command}: error: {err}\n")
+        if args.debug:
+            raise
+        raise UserError(f"equijax {args.command}: error: {_one_line(err)}") from None
+    except SystemExit as stop:  # a handler's message for bad arguments: a user error too
+        if isinstance(stop.code, str) and not args.debug:
+            message = _one_line(stop.code)
+            if not message.startswith("equijax"):
+                message = f"equijax {args.command}: error: {message}"
+            raise UserError(message) from None
+        raise
+
+
+class UserError(SystemExit):
+    """Exit status 2 after one line on stderr; ``str()`` is the line (so tests can match it)."""
+
+    def __init__(self, message: str):
+        print(message, file=sys.stderr)
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _one_line(message) -> str:
+    return " ".join(str(message).split())

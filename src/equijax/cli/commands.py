@@ -255,14 +255,21 @@ def cmd_bench_tp(args) -> int:
     return 0
 
 
+class UserInputError(Exception):
+    """A bad file, structure or model name given to a command (one line, exit status 2)."""
+
+
 def cmd_predict(args) -> int:
-    predict_files(
-        args.files,
-        model=args.model,
-        output_format=args.format,
-        out=args.out,
-        batch_size=args.batch_size,
-    )
+    try:
+        predict_files(
+            args.files,
+            model=args.model,
+            output_format=args.format,
+            out=args.out,
+            batch_size=args.batch_size,
+        )
+    except ValueError as err:  # predict's checks: unreadable files, bad structures, names
+        raise UserInputError(str(err)) from err
     return 0
 
 
@@ -407,4 +414,4 @@ def cmd_demo(args) -> int:
 
 
 # errors a user's input causes: reported in one line, exit status 2, no traceback
-USER_ERRORS = (ConfigError, SweepError, FileNotFoundError)
+USER_ERRORS = (ConfigError, SweepError, FileNotFoundError, UserInputError)

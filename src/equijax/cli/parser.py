@@ -36,6 +36,11 @@ def _handler(name: str):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="equijax", description=DESCRIPTION)
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of a user error (bad file, structure, key) instead of one line",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="the main job on embedded defaults")
