@@ -21,6 +21,7 @@ import traceback
 
 import ase
 import ase.build
+import numpy as np
 
 from equijax.bench.common import Table, machine_info, ratio, write_json
 
@@ -53,11 +54,9 @@ def _calculator(name: str):
 
         return EquijaxCalculator.from_pretrained("0.3.0")
     # reference extra: imported only when the reference runs
-    import torch
     from chgnet.model import CHGNet
     from chgnet.model.dynamics import CHGNetCalculator
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     return CHGNetCalculator(CHGNet.load(model_name="0.3.0", verbose=False), use_device="cpu")
 
 
@@ -69,14 +68,12 @@ def _dynamics(kind: str, atoms, timestep_fs: float):
     if kind == "nve":
         return VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
     return Langevin(
-        atoms, timestep=timestep_fs * units.fs, temperature_K=300, friction=0.01, rng=_rng(1)
+        atoms,
+        timestep=timestep_fs * units.fs,
+        temperature_K=300,
+        friction=0.01,
+        rng=np.random.default_rng(1),
     )
-
-
-def _rng(seed: int):
-    import numpy as np
-
-    return np.random.default_rng(seed)
 
 
 def _run_one(name: str, n_atoms: int, kind: str, steps: int, warmup: int, limit_gb: float, queue):
@@ -88,7 +85,7 @@ def _run_one(name: str, n_atoms: int, kind: str, steps: int, warmup: int, limit_
         from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
         atoms = cu_cell(n_atoms)
-        MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=_rng(0))
+        MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
         atoms.calc = _calculator(name)
         first_energy = float(atoms.get_potential_energy())
         atoms.get_stress()

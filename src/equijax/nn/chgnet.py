@@ -71,16 +71,21 @@ def _scan_pieces(mlp, inputs_of, n: int, chunk: int, indexed, reduce=None):
     chunk = _even_chunk(n, chunk)
     pieces = -(-n // chunk)
     pad = pieces * chunk - n
-    valid = (jnp.arange(pieces * chunk) < n).reshape(pieces, chunk)
+    # the last piece repeats the last item ("edge": sorted indices stay sorted), masked out
+    valid = (jnp.arange(pieces * chunk) < n).reshape(pieces, chunk) if pad else None
     stacked = [
-        jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)).reshape((pieces, chunk) + a.shape[1:])
+        (jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1), mode="edge") if pad else a).reshape(
+            (pieces, chunk) + a.shape[1:]
+        )
         for a in indexed
     ]
 
     def body(acc, xs):
         mask, *arrays = xs
         x, post = inputs_of(*arrays)
-        messages = post(unbound.apply({"params": params}, x)) * mask[:, None]
+        messages = post(unbound.apply({"params": params}, x))
+        if mask is not None:
+            messages = messages * mask[:, None]
         if reduce is None:
             return acc, messages
         return reduce[1](acc, messages, *arrays), None

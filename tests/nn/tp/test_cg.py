@@ -12,7 +12,7 @@ from tp_helpers import irreps_array
 from equijax.nn import tp
 
 # name: (irreps1, irreps2, lead1, lead2, keyword arguments). x2 with multiplicity 1 everywhere
-# takes the channelwise branch of clebsch_gordan, otherwise the outer-product branch ("_outer").
+# takes the channelwise branch of clebsch_gordan, otherwise the outer-product branch (`_outer_blocks`).
 CASES = {
     "x2_mul1": ("2x0e + 3x1o + 2x2e", "0e + 1o + 2e", (4,), (4,), {}),
     "x2_multiplicities": ("2x0e + 1x1o + 1x2e", "2x1o + 0e + 3x0e", (3,), (3,), {}),

@@ -63,43 +63,25 @@ def clebsch_gordan(x1, x2, *, filter_ir_out=None, irrep_normalization: str | Non
     lead = leading_shape(x1, x2)
     x1, x2 = x1.regroup(), x2.regroup()
     dtype = jnp.result_type(x1.dtype, x2.dtype)
-    irreps_out, chunks = [], []
-    channelwise = all(mul == 1 for mul, _ in x2.irreps)
-    if channelwise and len({mul for mul, _ in x1.irreps}) == 1:
-        fused = _fused_small(x1, x2, keep, norm, dtype, lead)
-        if fused is not None:
-            return fused
-    if channelwise:
-        out = _channelwise_sorted(x1, x2, keep, norm, dtype, lead)
-        if out is not None:
-            return out
+    out = None
+    if all(mul == 1 for mul, _ in x2.irreps):  # channelwise
+        if len({mul for mul, _ in x1.irreps}) == 1:
+            out = _fused_small(x1, x2, keep, norm, dtype, lead)
+        if out is None:
+            out = _sorted_layout(*_channelwise_blocks(x1, x2, keep, norm, dtype, lead))
     else:
-        _outer(x1, x2, keep, norm, dtype, lead, irreps_out, chunks)
-    if not irreps_out:
+        out = _sorted_layout(*_outer_blocks(x1, x2, keep, norm, dtype, lead))
+    if out is None:
         raise ValueError(
             f"no coupling of {x1.irreps} and {x2.irreps} reaches filter_ir_out={filter_ir_out}"
         )
-    irreps_out = [(mul, ir3) for mul, (_, _, ir3) in irreps_out]
-    return _sorted_concat(irreps_out, chunks, lead, dtype)
-
-
-def _sorted_concat(irreps_out: list, chunks: list, lead: tuple, dtype) -> e3nn.IrrepsArray:
-    """e3nn's ``from_chunks(...).sort().regroup()`` as one concatenation (one copy of the
-    output, and one of its cotangent), instead of a concatenation per step."""
-    order = e3nn.Irreps(irreps_out).sort()
-    pieces = []
-    for q in order.inv:
-        mul, ir = irreps_out[q]
-        chunk = chunks[q]
-        shape = lead + (mul * ir.dim,)
-        pieces.append(jnp.zeros(shape, dtype) if chunk is None else chunk.reshape(shape))
-    return e3nn.IrrepsArray(order.irreps.regroup(), jnp.concatenate(pieces, axis=-1))
+    return out
 
 
 def clebsch_gordan_paths(
     x1, x2, *, filter_ir_out=None, irrep_normalization: str | None = None
 ) -> list:
-    """Per-path outputs of the channelwise product: [(CouplingPath, array (..., mul1, d3) or None)].
+    """Per-path outputs of the channelwise product: [(CouplingPath, array (..., mul1, d3))].
 
     ``x2`` must have multiplicity 1 for every irrep. Used by `TensorProduct` for per-path weights.
     """
@@ -112,9 +94,11 @@ def clebsch_gordan_paths(
             f"channelwise Clebsch-Gordan needs x2 with multiplicity 1, got {x2.irreps}"
         )
     dtype = jnp.result_type(x1.dtype, x2.dtype)
-    labels, chunks = [], []
-    _channelwise(x1, x2, keep, norm, dtype, lead, labels, chunks)
-    return [(CouplingPath(ir1, ir2, ir3), c) for (_, (ir1, ir2, ir3)), c in zip(labels, chunks)]
+    blocks, labels = _channelwise_blocks(x1, x2, keep, norm, dtype, lead)
+    return [
+        (CouplingPath(*irs), blocks[k][..., column : column + irs[2].dim])
+        for irs, k, column in labels
+    ]
 
 
 FUSED_MAX_MACS = 2_000
@@ -178,22 +162,6 @@ def _fused_small(x1, x2, keep, norm, dtype, lead):
     return e3nn.IrrepsArray(irreps_out, to_flat([out]))
 
 
-def _split(block, dims, lead, mul, irs, irreps_out, chunks):
-    """Split the last axis of ``block`` (..., mul, K) into per-path chunks.
-
-    ``irs`` holds (ir1, ir2, ir3) per path; ``irreps_out`` receives (mul, (ir1, ir2, ir3)).
-    """
-    start = 0
-    for ir3, d in zip(irs, dims):
-        irreps_out.append((mul, ir3))
-        chunks.append(
-            None
-            if block is None
-            else jnp.broadcast_to(block[..., start : start + d], lead + (mul, d))
-        )
-        start += d
-
-
 def _channelwise_blocks(x1, x2, keep, norm, dtype, lead):
     """Per irrep ir1 of x1: T = [x2_ir2 · C_(ir1, ir2, ·)] over ir2 (one small matmul per ir2,
     touching only that irrep's block of x2), then every channel by one batched matmul.
@@ -229,10 +197,9 @@ def _channelwise_blocks(x1, x2, keep, norm, dtype, lead):
     return blocks, labels
 
 
-def _channelwise_sorted(x1, x2, keep, norm, dtype, lead) -> e3nn.IrrepsArray | None:
-    """The channelwise product in e3nn's sorted layout: blocks, then one permuting copy whose
-    VJP is the inverse copy (`equijax.nn.tp.layout`)."""
-    blocks, labels = _channelwise_blocks(x1, x2, keep, norm, dtype, lead)
+def _sorted_layout(blocks: list, labels: list) -> e3nn.IrrepsArray | None:
+    """Per-block products in e3nn's sorted layout: one permuting copy whose VJP is the inverse
+    copy (`equijax.nn.tp.layout`); None without any block. Arguments as `_channelwise_blocks`."""
     if not blocks:
         return None
     rows = tuple(b.shape[-2] for b in blocks)
@@ -242,31 +209,31 @@ def _channelwise_sorted(x1, x2, keep, norm, dtype, lead) -> e3nn.IrrepsArray | N
     return e3nn.IrrepsArray(order.irreps.regroup(), to_flat(blocks))
 
 
-def _channelwise(x1, x2, keep, norm, dtype, lead, irreps_out, chunks):
-    """Per-path chunks of the channelwise product (for per-path weights)."""
-    blocks, labels = _channelwise_blocks(x1, x2, keep, norm, dtype, lead)
-    for irs, k, column in labels:
-        block = blocks[k]
-        irreps_out.append((block.shape[-2], irs))
-        chunks.append(block[..., column : column + irs[2].dim])
+def _outer_blocks(x1, x2, keep, norm, dtype, lead):
+    """e3nn's mul1·mul2 outer channels, one contraction per (ir1, ir2) pair over all its paths.
 
-
-def _outer(x1, x2, keep, norm, dtype, lead, irreps_out, chunks):
+    Returns (blocks [(lead, mul1·mul2, K)], labels) as `_channelwise_blocks`.
+    """
+    blocks, labels = [], []
     for (mul1, ir1), c1 in zip(x1.irreps, x1.chunks):
         for (mul2, ir2), c2 in zip(x2.irreps, x2.chunks):
-            irs = [(ir1, ir2, ir3) for ir3 in _outputs(ir1, ir2, keep)]
-            if not irs:
+            outs = _outputs(ir1, ir2, keep)
+            if not outs:
                 continue
-            block = None
-            if c1 is not None and c2 is not None:
-                coupling = jnp.asarray(
-                    np.concatenate([_cg(ir1.l, ir2.l, ir3.l, norm) for _, _, ir3 in irs], axis=-1),
-                    dtype,
-                )
+            column = 0
+            for ir3 in outs:
+                labels.append(((ir1, ir2, ir3), len(blocks), column))
+                column += ir3.dim
+            if c1 is None or c2 is None:
+                block = jnp.zeros(lead + (mul1 * mul2, column), dtype)
+            else:
+                coupling = np.concatenate([_cg(ir1.l, ir2.l, ir3.l, norm) for ir3 in outs], -1)
                 block = jnp.einsum(
-                    "...ui,...vj,ijk->...uvk", c1.astype(dtype), c2.astype(dtype), coupling
+                    "...ui,...vj,ijk->...uvk",
+                    c1.astype(dtype),
+                    c2.astype(dtype),
+                    jnp.asarray(coupling, dtype),
                 )
-                block = block.reshape(block.shape[:-3] + (mul1 * mul2, block.shape[-1]))
-            _split(
-                block, [ir3.dim for _, _, ir3 in irs], lead, mul1 * mul2, irs, irreps_out, chunks
-            )
+                block = block.reshape(block.shape[:-3] + (mul1 * mul2, column))
+            blocks.append(jnp.broadcast_to(block, lead + block.shape[-2:]))
+    return blocks, labels

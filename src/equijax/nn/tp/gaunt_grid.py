@@ -128,7 +128,7 @@ def _transforms_product(method: str, ctx, ls: tuple, dtype):
         # x2's cotangent: Σ over channels (and broadcast axes) of g · f1 on the grid
         h = s2grid.to_grid(g, tg1, dtype) * s2grid.to_grid(c1, t1, dtype)
         shape2 = next(iter(c2.values())).shape[:-1]
-        h = _sum_to(h, shape2 + h.shape[-2:]) if h.shape[:-2] != shape2 else h
+        h = _sum_to(h, shape2 + h.shape[-2:])
         d2 = s2grid.from_grid(h, tg2, tuple(sorted(c2)))
         d1 = {l: _sum_to(v, c1[l].shape).astype(c1[l].dtype) for l, v in d1.items()}
         d2 = {l: _sum_to(v, c2[l].shape).astype(c2[l].dtype) for l, v in d2.items()}
