@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from equijax.bench import chgnet_infer, chgnet_train, graphs, model, tp, tp_methods, tp_tune
+from equijax.cli.data import cmd_data_build, cmd_data_check  # noqa: F401 - handlers
 from equijax.nn.precision import PRECISIONS
 from equijax.predict import predict_files
 from equijax.sweep import collect, expand, load_spec, run_sweep

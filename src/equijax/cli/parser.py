@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from equijax.cli.data import add_data_parser
+
 DESCRIPTION = (
     "equijax: E(3)-equivariant interatomic potentials in JAX. Subcommands: demo, bench "
-    "graphs|chgnet-infer|chgnet-train|tp|model|md|sevennet|mace, train, sweep, evaluate, predict."
+    "graphs|chgnet-infer|chgnet-train|tp|model|md|sevennet|mace, data build|check, train, sweep, evaluate, predict."
 )
 
 
@@ -298,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("file", help="a mace-torch model saved with torch.save (MACE/ScaleShiftMACE)")
     cm.add_argument("--out", required=True, help="folder to write the equijax model to")
     cm.set_defaults(func=_handler("cmd_convert_mace"))
+
+    add_data_parser(sub, _handler)
 
     t = sub.add_parser("train", help="train a model from a YAML config")
     t.add_argument("--config", default=None, help="YAML experiment config (configs/experiment/...)")

@@ -85,7 +85,7 @@ def parse_mptrj(
         for frame_id, frame in frames.items():
             structure_id = f"{mp_id}/{frame_id}"
             try:
-                structures.append(_parse_frame(structure_id, str(mp_id), frame))
+                structures.append(parse_frame(structure_id, str(mp_id), frame))
             except (ValueError, TypeError, KeyError) as err:
                 malformed[structure_id] = str(err)
     if malformed:
@@ -142,8 +142,9 @@ def write_mptrj_json(structures: list[LabeledStructure], path: str | os.PathLike
         json.dump(data, f)
 
 
-def _parse_frame(structure_id: str, mp_id: str, frame) -> LabeledStructure:
-    """One MPtrj frame -> `LabeledStructure`; raises ValueError/TypeError/KeyError if malformed."""
+def parse_frame(structure_id: str, mp_id: str, frame) -> LabeledStructure:
+    """One MPtrj frame (a dict as in the module docstring) -> `LabeledStructure` with id
+    ``structure_id`` and group ``mp_id``; raises ValueError/TypeError/KeyError if malformed."""
     if not isinstance(frame, dict):
         raise ValueError(f"frame is a {type(frame).__name__}, not a dict")
     if frame.get("structure") is None:

@@ -75,6 +75,24 @@ def _flatten(graph: CrystalGraph) -> dict[str, np.ndarray]:
     }
 
 
+FILES = (*_FIELDS, "counts")  # the .bin files of a cache directory
+
+
+def write_graph(files: dict, graph: CrystalGraph, source_index: int) -> np.ndarray:
+    """Append one single-graph ``graph`` to open binary ``files`` (one per name of `FILES`, as in a
+    cache directory); returns its counts row (5,) int64: atoms, edges, bonds, angles, pairs."""
+    fields = _flatten(graph)
+    fields["source_index"] = np.array(source_index)
+    for name, (dtype, _, _) in _FIELDS.items():
+        files[name].write(np.ascontiguousarray(fields[name], dtype=dtype).tobytes())
+    s = graph.sizes
+    counts = np.array(
+        [s.n_node, s.n_edge, s.n_bond, s.n_angle, int(graph.atoms.globals["n_pairs"][0])], np.int64
+    )
+    files["counts"].write(counts.tobytes())
+    return counts
+
+
 def content_hash(structures: Sequence[ase.Atoms]) -> str:
     """SHA-256 over numbers, positions, cell and pbc of every structure."""
     h = hashlib.sha256()
@@ -230,7 +248,7 @@ class GraphCache(Sequence):
         tmp = path.with_name(path.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        files = {name: open(tmp / f"{name}.bin", "wb") for name in [*_FIELDS, "counts"]}
+        files = {name: open(tmp / f"{name}.bin", "wb") for name in FILES}
         dropped, n_graphs = [], 0
         try:
             for index, atoms in enumerate(
@@ -245,19 +263,7 @@ class GraphCache(Sequence):
                         raise
                     dropped.append((index, str(err)))
                     continue
-                fields = _flatten(graph)
-                fields["source_index"] = np.array(index)
-                for name, (dtype, _, _) in _FIELDS.items():
-                    files[name].write(np.ascontiguousarray(fields[name], dtype=dtype).tobytes())
-                s = graph.sizes
-                counts = [
-                    s.n_node,
-                    s.n_edge,
-                    s.n_bond,
-                    s.n_angle,
-                    int(graph.atoms.globals["n_pairs"][0]),
-                ]
-                files["counts"].write(np.array(counts, np.int64).tobytes())
+                write_graph(files, graph, index)
                 n_graphs += 1
         finally:
             for f in files.values():

@@ -1,7 +1,10 @@
 """A deterministic, resumable batch loader with a background prefetch thread.
 
 The order of epoch ``e`` is a permutation drawn from ``(seed, e)``, so a run resumed at
-``(epoch, step)`` sees exactly the batches an uninterrupted run would have seen.
+``(epoch, step)`` sees exactly the batches an uninterrupted run would have seen. ``graphs`` and
+``structures`` may be lazy sequences (an on-disk dataset's views): with ``sizes`` given, buckets
+and the device split come from the stored sizes, and only the graphs of the batches (of this
+process's devices, ``local_devices``) are read.
 """
 
 from __future__ import annotations
@@ -20,7 +23,11 @@ from equijax.training.batches import device_batch
 class Loader:
     """Global batches of ``batch_size`` structures (the last partial batch of an epoch is
     dropped), split over ``n_devices`` and padded; ``wait_seconds`` accumulates the time the
-    consumer spent waiting for data."""
+    consumer spent waiting for data.
+
+    ``sizes``: (len(graphs), 4) atoms, edges, bonds, angles per structure (default: read from
+    the graphs once). ``local_devices``: the devices of the mesh whose shares this process
+    reads and builds (default all; the others' slices are zeros, see `device_batch`)."""
 
     def __init__(
         self,
@@ -31,6 +38,8 @@ class Loader:
         seed: int,
         shuffle: bool = True,
         prefetch: int = 2,
+        sizes: np.ndarray | None = None,
+        local_devices: Sequence[int] | None = None,
     ):
         if len(graphs) < batch_size:
             raise ValueError(f"{len(graphs)} structures cannot fill one batch of {batch_size}")
@@ -40,7 +49,13 @@ class Loader:
         self.batch_size, self.n_devices, self.seed = batch_size, n_devices, seed
         self.shuffle, self.prefetch = shuffle, prefetch
         # joint buckets around the mean per-device batch: a run compiles only a few shapes
-        mean = np.mean([g.sizes[:4] for g in graphs], axis=0) * batch_size / n_devices
+        if sizes is None:
+            sizes = np.array([g.sizes[:4] for g in graphs], dtype=np.int64)
+        if len(sizes) != len(graphs):
+            raise ValueError(f"{len(sizes)} sizes for {len(graphs)} graphs")
+        self.sizes = sizes
+        self.local_devices = None if local_devices is None else list(local_devices)
+        mean = np.mean(sizes, axis=0) * batch_size / n_devices
         typical = GraphSizes(*[int(np.ceil(x)) for x in mean], n_graph=batch_size)
         self.policy = BucketPolicy(growth=1.2, fixed_graphs=batch_size, joint=typical)
         self.wait_seconds = 0.0
@@ -59,7 +74,15 @@ class Loader:
         """``(graph, targets, groups)`` of batch ``step`` of ``epoch`` (groups: structure indices
         per device)."""
         index = self.order(epoch)[step * self.batch_size : (step + 1) * self.batch_size]
-        return device_batch(self.graphs, self.structures, index, self.n_devices, self.policy)
+        return device_batch(
+            self.graphs,
+            self.structures,
+            index,
+            self.n_devices,
+            self.policy,
+            sizes=self.sizes,
+            local=self.local_devices,
+        )
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[tuple[int, tuple]]:
         """Yield ``(step, batch)`` from ``start_step`` to the end of ``epoch``, prefetched."""

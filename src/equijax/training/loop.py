@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from equijax.data import per_element_linear_baseline, split_by_group
 from equijax.nn.precision import check_emulation_covers, with_matmul_precision
 from equijax.training.checkpoint import Checkpoints
 from equijax.training.config import ExperimentConfig, stage_two_start_step, to_dict
-from equijax.training.data_source import load_structures, structure_graphs
+from equijax.training.data_source import load_structures, open_streamed, structure_graphs
 from equijax.training.loader import Loader
 from equijax.training.loss import TARGETS
 from equijax.training.metrics import MetricsLog
@@ -79,7 +80,7 @@ def _evaluate(eval_step, mesh, params, loader) -> dict:
         m = jax.device_get(eval_step(params, shard_batch(mesh, graph), shard_batch(mesh, targets)))
         if n_batches:
             timed_s += time.perf_counter() - t0
-            timed_atoms += sum(len(loader.structures[i].atoms) for g in groups for i in g)
+            timed_atoms += sum(loader.structures[i].n_atoms for g in groups for i in g)
         for key, value in m.items():
             weight = m.get(f"count_{key[4:]}", 1.0) if key.startswith("mae_") else 1.0
             totals[key] = totals.get(key, 0.0) + float(value) * float(weight)
@@ -149,29 +150,54 @@ def _setup(config: ExperimentConfig, resume: bool) -> _Run:
     if config.model.init_from:
         check_init_from(config.model)
     run_dir.mkdir(parents=True, exist_ok=True)
-    structures = load_structures(config)
-    train_set, val_set, test_set = split_by_group(
-        structures, tuple(config.data.fractions), seed=config.data.seed
-    )
     mesh = make_mesh(config.train.devices)
+    # this process reads only its own devices' shares of each batch
+    local = [i for i, d in enumerate(mesh.devices.flat) if d.process_index == jax.process_index()]
+    streamed = open_streamed(config)
+    if streamed is None:
+        structures = load_structures(config)
+        train_set, val_set, test_set = split_by_group(
+            structures, tuple(config.data.fractions), seed=config.data.seed
+        )
+        if jax.process_index() == 0:
+            tqdm.write(
+                f"data: {len(structures)} structures from {config.data.source!r} held in memory "
+                "(a dataset built with `equijax data build` is streamed from disk instead)",
+                file=sys.stderr,
+            )
+        parts = {
+            name: (structure_graphs(split, config.model), split, None)
+            for name, split in (("train", train_set), ("val", val_set), ("test", test_set))
+        }
+        baseline = {
+            k: v
+            for k, v in per_element_linear_baseline(train_set, val_set, skip_unseen=True).items()
+            if k != "coefficients"
+        }
+        atomref = None
+    else:
+        parts, baseline, atomref = streamed.splits, streamed.baseline, streamed.atomref
+        train_set = parts["train"][1]
     batch = config.data.batch_size
     loaders = {
         name: Loader(
-            structure_graphs(split, config.model),
-            split,
-            batch if name == "train" else min(batch, len(split)),
+            graphs,
+            labels,
+            batch if name == "train" else min(batch, len(labels)),
             mesh.size,
             config.train.seed,
             shuffle=name == "train",
             prefetch=config.train.prefetch,
+            sizes=sizes,
+            local_devices=local,
         )
-        for name, split in (("train", train_set), ("val", val_set), ("test", test_set))
+        for name, (graphs, labels, sizes) in parts.items()
     }
     total_steps = config.train.max_steps or config.train.epochs * loaders["train"].steps_per_epoch
     stage_two_from = stage_two_start_step(config.loss.stage_two, total_steps)
 
-    example = jax.tree_util.tree_map(lambda x: x[0], loaders["train"].batch(0, 0)[0])
-    params = initial_params(config, module, example, train_set)
+    example = jax.tree_util.tree_map(lambda x: x[local[0]], loaders["train"].batch(0, 0)[0])
+    params = initial_params(config, module, example, train_set, atomref=atomref)
     optimizer = make_optimizer(config.optim, total_steps, frozen_collections(config, params))
     state = init_state(params, optimizer, config.train.seed)
     checkpoints = Checkpoints(run_dir, keep=config.train.keep_checkpoints)
@@ -202,11 +228,6 @@ def _setup(config: ExperimentConfig, resume: bool) -> _Run:
         precision,
     )
     eval_step = with_matmul_precision(make_eval_step(module, config.loss, mesh), precision)
-    baseline = {
-        k: v
-        for k, v in per_element_linear_baseline(train_set, val_set, skip_unseen=True).items()
-        if k != "coefficients"
-    }
     return _Run(
         config,
         run_dir,

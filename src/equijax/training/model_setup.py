@@ -38,21 +38,25 @@ def initial_params(
     module: Model,
     example: CrystalGraph,
     train_set: list[LabeledStructure],
+    atomref: np.ndarray | None = None,
 ) -> dict:
-    """Fresh params (AtomRef fitted on ``train_set``), the pretrained model's, or another run's
+    """Fresh params (AtomRef fitted on ``train_set``, or ``atomref`` (`MAX_ELEMENTS`,) eV when
+    given: a built dataset's stored fit), the pretrained model's, or another run's
     (``model.init_from``, merged into fresh params with `transfer_params`) for fine-tuning."""
     model = config.model
+    fitted = lambda: atomref_weights(train_set) if atomref is None else atomref
+
     fresh = module.init(jax.random.key(config.train.seed), example)
     if model.pretrained:
         params = registry.load_pretrained(model.pretrained)[1]
         # fresh heads (direct heads, new energy terms) on the pretrained trunk
         params = {"params": {**fresh["params"], **params["params"]}}
         if model.refit_atomref:
-            params["params"]["atomref"]["weights"] = atomref_weights(train_set)
+            params["params"]["atomref"]["weights"] = fitted()
         return params
     params = fresh
     if "atomref" in params["params"]:
-        params["params"]["atomref"]["weights"] = atomref_weights(train_set)
+        params["params"]["atomref"]["weights"] = fitted()
     if model.init_from:
         check_init_from(model)  # also when called outside `train` (which checks early)
         params, report = transfer_params(params, {"params": restore_ema_params(model.init_from)})
@@ -63,7 +67,7 @@ def initial_params(
                 f"{report['dropped'] or 'none'}"
             )
         if model.refit_atomref and "atomref" in params["params"]:
-            params["params"]["atomref"]["weights"] = atomref_weights(train_set)
+            params["params"]["atomref"]["weights"] = fitted()
     return params
 
 
