@@ -69,3 +69,19 @@ def test_too_few_groups_raise():
     """Two groups cannot fill three non-empty splits: a clear ValueError."""
     with pytest.raises(ValueError, match="cannot split 2 groups into 3 non-empty splits"):
         split_by_group(_structures([5, 5]), (0.8, 0.1, 0.1))
+
+
+def test_split_indices_by_group_equals_split_by_group(emt_structures):
+    """The group-index split of an on-disk dataset is the partition `split_by_group` makes."""
+    from equijax.data.splits import split_indices_by_group
+
+    names = sorted({s.group for s in emt_structures}, reverse=True)  # any order of names
+    names.append("unused-group")
+    index = np.array([names.index(s.group) for s in emt_structures])
+    for seed in (0, 3):
+        for fractions in ((0.8, 0.1, 0.1), (0.5, 0.5)):
+            want = split_by_group(emt_structures, fractions, seed=seed)
+            got = split_indices_by_group(index, names, fractions, seed=seed)
+            assert [[emt_structures[i].id for i in part] for part in got] == [
+                [s.id for s in part] for part in want
+            ]
