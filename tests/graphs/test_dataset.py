@@ -135,3 +135,26 @@ def test_malformed_structures_named(tmp_path):
     ds = build_dataset(path, tmp_path / "out", skip_malformed=True, progress=False, **CUTOFFS)
     assert len(ds) == 2 and list(ds.meta["malformed"]) == ["lonely"]
     assert json.loads((ds.path / "graphs" / "meta.json").read_text())["dropped"][0][0] == 1
+
+
+@pytest.mark.parametrize("where", ["copyfileobj", "rmtree"])
+def test_killed_merge_resumes_to_the_same_bytes(built, source, tmp_path, monkeypatch, where):
+    """Killed while a part is half appended (copyfileobj), or after a part is in but before it
+    is deleted (rmtree): the rerun truncates to the recorded lengths and ends identical."""
+    real = getattr(shutil, where)
+    calls = []
+
+    def dies(*args, **kwargs):
+        calls.append(args[0])
+        if (where == "copyfileobj" and len(calls) == 30) or str(args[0]).endswith("parts/000001"):
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    out = tmp_path / "ds"
+    monkeypatch.setattr(builder.shutil, where, dies)
+    with pytest.raises(KeyboardInterrupt):
+        build_dataset(source, out, part_size=6, progress=False, **CUTOFFS)
+    monkeypatch.setattr(builder.shutil, where, real)
+    assert not out.exists()
+    resumed = build_dataset(source, out, part_size=6, progress=False, **CUTOFFS)
+    assert _files(resumed.path) == _files(built.path)

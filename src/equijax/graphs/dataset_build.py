@@ -4,9 +4,10 @@ resumable after a kill.
 The source is streamed in parts of ``part_size`` structures. Each part is parsed, turned into
 graphs and labels, and written by a worker to ``OUT.partial/parts/NNNNNN`` under a temporary
 name renamed when complete, so after a kill a rerun skips the finished parts (it re-reads the
-source up to them, but builds no graph twice). The parts are then concatenated into ``OUT``
-(graph indices are local to each graph, so parts concatenate as they are), with
-``dataset.json`` written last. The partial directory needs about as much disk as the dataset.
+source up to them, but builds no graph twice). The parts are then appended to ``OUT.partial/
+merged`` (graph indices are local to each graph, so parts concatenate as they are), each deleted
+once it is in, so a build needs little disk beyond the dataset; a killed merge resumes too. The
+merged directory becomes ``OUT`` with ``dataset.json`` written last.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from equijax.data.stats import StatsAccumulator
 from equijax.data.stream import SourceItem, iter_source, parse_item
 from equijax.graphs import cache
 from equijax.graphs.build import DEFAULT_BOND_CUTOFF, DEFAULT_CUTOFF, atoms_to_graph
-from equijax.graphs.dataset import DATASET_FORMAT, FILES, DiskDataset, is_dataset
+from equijax.graphs.dataset import DATASET_FORMAT, FILES, DiskDataset, file_sha256, is_dataset
 from equijax.graphs.validation import StructureLabel
 
 logger = logging.getLogger(__name__)
@@ -164,11 +165,16 @@ def build_dataset(
         shutil.rmtree(work)  # another source or settings: nothing to reuse
     (work / "parts").mkdir(parents=True, exist_ok=True)
     params_file.write_text(json.dumps(params))
-    n_parts = _build_parts(source, work / "parts", params, workers, progress)
-    summaries = [
-        json.loads((work / "parts" / f"{k:06d}" / "part.json").read_text()) for k in range(n_parts)
-    ]
-    bad = [b for s in summaries for b in s["bad"]]
+    done_file = work / "parts_done.json"
+    if not done_file.exists():  # once the merge has begun, parts are consumed: no rebuild
+        n_parts = _build_parts(source, work / "parts", params, workers, progress)
+        n, bad = 0, []
+        for k in range(n_parts):  # one part's summary at a time
+            summary = json.loads((work / "parts" / f"{k:06d}" / "part.json").read_text())
+            n, bad = n + summary["n"], bad + summary["bad"]
+        done_file.write_text(json.dumps({"n_parts": n_parts, "n": n, "bad": bad}))
+    done = json.loads(done_file.read_text())
+    bad = done["bad"]
     if bad and not skip_malformed:
         listing = "; ".join(f"{i}: {r}" for _, i, r in bad[:20])
         more = "" if len(bad) <= 20 else f"; ... and {len(bad) - 20} more"
@@ -178,11 +184,10 @@ def build_dataset(
         )
     if bad:
         logger.warning("%s: left out %d malformed structure(s): %s", source, len(bad), bad[:20])
-    if not sum(s["n"] for s in summaries):
+    if not done["n"]:
         raise ValueError(f"{source}: no structures")
     merged = work / "merged"
-    shutil.rmtree(merged, ignore_errors=True)
-    _merge(work / "parts", summaries, merged, params, bad, progress)
+    _merge(work / "parts", done, merged, params, progress)
     os.replace(merged, out)
     shutil.rmtree(work)
     return DiskDataset(out)
@@ -231,61 +236,88 @@ def _collect(pending: set, bar, when) -> set:
     return pending
 
 
-def _merge(parts: Path, summaries: list[dict], out: Path, params, bad, progress) -> None:
-    """Concatenate the parts into a dataset directory ``out`` (``dataset.json`` last)."""
-    (out / "graphs").mkdir(parents=True)
+def _merge(parts: Path, done: dict, out: Path, params: dict, progress: bool) -> None:
+    """Append the parts in order to a dataset directory ``out``, deleting each part once it is
+    in (so the build needs about one dataset of extra disk). Resumable: ``progress.json`` records
+    the parts merged and every file's length after them, and a rerun truncates to those lengths.
+    Then the SHA-256 of every file and ``dataset.json`` (last)."""
+    (out / "graphs").mkdir(parents=True, exist_ok=True)
     paths = {name: f"graphs/{name}.bin" for name in cache.FILES}
     paths.update({name: f"{name}.bin" for name in _LABEL_FILES})
-    files = {name: open(out / p, "wb") for name, p in paths.items()}
-    hashes = {name: hashlib.sha256() for name in paths}
-    group_ids: dict[str, int] = {}
-    n_ids = 0
-
-    def put(name, data: bytes):
-        files[name].write(data)
-        hashes[name].update(data)
-
+    paths["groups"] = "groups.jsonl"
+    progress_file = out / "progress.json"
+    if progress_file.exists():
+        state = json.loads(progress_file.read_text())
+    else:
+        state = {"next": 0, "lengths": dict.fromkeys(paths, 0), "n_ids": 0, "hashes": []}
+        state["stats"] = StatsAccumulator().to_dict()
+    for name, p in paths.items():
+        with open(out / p, "ab") as f:
+            f.truncate(state["lengths"][name])
+    with open(out / paths["groups"]) as f:
+        group_ids = {json.loads(line): k for k, line in enumerate(f)}
+    stats = StatsAccumulator.merge([state["stats"]])
+    files = {name: open(out / p, "ab") for name, p in paths.items()}
     try:
-        put("id_offsets", np.zeros(1, np.int64).tobytes())
-        bar = tqdm(summaries, desc="data merge", unit="part", disable=not progress)
-        for k, summary in enumerate(bar):
+        if state["next"] == 0 and not state["lengths"]["id_offsets"]:
+            files["id_offsets"].write(np.zeros(1, np.int64).tobytes())
+        bar = tqdm(total=done["n_parts"], initial=state["next"], desc="data merge", unit="part",
+                   disable=not progress)  # fmt: skip
+        for k in range(state["next"], done["n_parts"]):
             part = parts / f"{k:06d}"
+            summary = json.loads((part / "part.json").read_text())
             for name in paths:
-                if name in ("id_offsets", "group_index"):
-                    continue
-                with open(part / f"{name}.bin", "rb") as f:
-                    while block := f.read(1 << 24):
-                        put(name, block)
+                if name not in ("id_offsets", "group_index", "groups"):
+                    with open(part / f"{name}.bin", "rb") as f:
+                        shutil.copyfileobj(f, files[name], 1 << 24)
             local = np.fromfile(part / "id_offsets.bin", np.int64)
-            put("id_offsets", (local[1:] + n_ids).tobytes())
-            n_ids += int(local[-1])
-            mapping = np.array(
-                [group_ids.setdefault(g, len(group_ids)) for g in summary["groups"]], np.int32
-            )
+            files["id_offsets"].write((local[1:] + state["n_ids"]).tobytes())
+            state["n_ids"] += int(local[-1])
+            for g in summary["groups"]:
+                if g not in group_ids:
+                    group_ids[g] = len(group_ids)
+                    files["groups"].write((json.dumps(g) + "\n").encode())
+            mapping = np.array([group_ids[g] for g in summary["groups"]], np.int32)
             group_index = np.fromfile(part / "group_index.bin", np.int32)
-            put("group_index", mapping[group_index].astype(np.int32).tobytes())
+            files["group_index"].write(mapping[group_index].astype(np.int32).tobytes())
+            stats = StatsAccumulator.merge([stats.to_dict(), summary["stats"]])
+            state["hashes"].append(summary["hash"])
+            for f in files.values():
+                f.flush()
+                os.fsync(f.fileno())
+            state.update(next=k + 1, stats=stats.to_dict())
+            state["lengths"] = {name: files[name].tell() for name in paths}
+            tmp = progress_file.with_name("progress.json.tmp")
+            tmp.write_text(json.dumps(state))
+            os.replace(tmp, progress_file)
+            shutil.rmtree(part)
+            bar.update(1)
+        bar.close()
     finally:
         for f in files.values():
             f.close()
     (out / "groups.json").write_text(json.dumps(list(group_ids)))
-    n = sum(s["n"] for s in summaries)
+    (out / paths.pop("groups")).unlink()
+    progress_file.unlink()
     graph_meta = {
         "format": cache.FORMAT_VERSION,
         "cutoff": params["cutoff"],
         "bond_cutoff": params["bond_cutoff"],
-        "n_graphs": n,
-        "content_hash": hashlib.sha256("".join(s["hash"] for s in summaries).encode()).hexdigest(),
-        "dropped": [[i, r] for i, _, r in bad],
+        "n_graphs": done["n"],
+        "content_hash": hashlib.sha256("".join(state["hashes"]).encode()).hexdigest(),
+        "dropped": [[i, r] for i, _, r in done["bad"]],
     }
     (out / "graphs" / "meta.json").write_text(json.dumps(graph_meta, indent=1))
-    stats = StatsAccumulator.merge([s["stats"] for s in summaries]).finish()
+    names = [*paths.values(), "groups.json"]
     meta = {
         "format": DATASET_FORMAT,
-        "n_structures": n,
+        "n_structures": done["n"],
         "build": params,
-        "stats": stats,
-        "malformed": {i: r for _, i, r in bad},
-        "files": {p: (out / p).stat().st_size for p in [*paths.values(), "groups.json"]},
-        "sha256": {p: hashes[name].hexdigest() for name, p in paths.items()},
+        "stats": stats.finish(),
+        "malformed": {i: r for _, i, r in done["bad"]},
+        "files": {p: (out / p).stat().st_size for p in names},
+        "sha256": {
+            p: file_sha256(out / p) for p in tqdm(names, desc="data sha256", disable=not progress)
+        },
     }
     (out / "dataset.json").write_text(json.dumps(meta, indent=1))
