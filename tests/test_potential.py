@@ -30,7 +30,9 @@ def test_lean_equals_plain(chgnet_potential):
     assert {s[-1] for s in plain.compiled_shapes} == {False}
     for key in ("energy", "forces", "stress", "magmoms"):
         a, b = np.asarray(got[key]), np.asarray(want[key])
-        assert np.abs(a - b).max() <= 1e-6 * max(np.abs(b).max(), 1.0), key
+        # float32 rounding (the sums run in pieces); tests/models/test_chgnet_lean.py shows
+        # the two are the same function to 1e-10 in float64
+        assert np.abs(a - b).max() <= 1e-5 * max(np.abs(b).max(), 1.0), key
 
 
 def test_lean_is_chosen_by_size_and_checks_its_arguments(chgnet_potential):

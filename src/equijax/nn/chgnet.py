@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from equijax.nn.mlp import GatedMLP, GatheredConcat, layer_norm
+from equijax.nn.pieces import scan_pieces
 
 
 def _optional_norm(norm: str | None, name: str):
@@ -43,58 +44,22 @@ class _GatedConv(nn.Module):
     chunk: int = 0
 
 
-def _even_chunk(n: int, chunk: int) -> int:
-    """The largest divisor of ``n`` not above ``chunk`` when it is at least ``chunk / 4`` (the
-    pieces then tile ``n`` and the inputs need no padded copy), else ``chunk``."""
-    for size in range(chunk, max(chunk // 4, 1) - 1, -1):
-        if n % size == 0:
-            return size
-    return chunk
-
-
 def _scan_pieces(mlp, inputs_of, n: int, chunk: int, indexed, reduce=None):
-    """Messages of ``n`` edges/angles in pieces of ``chunk``, one piece per `jax.lax.scan` step
-    with a checkpointed body: the backward pass recomputes one piece at a time, so only one
-    piece's activations are ever alive (a loop, which XLA cannot merge with the forward pass).
-
-    ``indexed``: per-item arrays (leading axis n); ``inputs_of(*piece_arrays)`` builds the gated
-    MLP's input of a piece and returns (input, post) where ``post(messages)`` finishes them.
-    ``reduce``: None to return the stacked (n, F) messages, else ``(init, fn)`` with
-    ``fn(acc, messages, *piece_arrays)`` accumulating (e.g. a segment sum).
-    """
+    """`equijax.nn.pieces.scan_pieces` of a gated MLP's messages: ``inputs_of(*piece_arrays)``
+    builds the MLP's input of a piece and returns (input, post), ``post(messages)`` finishing
+    them; ``indexed`` and ``reduce`` as there."""
     if mlp.is_initializing():
         first = [a[:chunk] for a in indexed]
         x, _ = inputs_of(*first)
         mlp(x)  # creates the params; the scan below reads them
     params = mlp.variables["params"]
     unbound = mlp.clone(parent=None)
-    chunk = _even_chunk(n, chunk)
-    pieces = -(-n // chunk)
-    pad = pieces * chunk - n
-    # the last piece repeats the last item ("edge": sorted indices stay sorted), masked out
-    valid = (jnp.arange(pieces * chunk) < n).reshape(pieces, chunk) if pad else None
-    stacked = [
-        (jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1), mode="edge") if pad else a).reshape(
-            (pieces, chunk) + a.shape[1:]
-        )
-        for a in indexed
-    ]
 
-    def body(acc, xs):
-        mask, *arrays = xs
+    def messages_of(*arrays):
         x, post = inputs_of(*arrays)
-        messages = post(unbound.apply({"params": params}, x))
-        if mask is not None:
-            messages = messages * mask[:, None]
-        if reduce is None:
-            return acc, messages
-        return reduce[1](acc, messages, *arrays), None
+        return post(unbound.apply({"params": params}, x))
 
-    init = 0.0 if reduce is None else reduce[0]
-    acc, ys = jax.lax.scan(jax.checkpoint(body), init, (valid, *stacked))
-    if reduce is None:
-        return ys.reshape((pieces * chunk,) + ys.shape[2:])[:n]
-    return acc
+    return scan_pieces(messages_of, n, chunk, indexed, reduce)
 
 
 class AtomConv(_GatedConv):

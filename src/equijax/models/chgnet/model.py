@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from equijax.graphs.crystal_graph import CrystalGraph, edge_vectors, graph_index
 from equijax.models.chgnet.config import CHGNetConfig
 from equijax.models.chgnet.direct import CHGNetDirectHeads, LearnedEnergies
+from equijax.models.chgnet.lean import lean_energy, lean_supported
 from equijax.nn.chgnet import AngleUpdate, AtomConv, BondConv
 from equijax.nn.radial import FourierAngle, RadialBessel, angle_between
 from equijax.nn.readout import MAX_ELEMENTS, AtomRef, SiteEnergies, SiteMagmoms
@@ -60,6 +61,9 @@ class CHGNet(nn.Module):
         atoms, bonds = graph.atoms, graph.bonds
         positions = atoms.nodes["positions"] if positions is None else positions
         cell = atoms.globals["cell"] if cell is None else cell
+        if cfg.lean_inference and lean_supported(cfg) and not self.is_initializing():
+            # the memory-lean mode of large structures: pieces, no pair-sized arrays
+            return lean_energy(self.variables["params"], cfg, graph, positions, cell)
         n_atoms, n_edges, n_graphs = (
             positions.shape[0],
             atoms.senders.shape[0],
