@@ -5,6 +5,7 @@ write the same dataset; damage is detected on open; malformed structures are nam
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -56,6 +57,17 @@ def test_matches_reader_and_graph_builder(built, source, graphs_identical):
     sizes = [atoms_to_graph(w.atoms, **CUTOFFS).sizes[:4] for w in want]
     np.testing.assert_array_equal(built.sizes, sizes)
     built.verify()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs Linux /proc")
+def test_reads_leave_no_file_mapped(built):
+    """Reading every graph and label maps none of the dataset's files into the process (mapped
+    pages would count in its RSS and grow with the number of structures read)."""
+    for i in range(len(built)):
+        built.graphs[i], built.labels(i), built.structure(i)
+    with open("/proc/self/maps") as maps:
+        mapped = [line for line in maps if str(built.path) in line]
+    assert mapped == []
 
 
 def test_ase_db_source(built, source, tmp_path):

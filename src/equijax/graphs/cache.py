@@ -1,5 +1,6 @@
 """An on-disk graph cache: a dataset's graphs are built once, streamed to flat binary arrays, and
-memory-mapped afterwards (no pickles, no per-graph files).
+read back a graph at a time with positional reads (`DiskArray`: no pickles, no per-graph files,
+no memory maps that would stay resident).
 
 Layout of a cache directory::
 
@@ -27,6 +28,7 @@ from tqdm.auto import tqdm
 
 from equijax.graphs.build import DEFAULT_BOND_CUTOFF, DEFAULT_CUTOFF, atoms_to_graph
 from equijax.graphs.crystal_graph import CrystalGraph
+from equijax.graphs.disk_array import DiskArray
 from equijax.graphs.validation import IsolatedAtomError, StructureLabel
 
 FORMAT_VERSION = 1
@@ -103,7 +105,8 @@ def content_hash(structures: Sequence[ase.Atoms]) -> str:
 
 
 class GraphCache(Sequence):
-    """Memory-mapped crystal graphs; ``cache[i]`` is a single-graph `CrystalGraph`.
+    """On-disk crystal graphs; ``cache[i]`` is a single-graph `CrystalGraph` read from the files
+    into new arrays (only ``counts``, (G, 5) int64, is held in memory).
 
     Build (or reuse) with `GraphCache.build`, open an existing one with `GraphCache(path)`.
     """
@@ -129,7 +132,7 @@ class GraphCache(Sequence):
             if want is not None and self.meta[name] != want:
                 raise ValueError(f"{self.path} was built with {name}={self.meta[name]}, not {want}")
         n = self.meta["n_graphs"]
-        self.counts = self._map("counts", np.int64, (n, 5))
+        self.counts = np.asarray(self._map("counts", np.int64, (n, 5)))
         totals = self.counts.sum(axis=0)
         self._starts = np.concatenate([np.zeros((1, 5), np.int64), np.cumsum(self.counts, 0)[:-1]])
         self._arrays = {}
@@ -137,16 +140,12 @@ class GraphCache(Sequence):
             rows = n if column is None else int(totals[column])
             self._arrays[name] = self._map(name, dtype, (rows, *trailing))
 
-    def _map(self, name, dtype, shape):
+    def _map(self, name, dtype, shape) -> DiskArray:
         file = self.path / f"{name}.bin"
-        expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        if file.stat().st_size != expected:
-            raise ValueError(
-                f"{file} has {file.stat().st_size} bytes, expected {expected}: corrupted cache"
-            )
-        if expected == 0:
-            return np.zeros(shape, dtype)
-        return np.memmap(file, dtype=dtype, mode="r", shape=shape)
+        try:
+            return DiskArray(file, dtype, shape)
+        except ValueError as err:
+            raise ValueError(f"{err} cache") from None
 
     @property
     def cutoff(self) -> float:
@@ -183,8 +182,8 @@ class GraphCache(Sequence):
             dtype, _, column = _FIELDS[name]
             arr = self._arrays[name]
             if column is None:
-                return np.array(arr[index])
-            return np.array(arr[start[column] : start[column] + count[column]])
+                return arr[index]
+            return arr.read(int(start[column]), int(start[column] + count[column]))
 
         n_atoms = int(count[0])
         cell = get("cell")

@@ -1,5 +1,6 @@
-"""An on-disk training dataset (``equijax data build``): graphs in a memory-mapped `GraphCache`
-plus label arrays, ids, groups and statistics, opened in milliseconds whatever its size.
+"""An on-disk training dataset (``equijax data build``): graphs in a `GraphCache` plus label
+arrays, ids, groups and statistics, opened in milliseconds whatever its size. Every read is a
+positional read into a new array (`DiskArray`), so nothing of the files stays resident.
 
 Layout of a dataset directory::
 
@@ -29,6 +30,7 @@ import numpy as np
 
 from equijax.data.structures import LabeledStructure
 from equijax.graphs.cache import GraphCache
+from equijax.graphs.disk_array import DiskArray
 
 DATASET_FORMAT = 1
 LABELS = ("energy", "forces", "stress", "magmoms")
@@ -72,7 +74,7 @@ def file_sha256(path: Path, block: int = 1 << 22) -> str:
 
 
 class DiskDataset:
-    """A built dataset, memory-mapped: ``len(ds)`` structures, ``ds.graphs[i]`` the graph,
+    """A built dataset, read on demand: ``len(ds)`` structures, ``ds.graphs[i]`` the graph,
     ``ds.labels(i)`` the labels, ``ds.sizes`` (G, 4) atoms/edges/bonds/angles per structure.
 
     Opening checks the format and every file's size against ``dataset.json`` (a truncated or
@@ -106,7 +108,7 @@ class DiskDataset:
         if n != self.meta["n_structures"]:
             raise ValueError(f"{self.path}: {n} graphs but {self.meta['n_structures']} structures")
         counts = self.graphs.counts
-        self.n_atoms = np.asarray(counts[:, 0])
+        self.n_atoms = counts[:, 0].copy()
         self._atom_start = np.concatenate([[0], np.cumsum(self.n_atoms)[:-1]])
         total_atoms = int(self.n_atoms.sum())
         rows = {"structures": n, "atoms": total_atoms, "structures+1": n + 1}
@@ -143,15 +145,16 @@ class DiskDataset:
     @property
     def group_index(self) -> np.ndarray:
         """(G,) int32 index into `group_names` of each structure's group."""
-        return self._arrays["group_index"]
+        return np.asarray(self._arrays["group_index"])
 
     def id(self, i: int) -> str:
         """The id of structure ``i``."""
         offsets = self._arrays["id_offsets"]
-        return bytes(self._ids[offsets[i] : offsets[i + 1]]).decode()
+        start, stop = offsets[i : i + 2]
+        return self._ids.read(int(start), int(stop)).tobytes().decode()
 
     def labels(self, i: int) -> StoredStructure:
-        """The labels of structure ``i`` (read from the memory maps)."""
+        """The labels of structure ``i`` (read from the files)."""
         a = self._arrays
         n = int(self.n_atoms[i])
         atoms = slice(int(self._atom_start[i]), int(self._atom_start[i]) + n)
@@ -161,9 +164,9 @@ class DiskDataset:
             group=self.group_names[int(a["group_index"][i])],
             n_atoms=n,
             energy=float(a["energy"][i]) if has[0] else None,
-            forces=np.array(a["forces"][atoms], np.float64) if has[1] else None,
-            stress=np.array(a["stress"][i], np.float64) if has[2] else None,
-            magmoms=np.array(a["magmoms"][atoms], np.float64) if has[3] else None,
+            forces=a["forces"][atoms].astype(np.float64) if has[1] else None,
+            stress=a["stress"][i].astype(np.float64) if has[2] else None,
+            magmoms=a["magmoms"][atoms].astype(np.float64) if has[3] else None,
         )
 
     def structure(self, i: int) -> LabeledStructure:
@@ -212,7 +215,5 @@ class GraphView:
         return self.dataset.graphs[int(self.indices[k])]
 
 
-def _map(file: Path, dtype, shape) -> np.ndarray:
-    if int(np.prod(shape)) == 0:
-        return np.zeros(shape, dtype)
-    return np.memmap(file, dtype=dtype, mode="r", shape=shape)
+def _map(file: Path, dtype, shape) -> DiskArray:
+    return DiskArray(file, dtype, shape)
