@@ -113,6 +113,39 @@ def test_two_processes_read_disjoint_shards_whose_union_is_the_epoch(dataset):
     assert seen <= set(graphs.indices.tolist())
 
 
+def test_limited_evaluation_equals_in_memory_on_its_sample(dataset):
+    """An evaluation loader with ``max_structures`` streams the batches an in-memory loader of
+    exactly its sample builds, the same sample every epoch, drawn from the split."""
+    ds, source = dataset
+    config, streamed = _streamed(ds)
+    graphs, labels, sizes = streamed.splits["train"]
+    want = {s.id: s for s in read_ase(source)}
+    disk = Loader(
+        graphs, labels, BATCH, DEVICES, SEED, shuffle=False, sizes=sizes, max_structures=13
+    )
+    sample = disk.order(0)
+    assert len(set(sample.tolist())) == disk.n_used == 13 and disk.steps_per_epoch == 13 // BATCH
+    np.testing.assert_array_equal(disk.order(5), sample)
+    assert set(graphs.indices[sample].tolist()) <= set(graphs.indices.tolist())
+    chosen = [want[labels[int(k)].id] for k in sample]
+    memory = Loader(
+        [atoms_to_graph(s.atoms, 4.0, 3.0) for s in chosen],
+        chosen,
+        BATCH,
+        DEVICES,
+        SEED,
+        shuffle=False,
+        mean_sizes=disk.mean_sizes,
+    )
+    assert memory.steps_per_epoch == disk.steps_per_epoch
+    for (_, b1), (_, b2) in zip(memory.epoch(0), disk.epoch(0)):
+        _equal(b1[:2], b2[:2])
+    full = Loader(graphs, labels, BATCH, DEVICES, SEED, shuffle=False, sizes=sizes)
+    assert full.n_used == len(labels)
+    with pytest.raises(ValueError, match="max_structures"):
+        Loader(graphs, labels, BATCH, DEVICES, SEED, sizes=sizes, max_structures=13)
+
+
 def test_cutoff_mismatch_is_a_config_error(dataset):
     config = load_config(None, [*TINY_MODEL[:-1], f"data.source={dataset[0].path}"])
     with pytest.raises(ConfigError, match="data.source.*cutoffs 4.0/3.0"):
@@ -136,4 +169,24 @@ def test_train_from_a_built_dataset(dataset, tmp_path, capsys):
     )
     result = train(config)
     assert result["steps"] == 2 and np.isfinite(result["val"]["loss"])
-    assert "streaming 40 of 40 structures" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "streaming 40 of 40 structures" in err
+    splits = _streamed(dataset[0])[1].splits
+    val, test = len(splits["val"][1]), len(splits["test"][1])
+    assert f"evaluation: val {val // 4 * 4} of {val}, test {test // 4 * 4} of {test}" in err
+    assert result["evaluated_structures"] == {"val": val // 4 * 4, "test": test // 4 * 4}
+
+
+def test_val_and_test_share_the_train_buckets(dataset, tmp_path):
+    """Val and test pad to the buckets of the train split's mean sizes (one evaluation step)."""
+    from equijax.training.loop import _setup
+
+    config = load_config(
+        None,
+        [*TINY_MODEL, f"data.source={dataset[0].path}", "data.n_structures=0",
+         "data.batch_size=4", "train.progress=false", f"train.run_dir={tmp_path / 'run'}"],
+    )  # fmt: skip
+    loaders = _setup(config, resume=False).loaders
+    train_sizes = np.mean(loaders["train"].sizes, axis=0)
+    assert loaders["val"].policy == loaders["test"].policy == loaders["train"].policy
+    np.testing.assert_array_equal(loaders["test"].mean_sizes, train_sizes)

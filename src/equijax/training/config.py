@@ -118,6 +118,9 @@ class TrainConfig:
     epochs: int = 10
     max_steps: int | None = None
     eval_every_epochs: int = 1
+    # structures of the val and test splits each evaluation uses: 0 = the whole split; N > 0 =
+    # the same seeded sample of N (a bound on evaluation time for a very large dataset)
+    eval_max_structures: int = 0
     checkpoint_every_steps: int = 50
     keep_checkpoints: int = 3
     run_dir: str = "runs/default"
@@ -361,6 +364,7 @@ def _check(config: ExperimentConfig) -> None:
         (0 <= config.optim.ema_decay < 1, "optim.ema_decay", "must be in [0, 1)"),
         (config.train.checkpoint_every_steps >= 1, "train.checkpoint_every_steps", "must be >= 1"),
         (config.train.eval_every_epochs >= 1, "train.eval_every_epochs", "must be >= 1"),
+        (config.train.eval_max_structures >= 0, "train.eval_max_structures", "must be >= 0"),
         (config.train.epochs >= 1, "train.epochs", "must be >= 1"),
     ]
     for ok, key, why in checks:

@@ -27,7 +27,12 @@ class Loader:
 
     ``sizes``: (len(graphs), 4) atoms, edges, bonds, angles per structure (default: read from
     the graphs once). ``local_devices``: the devices of the mesh whose shares this process
-    reads and builds (default all; the others' slices are zeros, see `device_batch`)."""
+    reads and builds (default all; the others' slices are zeros, see `device_batch`).
+    ``mean_sizes``: (4,) mean atoms, edges, bonds, angles per structure the size buckets grow
+    from (default: this loader's own). Loaders given the same means and batch size pad to the
+    same shapes, so e.g. the validation and test splits share one compiled evaluation step.
+    ``max_structures``: with ``shuffle=False`` (evaluation), use only this many structures, the
+    same seeded sample of the split every epoch in index order (0: all); see `n_used`."""
 
     def __init__(
         self,
@@ -40,6 +45,8 @@ class Loader:
         prefetch: int = 2,
         sizes: np.ndarray | None = None,
         local_devices: Sequence[int] | None = None,
+        mean_sizes: np.ndarray | None = None,
+        max_structures: int = 0,
     ):
         if len(graphs) < batch_size:
             raise ValueError(f"{len(graphs)} structures cannot fill one batch of {batch_size}")
@@ -48,6 +55,15 @@ class Loader:
         self.graphs, self.structures = graphs, structures
         self.batch_size, self.n_devices, self.seed = batch_size, n_devices, seed
         self.shuffle, self.prefetch = shuffle, prefetch
+        if max_structures < 0 or (max_structures and shuffle):
+            raise ValueError(f"max_structures {max_structures}: must be >= 0, and 0 with shuffle")
+        n = len(graphs)
+        self._fixed = (
+            np.arange(n)
+            if not max_structures or max_structures >= n
+            else np.sort(np.random.default_rng([seed, n]).choice(n, max_structures, replace=False))
+        )
+        self._order: tuple[int, np.ndarray] | None = None  # (epoch, order) of the last epoch
         # joint buckets around the mean per-device batch: a run compiles only a few shapes
         if sizes is None:
             sizes = np.array([g.sizes[:4] for g in graphs], dtype=np.int64)
@@ -55,20 +71,31 @@ class Loader:
             raise ValueError(f"{len(sizes)} sizes for {len(graphs)} graphs")
         self.sizes = sizes
         self.local_devices = None if local_devices is None else list(local_devices)
-        mean = np.mean(sizes, axis=0) * batch_size / n_devices
+        self.mean_sizes = np.asarray(
+            np.mean(sizes, axis=0) if mean_sizes is None else mean_sizes, np.float64
+        )
+        mean = self.mean_sizes * batch_size / n_devices
         typical = GraphSizes(*[int(np.ceil(x)) for x in mean], n_graph=batch_size)
         self.policy = BucketPolicy(growth=1.2, fixed_graphs=batch_size, joint=typical)
         self.wait_seconds = 0.0
 
     @property
+    def n_used(self) -> int:
+        """Structures an epoch draws its batches from (all, or ``max_structures``)."""
+        return len(self._fixed)
+
+    @property
     def steps_per_epoch(self) -> int:
-        return len(self.graphs) // self.batch_size
+        return self.n_used // self.batch_size
 
     def order(self, epoch: int) -> np.ndarray:
-        """The structure order of ``epoch``."""
+        """The structure order of ``epoch`` (computed once per epoch)."""
         if not self.shuffle:
-            return np.arange(len(self.graphs))
-        return np.random.default_rng([self.seed, epoch]).permutation(len(self.graphs))
+            return self._fixed
+        if self._order is None or self._order[0] != epoch:
+            perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.graphs))
+            self._order = (epoch, perm)
+        return self._order[1]
 
     def batch(self, epoch: int, step: int):
         """``(graph, targets, groups)`` of batch ``step`` of ``epoch`` (groups: structure indices

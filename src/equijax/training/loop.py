@@ -95,6 +95,20 @@ def _evaluate(eval_step, mesh, params, loader) -> dict:
     return out
 
 
+def _evaluation_text(loaders: dict[str, Loader], limit: int) -> str:
+    """The log line saying how many structures of the val and test splits are evaluated."""
+    parts = []
+    for name in ("val", "test"):
+        loader = loaders[name]
+        parts.append(f"{name} {loader.steps_per_epoch * loader.batch_size} of {len(loader.graphs)}")
+    how = (
+        f"a fixed seeded sample of at most train.eval_max_structures={limit}"
+        if limit
+        else "whole splits; train.eval_max_structures=N bounds them"
+    )
+    return f"evaluation: {', '.join(parts)} structures ({how}; a last partial batch is dropped)"
+
+
 @dataclasses.dataclass
 class _Run:
     """Everything a training run holds between its setup, epochs, evaluations and finish."""
@@ -178,21 +192,27 @@ def _setup(config: ExperimentConfig, resume: bool) -> _Run:
     else:
         parts, baseline, atomref = streamed.splits, streamed.baseline, streamed.atomref
         train_set = parts["train"][1]
-    batch = config.data.batch_size
-    loaders = {
-        name: Loader(
+    batch, limit = config.data.batch_size, config.train.eval_max_structures
+    loaders: dict[str, Loader] = {}
+    for name, (graphs, labels, sizes) in parts.items():
+        train = name == "train"
+        n_used = len(labels) if train or not limit else min(limit, len(labels))
+        loaders[name] = Loader(
             graphs,
             labels,
-            batch if name == "train" else min(batch, len(labels)),
+            batch if train else min(batch, n_used),
             mesh.size,
             config.train.seed,
-            shuffle=name == "train",
+            shuffle=train,
             prefetch=config.train.prefetch,
             sizes=sizes,
             local_devices=local,
+            # val and test pad to the train split's buckets: one evaluation step for both
+            mean_sizes=None if train else loaders["train"].mean_sizes,
+            max_structures=0 if train else limit,
         )
-        for name, (graphs, labels, sizes) in parts.items()
-    }
+    if jax.process_index() == 0:
+        tqdm.write(_evaluation_text(loaders, limit), file=sys.stderr)
     total_steps = config.train.max_steps or config.train.epochs * loaders["train"].steps_per_epoch
     stage_two_from = stage_two_start_step(config.loss.stage_two, total_steps)
 
@@ -318,6 +338,10 @@ def _finish(run: _Run) -> dict:
         "steps": int(run.state.step),
         "val": run.val,
         "test": test,
+        "evaluated_structures": {
+            name: run.loaders[name].steps_per_epoch * run.loaders[name].batch_size
+            for name in ("val", "test")
+        },
         "baseline_val": run.baseline,
         "structures_per_s": n_seen / elapsed if n_seen else 0.0,
         "data_wait_fraction": (run.loaders["train"].wait_seconds / elapsed if n_seen else 0.0),
