@@ -3,6 +3,8 @@ the plain mode: the same energies, forces and stress, chosen by size unless forc
 
 from __future__ import annotations
 
+import dataclasses
+
 import ase.build
 import numpy as np
 import pytest
@@ -37,7 +39,11 @@ def test_lean_equals_plain(chgnet_potential):
 
 def test_lean_is_chosen_by_size_and_checks_its_arguments(chgnet_potential):
     base = chgnet_potential.module, chgnet_potential.params
-    auto = Potential(*base, lean_atoms=100)
+    # the pair-free lean mode (the pretrained configs) is faster too: used at every size
+    assert Potential(*base, lean_atoms=100).uses_lean(8)
+    # a config with a norm after the residual sum keeps the rematerialised one: by size
+    config = dataclasses.replace(base[0].config, conv_norm="layer")
+    auto = Potential(base[0].clone(config=config), base[1], lean_atoms=100)
     assert auto.uses_lean(128) and not auto.uses_lean(64)
     assert not Potential(*base, lean=False, lean_atoms=1).uses_lean(10**6)
     with pytest.raises(ValueError, match="lean_atoms"):

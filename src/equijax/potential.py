@@ -118,11 +118,12 @@ class Potential:
     (a registered model); its config gives the graph cutoffs unless ``cutoff`` (atom graph) and
     ``bond_cutoff`` (bond graph), in Å, override them.
 
-    Memory-lean mode (models whose config has ``lean_inference``, e.g. CHGNet): every
-    convolution block is recomputed in the force/stress backward pass instead of keeping its
-    angle- and bond-level activations (`equijax.nn.remat.remat_call`). It is the same function,
-    with several times less memory and some extra time. ``lean=None`` (default) uses it for
-    padded batches of at least ``lean_atoms`` atoms; ``True``/``False`` force it on or off.
+    Memory-lean mode (models whose config has ``lean_inference``, e.g. CHGNet): messages run in
+    pieces that the force/stress backward pass recomputes, instead of keeping their edge- and
+    angle-level activations (`equijax.models.chgnet.lean`). It is the same function with several
+    times less memory. ``lean=None`` (default) uses it at every size when the config's lean mode
+    is also faster (``config.pair_free_lean``, true for the pretrained CHGNets), else for padded
+    batches of at least ``lean_atoms`` atoms; ``True``/``False`` force it on or off.
     """
 
     def __init__(
@@ -156,13 +157,16 @@ class Potential:
         if lean_atoms < 1:
             raise ValueError(f"lean_atoms must be >= 1, got {lean_atoms}")
         self.lean, self.lean_atoms = lean, lean_atoms
+        self._lean_faster = bool(getattr(config, "pair_free_lean", False))
         self.compiled_shapes: set = set()
 
     def uses_lean(self, padded_atoms: int) -> bool:
         """Whether a padded batch of ``padded_atoms`` atoms runs in the memory-lean mode."""
         if self._lean_predict is None:
             return False
-        return self.lean if self.lean is not None else padded_atoms >= self.lean_atoms
+        if self.lean is not None:
+            return self.lean
+        return self._lean_faster or padded_atoms >= self.lean_atoms
 
     @classmethod
     def from_pretrained(cls, name: str = "chgnet-0.3.0", **kwargs) -> Potential:
@@ -184,6 +188,14 @@ class Potential:
             graphs.append(atoms_to_graph(a, self.cutoff, self.bond_cutoff, label=label))
         return graphs
 
+    def predict_padded(self, padded: CrystalGraph, compute_stress: bool = True) -> dict:
+        """`predict_padded`'s arrays for one padded batch (padding entries included), in the
+        lean or plain mode that `uses_lean` picks for its size; compiled once per shape."""
+        lean = self.uses_lean(int(padded.atoms.n_node.sum()))
+        self.compiled_shapes.add((padded.sizes, compute_stress, lean))
+        predict = self._lean_predict if lean else self._predict
+        return predict(self.params, padded, compute_stress)
+
     def predict_graphs(
         self, graphs: Sequence[CrystalGraph], batch_size: int = 40, compute_stress: bool = True
     ) -> list[dict[str, Any]]:
@@ -192,10 +204,7 @@ class Potential:
         for start in range(0, len(graphs), batch_size):
             chunk = list(graphs[start : start + batch_size])
             padded, real = pad_batch(chunk, self.policy)
-            lean = self.uses_lean(int(padded.atoms.n_node.sum()))
-            self.compiled_shapes.add((padded.sizes, compute_stress, lean))
-            predict = self._lean_predict if lean else self._predict
-            out = jax.device_get(predict(self.params, jax.device_put(padded), compute_stress))
+            out = jax.device_get(self.predict_padded(jax.device_put(padded), compute_stress))
             atom_start = np.concatenate([[0], np.cumsum(padded.atoms.n_node[: len(chunk)])])
             for k in range(len(chunk)):
                 atoms = slice(atom_start[k], atom_start[k + 1])

@@ -203,7 +203,8 @@ def test_nve_energy_conservation_and_single_compile(chgnet_potential):
         totals.append(atoms.get_potential_energy() + atoms.get_kinetic_energy())
         temperatures.append(atoms.get_temperature())
         shape_sets.append(frozenset(md_calc.potential.compiled_shapes))
-        cache_sizes.append(md_calc.potential._predict._cache_size())
+        pot = md_calc.potential  # executables of the plain and the lean predictors together
+        cache_sizes.append(pot._predict._cache_size() + pot._lean_predict._cache_size())
         if len(totals) % 50 == 1:
             edges.add(md_calc.potential.graphs([atoms])[0].sizes.n_edge)
 

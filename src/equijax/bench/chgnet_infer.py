@@ -42,12 +42,12 @@ def _equijax_rate(structures, batch_size: int, steps: int) -> dict:
         reals.append(real)
     t0 = time.perf_counter()
     for p in padded:
-        jax.block_until_ready(potential._predict(potential.params, p, True))
+        jax.block_until_ready(potential.predict_padded(p, True))
     compile_s = time.perf_counter() - t0
     times = []
     for k in range(steps):
         t0 = time.perf_counter()
-        jax.block_until_ready(potential._predict(potential.params, padded[k % len(padded)], True))
+        jax.block_until_ready(potential.predict_padded(padded[k % len(padded)], True))
         times.append(time.perf_counter() - t0)
     # end to end: graph construction + padding + transfer + prediction, as a user would run it
     subset = structures[: batch_size * min(len(padded), 2)]

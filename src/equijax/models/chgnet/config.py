@@ -75,13 +75,15 @@ class CHGNetConfig(BaseModelConfig):
     # equijax.nn.remat.remat_call (honoured by every XLA backend; about a third of the step's
     # memory on CPU), with conservative forces jax.checkpoint (which XLA:CPU undoes)
     remat: bool = False
-    # recompute each convolution block in the backward pass with equijax.nn.remat.remat_call
-    # whatever the force kind: the memory-lean energy + forces + stress of large structures
-    # (one derivative, as in MD). `Potential` turns it on by itself from `lean_atoms` atoms.
+    # the memory-lean energy + forces + stress (one derivative, as in MD and relaxations):
+    # messages in pieces recomputed in the backward pass, with no pair-sized arrays
+    # (equijax.models.chgnet.lean; see `pair_free_lean`), else every convolution block under
+    # equijax.nn.remat.remat_call. `Potential` chooses it by itself (see Potential).
     lean_inference: bool = False
-    # with lean_inference, the messages of each block run in chunks of this many edges/angles,
-    # each recomputed in the backward pass (equijax.nn.chgnet; 0: one piece)
-    lean_chunk: int = 16384
+    # with lean_inference, the messages of each block run in pieces of this many edges/angles,
+    # each recomputed in the backward pass (0: one piece). 4096 was the fastest on a 2-core CPU
+    # (experiments/chgnet_md/README.md); smaller pieces also hold less memory.
+    lean_chunk: int = 4096
     # messages' first layers multiply atom/bond features before gathering them onto edges and
     # angles (equijax.nn.chgnet; same function, ~3x fewer angle FLOPs); False: concatenate first
     factorized_messages: bool = True
@@ -179,6 +181,18 @@ class CHGNetConfig(BaseModelConfig):
         for ok, key, why in checks:
             if not ok:
                 raise ConfigError(f"config key 'model.{key}': {why}")
+
+    @property
+    def pair_free_lean(self) -> bool:
+        """Whether the lean mode is the pair-free one (`equijax.models.chgnet.lean`): no conv
+        norm, conservative forces and no learned energy terms. It is then faster than the plain
+        model as well as leaner, and `Potential` uses it at every size."""
+        return (
+            self.conv_norm is None
+            and self.forces == "conservative"
+            and not self.direct_pair_energy
+            and not self.direct_angle_energy
+        )
 
     @classmethod
     def from_chgnet_args(cls, model_args: dict[str, Any], **overrides) -> CHGNetConfig:

@@ -36,14 +36,10 @@ from equijax.nn.readout import AtomRef, SiteEnergies, SiteMagmoms
 
 
 def lean_supported(config: CHGNetConfig) -> bool:
-    """Whether `lean_energy` computes ``config``'s model (no conv norm, conservative forces, no
-    learned energy terms); other configs run the rematerialised blocks instead."""
-    return (
-        config.conv_norm is None
-        and config.forces == "conservative"
-        and not config.direct_pair_energy
-        and not config.direct_angle_energy
-    )
+    """Whether `lean_energy` computes ``config``'s model (`CHGNetConfig.pair_free_lean`: no
+    conv norm, conservative forces, no learned energy terms); other configs run the
+    rematerialised blocks instead."""
+    return config.pair_free_lean
 
 
 def _apply(module: nn.Module, params: dict, name: str, *args):
