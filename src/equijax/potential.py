@@ -121,9 +121,10 @@ class Potential:
     Memory-lean mode (models whose config has ``lean_inference``, e.g. CHGNet): messages run in
     pieces that the force/stress backward pass recomputes, instead of keeping their edge- and
     angle-level activations (`equijax.models.chgnet.lean`). It is the same function with several
-    times less memory. ``lean=None`` (default) uses it at every size when the config's lean mode
-    is also faster (``config.pair_free_lean``, true for the pretrained CHGNets), else for padded
-    batches of at least ``lean_atoms`` atoms; ``True``/``False`` force it on or off.
+    times less memory. ``lean=None`` (default) uses it at every size on the CPU when the config's
+    lean mode is also faster there (``config.pair_free_lean``, true for the pretrained CHGNets),
+    else (and on accelerators) for padded batches of at least ``lean_atoms`` atoms;
+    ``True``/``False`` force it on or off.
     """
 
     def __init__(
@@ -157,7 +158,11 @@ class Potential:
         if lean_atoms < 1:
             raise ValueError(f"lean_atoms must be >= 1, got {lean_atoms}")
         self.lean, self.lean_atoms = lean, lean_atoms
-        self._lean_faster = bool(getattr(config, "pair_free_lean", False))
+        # measured faster only on the CPU, where its pieces fit the caches; a GPU's scan over
+        # small pieces would run them one by one, so there it stays the mode of large batches
+        self._lean_faster = (
+            bool(getattr(config, "pair_free_lean", False)) and jax.default_backend() == "cpu"
+        )
         self.compiled_shapes: set = set()
 
     def uses_lean(self, padded_atoms: int) -> bool:
