@@ -113,7 +113,7 @@ def _measured(cmd: list[str]) -> dict:
 
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    peak, stop = [0], threading.Event()
+    peak, split, stop = [0], {"anon": 0.0, "file": 0.0}, threading.Event()
 
     def sample():
         root = psutil.Process(proc.pid)
@@ -121,7 +121,10 @@ def _measured(cmd: list[str]) -> dict:
             try:
                 procs = [root, *root.children(recursive=True)]
                 peak[0] = max(peak[0], sum(p.memory_info().rss for p in procs))
-            except psutil.Error:
+                rollup = _rollup_GB(proc.pid)
+                split["anon"] = max(split["anon"], rollup["Anonymous"])
+                split["file"] = max(split["file"], rollup["Rss"] - rollup["Anonymous"])
+            except (psutil.Error, OSError, KeyError):
                 pass
             time.sleep(0.2)
 
@@ -138,8 +141,23 @@ def _measured(cmd: list[str]) -> dict:
         # the largest ru_maxrss of any child waited for so far: one command per process
         "peak_rss_GB_maxrss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6,
         "peak_rss_GB_tree_sampled": peak[0] / 1e9,
+        # the measured process alone, sampled: anonymous memory vs file-backed pages (mapped
+        # files: shared libraries, and formerly the dataset's memory maps)
+        "peak_anon_GB_sampled": split["anon"],
+        "peak_file_backed_GB_sampled": split["file"],
         "stdout": out,
     }
+
+
+def _rollup_GB(pid: int) -> dict[str, float]:
+    """``/proc/PID/smaps_rollup`` in GB (Rss, Anonymous, ...)."""
+    out = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "kB":
+                out[parts[0].rstrip(":")] = int(parts[1]) / 1e6
+    return out
 
 
 def _record(entry: dict) -> None:
@@ -220,6 +238,11 @@ def wait(source: str, steps: int | str = 30, warmup: int = 3) -> None:
             waits.append(t1 - t0)
             step_s.append(time.perf_counter() - t1)
     total = sum(waits) + sum(step_s)
+    build_s = []  # building one batch in the consumer, no prefetch: the wait without overlap
+    for k in range(20):
+        t0 = time.perf_counter()
+        loader.batch(1, k)
+        build_s.append(time.perf_counter() - t0)
     _record(
         {
             "what": "data-wait",
@@ -230,6 +253,8 @@ def wait(source: str, steps: int | str = 30, warmup: int = 3) -> None:
             "step_s_median": float(np.median(step_s)),
             "wait_s_median": float(np.median(waits)),
             "data_wait_fraction": sum(waits) / total,
+            "batch_build_s_median": float(np.median(build_s)),
+            "batch_build_over_step": float(np.median(build_s) / np.median(step_s)),
         }
     )
 

@@ -80,7 +80,7 @@ def _evaluate(eval_step, mesh, params, loader) -> dict:
         m = jax.device_get(eval_step(params, shard_batch(mesh, graph), shard_batch(mesh, targets)))
         if n_batches:
             timed_s += time.perf_counter() - t0
-            timed_atoms += sum(loader.structures[i].n_atoms for g in groups for i in g)
+            timed_atoms += int(sum(loader.sizes[g, 0].sum() for g in groups))  # no label read
         for key, value in m.items():
             weight = m.get(f"count_{key[4:]}", 1.0) if key.startswith("mae_") else 1.0
             totals[key] = totals.get(key, 0.0) + float(value) * float(weight)
