@@ -215,12 +215,19 @@ class GatedMLP(nn.Module):
     fused: bool = True
 
     @nn.compact
-    def __call__(self, x) -> jax.Array:
+    def __call__(self, x=None, *, first_layer_output=None) -> jax.Array:
+        """``first_layer_output``: instead of ``x``, the (..., 2H) outputs (bias included) of
+        ``core``'s and ``gate``'s first layers side by side, computed by the caller from the
+        params (e.g. per atom before a gather); the rest of the MLP runs from there."""
         if self.norm not in ("layer", None):
             raise ValueError(f"unsupported norm {self.norm!r} (use 'layer' or None)")
         core_mlp = MLP(self.features, self.hidden, self.act, name="core")
         gate_mlp = MLP(self.features, self.hidden, self.act, name="gate")
-        if self.fused:
+        if first_layer_output is not None:
+            width = first_layer_output.shape[-1] // 2
+            core = core_mlp(first_layer_output=first_layer_output[..., :width])
+            gate = gate_mlp(first_layer_output=first_layer_output[..., width:])
+        elif self.fused:
             d_in = (
                 sum(part.shape[-1] for part, _ in x.parts)
                 if isinstance(x, GatheredConcat)

@@ -10,6 +10,9 @@ radial weights of each layer, and their cotangents), and (A, F) angle embeddings
 - the pairs' radial bases, bond embeddings and weights are computed inside the atom
   convolution's pieces from the pair lengths (P,), and the first angle features inside the
   angle pieces from the unit vectors (E, 3);
+- the messages' first layers multiply the atoms' and bonds' features once per block, and the
+  pieces gather the products (the factorized form of `equijax.nn.chgnet`, whatever
+  ``factorized_messages`` says);
 - bond features live on the bond graph's nodes (bonds < 3 Å, about 1/7 of the pairs). A bond
   convolution changes only those (plus its output bias on every pair), so a pair's features in
   layer i are its embedding plus each earlier layer's change, read from a (bonds + 1, F) table
@@ -23,13 +26,16 @@ rounding (the sums run in the same order). Models with a norm after the residual
 
 from __future__ import annotations
 
+import functools
+import itertools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from equijax.graphs.crystal_graph import CrystalGraph, edge_vectors, graph_index
 from equijax.models.chgnet.config import CHGNetConfig
-from equijax.nn.mlp import GatedMLP, GatheredConcat
+from equijax.nn.mlp import GatedMLP
 from equijax.nn.pieces import scan_pieces
 from equijax.nn.radial import FourierAngle, RadialBessel, angle_between
 from equijax.nn.readout import AtomRef, SiteEnergies, SiteMagmoms
@@ -54,9 +60,23 @@ def _dense(params: dict, name: str, x: jax.Array) -> jax.Array:
     return nn.Dense(layer["kernel"].shape[-1], use_bias="bias" in layer).apply({"params": layer}, x)
 
 
-def _message_input(parts, factorized: bool):
-    gathered = GatheredConcat(tuple(parts))
-    return gathered if factorized else gathered.materialize()
+def _first_layer(mlp_params: dict, widths: tuple[int, ...]):
+    """A gated MLP's core and gate first layers side by side: the kernel's row blocks of the
+    message parts of ``widths`` (each (d_k, 2H)) and the bias (2H,), or None."""
+    core, gate = mlp_params["core"]["Dense_0"], mlp_params["gate"]["Dense_0"]
+    kernel = jnp.concatenate([core["kernel"], gate["kernel"]], axis=-1)
+    bias = jnp.concatenate([core["bias"], gate["bias"]]) if "bias" in core else None
+    bounds = [0, *itertools.accumulate(widths)]
+    return [kernel[a:b] for a, b in zip(bounds, bounds[1:])], bias
+
+
+def _gated(mlp: GatedMLP, mlp_params: dict, terms, bias) -> jax.Array:
+    """The gated MLP from its first layers' summed ``terms`` (each (c, 2H)), in the order of
+    `equijax.nn.mlp.dense_of_gathered`, plus the bias."""
+    first = functools.reduce(jnp.add, terms)
+    if bias is not None:
+        first = first + bias
+    return mlp.apply({"params": mlp_params}, first_layer_output=first)
 
 
 def lean_energy(
@@ -124,6 +144,10 @@ def lean_energy(
     def atom_conv(i, atom_feas):
         conv = params[f"atom_conv_{i}"]
         mlp = GatedMLP(cfg.atom_fea_dim, cfg.atom_conv_hidden_dim, **gated)
+        widths = (cfg.atom_fea_dim, cfg.bond_fea_dim, cfg.atom_fea_dim)
+        (k_center, k_pair, k_neighbour), bias = _first_layer(conv["gated_mlp"], widths)
+        # the atoms' first-layer products once per block, gathered by every piece
+        center_terms, neighbour_terms = atom_feas @ k_center, atom_feas @ k_neighbour
 
         def messages_of(r, s, p):
             basis = pair_basis(p)
@@ -132,11 +156,9 @@ def lean_energy(
                 bond = bond_of_pair[p]
                 for change in changes:
                     pair_feas = change[bond] + pair_feas
-            x = _message_input(
-                ((atom_feas, r), (pair_feas, None), (atom_feas, s)), cfg.factorized_messages
-            )
+            terms = (center_terms[r], pair_feas @ k_pair, neighbour_terms[s])
             weights = _dense(params, "bond_weights_ag", basis)
-            return mlp.apply({"params": conv["gated_mlp"]}, x) * weights
+            return _gated(mlp, conv["gated_mlp"], terms, bias) * weights
 
         def segment(acc, messages, r, s, p):
             return acc + jax.ops.segment_sum(messages, r, n_atoms, indices_are_sorted=True)
@@ -159,18 +181,30 @@ def lean_energy(
             ), lambda c, i, j, eij, eik: first_angle_feas(eij, eik)
         return (center, bond_i, bond_j, angle_feas), lambda c, i, j, a: a
 
-    def bond_graph_input(atom_feas, bond_feas, a, c, i, j):
-        parts = ((bond_feas, i), (bond_feas, j), (a, None), (atom_feas, c))
-        return _message_input(parts, cfg.factorized_messages)
+    def bond_graph_messages(mlp_params, atom_feas, bond_feas):
+        """``messages(a, c, i, j)``: the gated MLP of ``[b_i, b_j, a, x_c]`` for a piece, with
+        the bonds' and atoms' first-layer products computed once per block."""
+        widths = (cfg.bond_fea_dim, cfg.bond_fea_dim, cfg.angle_fea_dim, cfg.atom_fea_dim)
+        (k_i, k_j, k_angle, k_center), bias = _first_layer(mlp_params, widths)
+        bond_i_terms, bond_j_terms = bond_feas @ k_i, bond_feas @ k_j
+        center_terms = atom_feas @ k_center
+        return lambda mlp, a, c, i, j: _gated(
+            mlp,
+            mlp_params,
+            (bond_i_terms[i], bond_j_terms[j], a @ k_angle, center_terms[c]),
+            bias,
+        )
 
     def bond_conv(k, atom_feas, bond_feas, angle_feas):
         conv = params[f"bond_conv_{k}"]
         mlp = GatedMLP(cfg.bond_fea_dim, cfg.bond_conv_hidden_dim, **gated)
         arrays, angles_of = angle_pieces(angle_feas)
 
+        gated_messages = bond_graph_messages(conv["gated_mlp"], atom_feas, bond_feas)
+
         def messages_of(c, i, j, *rest):
-            x = bond_graph_input(atom_feas, bond_feas, angles_of(c, i, j, *rest), c, i, j)
-            return mlp.apply({"params": conv["gated_mlp"]}, x) * weights_bg[i] * weights_bg[j]
+            messages = gated_messages(mlp, angles_of(c, i, j, *rest), c, i, j)
+            return messages * weights_bg[i] * weights_bg[j]
 
         def segment(acc, messages, c, i, *rest):
             return acc + jax.ops.segment_sum(messages, i, n_bonds + 1)
@@ -184,10 +218,11 @@ def lean_energy(
         mlp = GatedMLP(cfg.angle_fea_dim, cfg.angle_layer_hidden_dim, **gated)
         arrays, angles_of = angle_pieces(angle_feas)
 
+        gated_messages = bond_graph_messages(update["gated_mlp"], atom_feas, bond_feas)
+
         def messages_of(c, i, j, *rest):
             a = angles_of(c, i, j, *rest)
-            x = bond_graph_input(atom_feas, bond_feas, a, c, i, j)
-            return mlp.apply({"params": update["gated_mlp"]}, x) + a
+            return gated_messages(mlp, a, c, i, j) + a
 
         return scan_pieces(messages_of, center.shape[0], chunk, arrays)
 
