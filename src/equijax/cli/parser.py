@@ -8,7 +8,7 @@ from equijax.cli.data import add_data_parser
 
 DESCRIPTION = (
     "equijax: E(3)-equivariant interatomic potentials in JAX. Subcommands: demo, bench "
-    "graphs|chgnet-infer|chgnet-train|tp|model|md|sevennet|mace, data build|check, train, sweep, evaluate, predict."
+    "graphs|chgnet-infer|chgnet-train|tp|model|md|sevennet|mace|report, data build|check, train, sweep, evaluate, predict."
 )
 
 
@@ -34,6 +34,13 @@ def _handler(name: str):
         return getattr(commands, name)(args)
 
     return run
+
+
+def _bench_report(args) -> int:
+    # light: reads JSON and writes Markdown and a PNG, none of the model code
+    from equijax.cli.report import cmd_bench_report
+
+    return cmd_bench_report(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -274,6 +281,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     md.add_argument("--out", default="results/bench_md.json", help="JSON output path")
     md.set_defaults(func=_handler("cmd_bench_md"))
+
+    rp = bench_sub.add_parser(
+        "report",
+        help="docs/benchmarks.md's tables and chart from the committed bench JSONs",
+    )
+    rp.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 2 with one line if the page differs from what the JSONs give",
+    )
+    rp.add_argument("--root", default=".", help="repository root (the JSON paths start there)")
+    rp.add_argument("--page", default="docs/benchmarks.md", help="page, relative to --root")
+    rp.add_argument(
+        "--chart", default="docs/img/benchmark_ratios.png", help="chart PNG, relative to --root"
+    )
+    rp.set_defaults(func=_bench_report)
 
     tr = sub.add_parser(
         "trim-radial",
