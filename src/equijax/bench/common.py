@@ -3,6 +3,7 @@ cells (`Table` itself lives in `equijax.table` and is re-exported here)."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import platform
@@ -97,8 +98,13 @@ def ratio(rate: float, reference_rate: float | None) -> str:
 
 
 def write_json(results: dict, out: str | None, say: bool = True) -> None:
-    """Write benchmark results to ``out`` (folders created) and, if ``say``, say where."""
+    """Write benchmark results to ``out`` (folders created) and, if ``say``, say where. A
+    ``date`` (UTC, ISO) is added unless the results have one: `equijax bench report` names it."""
     if out:
+        results = {
+            "date": datetime.datetime.now(datetime.UTC).date().isoformat(),
+            **results,
+        }
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(results, indent=1))
         if say:
