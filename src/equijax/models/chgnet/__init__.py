@@ -3,7 +3,8 @@ the pretrained PyTorch checkpoints (``chgnet-0.3.0``, ``chgnet-0.2.0`` in the re
 
 from equijax.models.chgnet.config import PRESETS, CHGNetConfig
 from equijax.models.chgnet.direct import CHGNetDirectHeads, LearnedEnergies
-from equijax.models.chgnet.model import CHGNet, pair_lengths
+from equijax.models.chgnet.geometry import pair_lengths
+from equijax.models.chgnet.model import CHGNet
 from equijax.models.chgnet.pretrained import convert_state_dict, from_pretrained
 
 __all__ = [

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 
 from equijax.graphs.crystal_graph import CrystalGraph, edge_vectors, graph_index
 from equijax.models.chgnet.config import CHGNetConfig
+from equijax.models.chgnet.geometry import pair_lengths
 from equijax.nn.mlp import GatedMLP
 from equijax.nn.pieces import scan_pieces
 from equijax.nn.radial import FourierAngle, RadialBessel, angle_between
@@ -99,9 +100,7 @@ def lean_energy(
     vectors = edge_vectors(atoms, jnp, positions, cell)
     lengths = jnp.linalg.norm(vectors, axis=-1)
     pair = atoms.edges["pair"]
-    total = jax.ops.segment_sum(lengths, pair, n_pairs)
-    count = jax.ops.segment_sum(jnp.ones_like(lengths), pair, n_pairs)
-    undirected = jnp.where(count > 0, total / jnp.maximum(count, 1), 1.0)  # as pair_lengths
+    undirected = pair_lengths(lengths, pair, n_pairs)
     unit = vectors / lengths[:, None]
 
     rbf = dict(

@@ -15,22 +15,13 @@ import jax.numpy as jnp
 from equijax.graphs.crystal_graph import CrystalGraph, edge_vectors, graph_index
 from equijax.models.chgnet.config import CHGNetConfig
 from equijax.models.chgnet.direct import CHGNetDirectHeads, LearnedEnergies
+from equijax.models.chgnet.geometry import pair_lengths
 from equijax.models.chgnet.lean import lean_energy, lean_supported
 from equijax.nn.chgnet import AngleUpdate, AtomConv, BondConv
 from equijax.nn.radial import FourierAngle, RadialBessel, angle_between
 from equijax.nn.readout import MAX_ELEMENTS, AtomRef, SiteEnergies, SiteMagmoms
 from equijax.nn.remat import remat_call
-from equijax.typing import Array, AtomVectors, EdgeIndex, EdgeScalars, GraphTensors, PairScalars
-
-
-def pair_lengths(lengths: EdgeScalars, pair: EdgeIndex, n_pairs: int) -> PairScalars:
-    """Length of each undirected pair as the mean of its directed edges' lengths, shape (P,).
-
-    Unused pair slots (possible only in padding) get 1 Å so every basis stays finite.
-    """
-    total = jax.ops.segment_sum(lengths, pair, n_pairs)
-    count = jax.ops.segment_sum(jnp.ones_like(lengths), pair, n_pairs)
-    return jnp.where(count > 0, total / jnp.maximum(count, 1), 1.0)
+from equijax.typing import Array, AtomVectors, GraphTensors
 
 
 class CHGNet(nn.Module):
