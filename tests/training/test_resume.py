@@ -39,6 +39,7 @@ RUN_ARGS = [
     # stage two of the loss weights from step 3: the resumed run B crosses the switch
     "loss.stage_two.start=0.5",
     "loss.stage_two.energy=3.0",
+    "log.tensorboard=true",  # read back in test_tensorboard_events_mirror_the_metrics_log
 ]
 
 
@@ -145,7 +146,13 @@ def test_resumed_run_matches_uninterrupted_run(runs):
         ("test", 6),
     ]
     assert [r["step"] for r in records_a if r["split"] == "train"] == [1, 2, 3, 4, 5, 6]
-    assert records_b == records_a  # train losses/MAEs per step, val per epoch, test
+    # train losses/MAEs per step, val per epoch, test; the timings are the clock's
+    timing = ("structures_per_s", "data_wait_fraction")
+
+    def untimed(records):
+        return [{k: v for k, v in r.items() if k not in timing} for r in records]
+
+    assert untimed(records_b) == untimed(records_a)
     assert _steps(a, "best") == _steps(b, "best")
     for step in (4, 6):
         state_a, meta_a = _restore(a, step)
@@ -267,3 +274,39 @@ def test_init_from_copies_the_trunk_and_starts_new_heads_fresh(runs, uniform_str
     wider = load_config(None, [*runs["args"], "model.atom_fea_dim=12", f"model.init_from={a}"])
     with pytest.raises(ValueError, match=r"differs in atom_fea_dim: 8 there, 12 here"):
         initial_params(wider, build_model(wider.model), example, uniform_structures)
+
+
+def test_tensorboard_events_mirror_the_metrics_log(runs):
+    """Run A's TensorBoard event files (read as TFRecords) hold every number of its metrics.jsonl
+    as ``<split>/<key>`` at its step, and the logged learning rate is optax's warm-up + cosine
+    schedule of the run's config at the step's update."""
+    import optax
+    from tensorboardX.proto import event_pb2
+
+    a = runs["A"]
+    events = {}
+    for path in (a / "tensorboard").glob("events.out.tfevents.*"):
+        data, pos = path.read_bytes(), 0
+        while pos < len(data):
+            length = int.from_bytes(data[pos : pos + 8], "little")
+            event = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + length])
+            pos += 16 + length
+            events.update({(v.tag, event.step): v.simple_value for v in event.summary.value})
+    records = _records(a)
+    assert {r["split"] for r in records} == {"train", "val", "test"}
+    for record in records:
+        for key, value in record.items():
+            if key not in ("split", "step") and isinstance(value, float):
+                got = events[f"{record['split']}/{key}", record["step"]]
+                assert got == pytest.approx(value, rel=1e-6, abs=1e-12), (record["split"], key)
+    optim = json.loads((a / "config.json").read_text())["optim"]
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0,
+        optim["learning_rate"],
+        max(optim["warmup_steps"], 1),
+        max(6, optim["warmup_steps"] + 1),
+        optim["learning_rate"] * optim["final_lr_fraction"],
+    )
+    for step in range(1, 7):
+        want = float(schedule(step - 1))
+        assert events["train/learning_rate", step] == pytest.approx(want, rel=1e-6, abs=1e-12)

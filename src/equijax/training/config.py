@@ -137,6 +137,18 @@ class TrainConfig:
 
 
 @dataclasses.dataclass
+class LogConfig:
+    """Scalar loggers beside the run's metrics.jsonl (`equijax.training.scalar_loggers`)."""
+
+    # TensorBoard event files under <run_dir>/tensorboard (needs the 'tensorboard' extra)
+    tensorboard: bool = False
+    # a Weights & Biases project to log to as well (needs the 'wandb' extra); None: off
+    wandb_project: str | None = None
+    # "online", "offline" (files under <run_dir>/wandb, `wandb sync` later) or "disabled"
+    wandb_mode: str = "online"
+
+
+@dataclasses.dataclass
 class ExperimentConfig:
     """One training experiment."""
 
@@ -148,6 +160,7 @@ class ExperimentConfig:
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    log: LogConfig = dataclasses.field(default_factory=LogConfig)
 
     def __post_init__(self):
         if isinstance(self.model, Mapping):
@@ -365,6 +378,11 @@ def _check(config: ExperimentConfig) -> None:
         (config.train.checkpoint_every_steps >= 1, "train.checkpoint_every_steps", "must be >= 1"),
         (config.train.eval_every_epochs >= 1, "train.eval_every_epochs", "must be >= 1"),
         (config.train.eval_max_structures >= 0, "train.eval_max_structures", "must be >= 0"),
+        (
+            config.log.wandb_mode in ("online", "offline", "disabled"),
+            "log.wandb_mode",
+            f"must be online, offline or disabled, got {config.log.wandb_mode!r}",
+        ),
         (config.train.epochs >= 1, "train.epochs", "must be >= 1"),
     ]
     for ok, key, why in checks:

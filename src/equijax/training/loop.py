@@ -31,8 +31,10 @@ from equijax.training.model_setup import (
     initial_params,
 )
 from equijax.training.model_spec import model_spec
+from equijax.training.scalar_loggers import make_loggers
 from equijax.training.step import (
     init_state,
+    learning_rate_schedule,
     make_eval_step,
     make_mesh,
     make_optimizer,
@@ -134,6 +136,7 @@ class _Run:
     t_start: float = 0.0
     val: dict = dataclasses.field(default_factory=dict)
     bar: Any = None
+    learning_rate: Any = None  # the optimizer's schedule: step -> learning rate
 
     def meta(self, epoch: int, next_step: int) -> dict:
         return {"config": to_dict(self.config), "epoch": epoch, "next_step": next_step}
@@ -234,6 +237,8 @@ def _setup(config: ExperimentConfig, resume: bool) -> _Run:
         log.path.unlink()  # a fresh start (also a resume that found no checkpoint)
     if primary:  # after the check
         (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=1))
+    # after the checkpoint was accepted: a refused resume leaves the run directory untouched
+    log.attach(make_loggers(config.log, run_dir, to_dict(config), primary))
     precision = config.train.matmul_precision
     train_step = with_matmul_precision(
         make_train_step(
@@ -266,6 +271,7 @@ def _setup(config: ExperimentConfig, resume: bool) -> _Run:
         baseline,
         start_epoch,
         start_step,
+        learning_rate=learning_rate_schedule(config.optim, total_steps),
     )
 
 
@@ -292,13 +298,17 @@ def _train_epoch(run: _Run, epoch: int) -> None:
                 f"({_stage_two_text(config)})"
             )
         run.n_seen += config.data.batch_size
-        rate = run.n_seen / (time.perf_counter() - run.t_start)
+        elapsed = time.perf_counter() - run.t_start
+        rate = run.n_seen / elapsed
         run.log.write(
             {
                 "split": "train",
                 "step": global_step,
                 "epoch": epoch,
                 **{k: v for k, v in jax.device_get(m).items() if not k.startswith("count_")},
+                "learning_rate": float(run.learning_rate(global_step - 1)),
+                "structures_per_s": rate,
+                "data_wait_fraction": loader.wait_seconds / elapsed,
             }
         )
         run.bar.update(1)
@@ -372,6 +382,13 @@ def train(config: ExperimentConfig, resume: bool = False) -> dict:
     (same batches, same RNG, same optimizer state).
     """
     run = _setup(config, resume)
+    try:
+        return _run_epochs(config, run)
+    finally:
+        run.log.close()  # the scalar loggers' files, also after an error
+
+
+def _run_epochs(config: ExperimentConfig, run: _Run) -> dict:
     run.bar = tqdm(
         total=run.total_steps,
         initial=int(run.state.step),

@@ -4,25 +4,34 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
 
+from equijax.training.scalar_loggers import record_scalars
+
 
 class MetricsLog:
     """Append-only metrics log of a run (``train``, ``val`` and ``test`` records)."""
 
-    def __init__(self, run_dir: str | Path, enabled: bool = True):
+    def __init__(self, run_dir: str | Path, enabled: bool = True, loggers: Sequence = ()):
         """``enabled=False`` (processes other than 0 of a multi-host run) makes every write a
-        no-op, so a shared run directory holds each record once."""
+        no-op, so a shared run directory holds each record once. ``loggers``:
+        `equijax.training.scalar_loggers.ScalarLogger` s that get every record's numbers too
+        (TensorBoard, W&B)."""
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.enabled = enabled
+        self.loggers = list(loggers) if enabled else []
 
     def write(self, record: dict) -> None:
+        """Append one record (``split``, ``step`` and values) and pass its numbers on."""
         if not self.enabled:
             return
+        for logger in self.loggers:
+            logger.log(*record_scalars(record))
         with self.path.open("a") as f:
             f.write(
                 json.dumps(
@@ -37,6 +46,17 @@ class MetricsLog:
                 )
                 + "\n"
             )
+
+    def attach(self, loggers: Sequence) -> None:
+        """Pass every later record's numbers to ``loggers`` too (ignored when disabled)."""
+        if self.enabled:
+            self.loggers.extend(loggers)
+
+    def close(self) -> None:
+        """Flush and close the scalar loggers."""
+        for logger in self.loggers:
+            logger.close()
+        self.loggers = []
 
     def records(self) -> list[dict]:
         if not self.path.exists():

@@ -13,6 +13,8 @@ import math
 from pathlib import Path
 from typing import Protocol
 
+from equijax.models.config import ConfigError
+
 
 class ScalarLogger(Protocol):
     """Where a run's scalars go besides its JSONL log."""
@@ -93,3 +95,31 @@ class WandbLogger:
 
     def close(self) -> None:
         self._run.finish()
+
+
+def make_loggers(log_config, run_dir: str | Path, config: dict, primary: bool = True) -> list:
+    """The loggers a run's ``log:`` section (`equijax.training.config.LogConfig`) asks for, on
+    the primary process only: TensorBoard under ``run_dir/tensorboard``, W&B with ``config`` as
+    the run's settings. A logger whose package is missing raises `ConfigError` naming the key."""
+    if not primary:
+        return []
+    loggers = []
+    try:
+        if log_config.tensorboard:
+            loggers.append(TensorBoardLogger(Path(run_dir) / "tensorboard"))
+    except ImportError as err:
+        raise ConfigError(f"config key 'log.tensorboard': {err}") from None
+    try:
+        if log_config.wandb_project:
+            loggers.append(
+                WandbLogger(
+                    run_dir,
+                    log_config.wandb_project,
+                    name=Path(run_dir).name,
+                    mode=log_config.wandb_mode,
+                    config=config,
+                )
+            )
+    except ImportError as err:
+        raise ConfigError(f"config key 'log.wandb_project': {err}") from None
+    return loggers

@@ -39,16 +39,23 @@ class TrainState(NamedTuple):
     rng: jax.Array
 
 
-def make_optimizer(config: OptimConfig, total_steps: int, frozen: tuple[str, ...] = ("atomref",)):
-    """Gradient clipping, then Adam/AdamW on a warm-up + cosine schedule; top-level param
-    collections named in ``frozen`` (the fitted composition reference) are not updated."""
-    schedule = optax.warmup_cosine_decay_schedule(
+def learning_rate_schedule(config: OptimConfig, total_steps: int):
+    """The learning rate at each optimizer step (an optax schedule): linear warm-up from 0 over
+    ``warmup_steps``, then a cosine decay to ``learning_rate * final_lr_fraction``."""
+    return optax.warmup_cosine_decay_schedule(
         init_value=0.0,
         peak_value=config.learning_rate,
         warmup_steps=max(config.warmup_steps, 1),
         decay_steps=max(total_steps, config.warmup_steps + 1),
         end_value=config.learning_rate * config.final_lr_fraction,
     )
+
+
+def make_optimizer(config: OptimConfig, total_steps: int, frozen: tuple[str, ...] = ("atomref",)):
+    """Gradient clipping, then Adam/AdamW on a warm-up + cosine schedule
+    (`learning_rate_schedule`); top-level param collections named in ``frozen`` (the fitted
+    composition reference) are not updated."""
+    schedule = learning_rate_schedule(config, total_steps)
     if config.optimizer == "adamw":
         base = optax.adamw(schedule, weight_decay=config.weight_decay)
     else:
