@@ -74,7 +74,10 @@ def test_yaml_then_overrides(tmp_path):
     assert to_dict(config) == {
         "name": "mine",
         "model": want.model.to_dict(),
-        **{k: dataclasses.asdict(getattr(want, k)) for k in ("data", "loss", "optim", "train")},
+        **{
+            k: dataclasses.asdict(getattr(want, k))
+            for k in ("data", "loss", "optim", "train", "log")
+        },
     }
     assert load_config(None, [f"{k}={v}" for k, v in _dotted(to_dict(config))]) == config
 
