@@ -103,8 +103,7 @@ def test_wandb_offline_run_holds_every_scalar(tmp_path, monkeypatch):
             continue
         # keys with a "/" come as nested keys
         items = {
-            item.key or "/".join(item.nested_key): item.value_json
-            for item in record.history.item
+            item.key or "/".join(item.nested_key): item.value_json for item in record.history.item
         }
         step = int(items.pop("_step", record.history.step.num))
         got.update({(k, step): float(v) for k, v in items.items() if not k.startswith("_")})
