@@ -8,6 +8,7 @@ from pathlib import Path
 
 from equijax.bench import chgnet_infer, chgnet_train, graphs, model, tp, tp_methods, tp_tune
 from equijax.cli.data import cmd_data_build, cmd_data_check  # noqa: F401 - handlers
+from equijax.cli.errors import UserInputError
 from equijax.nn.precision import PRECISIONS
 from equijax.predict import predict_files
 from equijax.sweep import collect, expand, load_spec, run_sweep
@@ -254,10 +255,6 @@ def cmd_bench_tp(args) -> int:
         cue_lmax=args.cue_lmax,
     )
     return 0
-
-
-class UserInputError(Exception):
-    """A bad file, structure or model name given to a command (one line, exit status 2)."""
 
 
 def cmd_predict(args) -> int:

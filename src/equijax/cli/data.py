@@ -48,7 +48,7 @@ def add_data_parser(sub, handler) -> None:
 
 
 def cmd_data_build(args: argparse.Namespace) -> int:
-    from equijax.cli.commands import UserInputError
+    from equijax.cli.errors import UserInputError
     from equijax.graphs.build import DEFAULT_BOND_CUTOFF, DEFAULT_CUTOFF
     from equijax.graphs.dataset_build import build_dataset
     from equijax.training.config import load_config
@@ -90,7 +90,7 @@ def cmd_data_build(args: argparse.Namespace) -> int:
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
-    from equijax.cli.commands import UserInputError
+    from equijax.cli.errors import UserInputError
     from equijax.graphs.dataset import DiskDataset
 
     try:
