@@ -116,6 +116,35 @@ def cmd_bench_md(args) -> int:
     return 0
 
 
+def cmd_bench_train_quality(args) -> int:
+    from equijax.bench import train_quality
+
+    datasets = tuple(args.data.split(","))
+    sides = tuple(args.sides.split(","))
+    if not set(datasets) <= set(train_quality.DATASETS) or not set(sides) <= {"equijax", "chgnet"}:
+        raise SystemExit(
+            f"--data takes a subset of {','.join(train_quality.DATASETS)} and --sides of "
+            f"equijax,chgnet; got {args.data!r}, {args.sides!r}"
+        )
+    n_structures = {}
+    for item in (args.n_structures or "").split(","):
+        if item:
+            name, _, count = item.rpartition("=")
+            for d in [name] if name else datasets:
+                n_structures[d] = int(count)
+    train_quality.run(
+        out=args.out,
+        datasets=datasets,
+        seeds=tuple(args.seeds),
+        epochs=args.epochs,
+        n_structures=n_structures,
+        sides=sides,
+        overrides=tuple(args.overrides),
+        run_root=args.run_root,
+    )
+    return 0
+
+
 def cmd_bench_sevennet(args) -> int:
     from equijax.bench import sevennet
 

@@ -8,7 +8,8 @@ from equijax.cli.data import add_data_parser
 
 DESCRIPTION = (
     "equijax: E(3)-equivariant interatomic potentials in JAX. Subcommands: demo, bench "
-    "graphs|chgnet-infer|chgnet-train|tp|model|md|sevennet|mace|report, data build|check, train, sweep, evaluate, predict."
+    "graphs|chgnet-infer|chgnet-train|tp|model|md|sevennet|mace|train-quality|report, data build|check, train, "
+    "sweep, evaluate, predict."
 )
 
 
@@ -281,6 +282,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     md.add_argument("--out", default="results/bench_md.json", help="JSON output path")
     md.set_defaults(func=_handler("cmd_bench_md"))
+
+    tq = bench_sub.add_parser(
+        "train-quality", help="equijax's training recipe vs chgnet's Trainer (val/test MAEs)"
+    )
+    tq.add_argument("--data", default="emt_small,teacher_2000", help="data groups, comma-separated")
+    tq.add_argument("--seeds", type=int_list, default=[0, 1, 2], help="train seeds ('0,1,2')")
+    tq.add_argument("--epochs", type=int, default=None, help="epochs (default: the config's 8)")
+    tq.add_argument(
+        "--n-structures",
+        default=None,
+        help="structures per data set, e.g. 'teacher_2000=800' (a teacher subset is the first N "
+        "of the cached 2000); a bare number applies to every data set",
+    )
+    tq.add_argument("--sides", default="equijax,chgnet", help="subset of equijax,chgnet")
+    tq.add_argument("--run-root", default="runs/train_quality", help="equijax run directories")
+    tq.add_argument("--out", default="results/bench_train_quality.json", help="JSON output path")
+    tq.add_argument("overrides", nargs="*", help="equijax config overrides (its side only)")
+    tq.set_defaults(func=_handler("cmd_bench_train_quality"))
 
     rp = bench_sub.add_parser(
         "report",
