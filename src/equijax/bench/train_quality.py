@@ -27,6 +27,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 
 from equijax.bench import train_quality_reference
 from equijax.bench.common import Table, machine_info, write_json
@@ -122,19 +123,39 @@ def _steady(epoch_seconds: list[float], eval_every: int) -> float:
     return float(np.median(later))
 
 
+def raw_params(run_dir: str) -> dict:
+    """The raw (not EMA) params of a run's latest checkpoint."""
+    manager = ocp.CheckpointManager(
+        Path(run_dir).absolute() / "checkpoints",
+        options=ocp.CheckpointManagerOptions(create=False),
+    )
+    state = ocp.args.Composite(state=ocp.args.StandardRestore())
+    restored = manager.restore(manager.latest_step(), args=state)
+    manager.close()
+    return {"params": restored["state"]["params"]["params"]}
+
+
+def score_run(run_dir: str, parts: tuple[list, list, list]) -> dict:
+    """MAEs of a finished equijax run's final params on the whole val and test splits of
+    ``parts``: ``val``/``test`` with its EMA params (what it evaluates with), ``val_raw``/
+    ``test_raw`` with the raw params (chgnet's Trainer has no EMA)."""
+    module, ema = load_trained(run_dir, which="latest")
+    out = {}
+    for suffix, params in (("", ema), ("_raw", raw_params(run_dir))):
+        potential = Potential(module, params)
+        for name, structures in zip(("val", "test"), parts[1:]):
+            predictions = potential.predict([s.atoms for s in structures], batch_size=16)
+            out[name + suffix] = mean_absolute_errors(predictions, structures)
+    return out
+
+
 def train_equijax(config: ExperimentConfig, parts: tuple[list, list, list]) -> dict:
     """Train with `equijax.training.train` and score its final EMA params on the whole val and
     test splits of ``parts`` (the structures the run itself split off)."""
     t0 = time.perf_counter()
     result = train(config)
     wall = time.perf_counter() - t0
-    potential = Potential(*load_trained(config.train.run_dir, which="latest"))
-    errors = {
-        name: mean_absolute_errors(
-            potential.predict([s.atoms for s in structures], batch_size=16), structures
-        )
-        for name, structures in zip(("val", "test"), parts[1:])
-    }
+    errors = score_run(config.train.run_dir, parts)
     epoch_seconds = _epoch_seconds(config.train.run_dir, config.data.batch_size)
     return {
         **errors,
@@ -185,7 +206,7 @@ def summarize(runs: dict) -> dict:
             if not done:
                 continue
             stats = {"seeds": len(done)}
-            for split in ("val", "test"):
+            for split in [k for k in ("val", "test", "val_raw", "test_raw") if k in done[0]]:
                 for key in done[0][split]:
                     stats[f"{split}_{key}"] = _mean_std([r[split][key] for r in done])
             stats["seconds_per_epoch"] = _mean_std([r["seconds_per_epoch"] for r in done])
@@ -358,3 +379,46 @@ def _say(r: dict) -> None:
         f"{r['train_wall_s']:.0f} s wall",
         flush=True,
     )
+
+
+def markdown(results: dict) -> str:
+    """The side-by-side table of a results JSON as Markdown (docs/experiments.md): per data
+    set and side, mean ± std over seeds of every val and test MAE and of s/epoch; equijax's raw
+    (non-EMA) params as a third row; and equijax / chgnet per target (``*``: worse beyond seed
+    noise, ``†``: better beyond it)."""
+    head = "| data | side | split | E (eV/atom) | F (eV/Å) | σ (GPa) | m (μB) | s/epoch |"
+    lines = [head, "|" + "---|" * 8]
+    for data, sides in results["summary"].items():
+        rows = [(s, s, "") for s in SIDES if s in sides]
+        if "val_raw_mae_energy" in sides.get("equijax", {}):
+            rows.insert(1, ("equijax", "equijax, raw params (no EMA)", "_raw"))
+        for split in ("val", "test"):
+            for side, label, suffix in rows:
+                st = sides[side]
+                cells = [
+                    _cell(st[key], d) if (key := f"{split}{suffix}_mae_{k}") in st else "-"
+                    for k, _, d in ERRORS
+                ]
+                seconds = _cell(st["seconds_per_epoch"], 1) if not suffix else ""
+                lines.append(
+                    f"| {data} | {label} | {split} | " + " | ".join(cells) + f" | {seconds} |"
+                )
+            compared = sides["equijax_vs_chgnet"]
+            if compared:
+                cells = []
+                for k, _, _ in ERRORS:
+                    c = compared.get(f"{split}_mae_{k}")
+                    mark = (
+                        ""
+                        if c is None
+                        else "*"
+                        if c["worse_beyond_noise"]
+                        else "†"
+                        if c["better_beyond_noise"]
+                        else ""
+                    )
+                    cells.append("-" if c is None else f"{c['ratio']:.2f}x{mark}")
+                lines.append(
+                    f"| {data} | equijax / chgnet | {split} | " + " | ".join(cells) + " | |"
+                )
+    return "\n".join(lines)
