@@ -16,6 +16,10 @@ def test_bench_md_runs_both_calculators_on_the_same_potential(tmp_path, capsys):
     assert row["atoms"] == 32 and row["dynamics"] == "nve"
     for name in ("equijax", "chgnet"):
         assert row[name]["steps_per_s"] > 0 and row[name]["peak_rss_gb"] > 0, row[name]
+        low, median, high = row[name]["step_ms_min_median_max"]
+        assert 0 < low <= median <= high
+        assert row[name]["steps_per_s"] == pytest.approx(1e3 / median)
+    assert row["chgnet"]["compiles_in_timed_steps"] == 0  # torch compiles nothing
     assert row["first_energy_difference_eV_per_atom"] < 1e-4
     assert "equijax bench md" in capsys.readouterr().out
 

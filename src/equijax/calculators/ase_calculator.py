@@ -18,7 +18,9 @@ class EquijaxCalculator(Calculator):
 
     Units are ASE's: eV, eV/Å, eV/Å³ (stress as a Voigt 6-vector, ASE's sign), μB. Structures are
     padded to size buckets, so MD, relaxations and changing structure sizes reuse compiled code.
-    Stress is only defined for structures periodic in all three directions. ``lean`` /
+    Stress is only defined for structures periodic in all three directions, and is computed only
+    when ASE asks for it (MD asks for forces alone, so its steps skip the strain derivative; a
+    later ``get_stress()`` runs the model again, with stress). ``lean`` /
     ``lean_atoms`` choose the memory-lean mode for large cells (`equijax.potential.Potential`;
     by default from 256 padded atoms on, for models that have it).
 
@@ -68,7 +70,8 @@ class EquijaxCalculator(Calculator):
             raise PropertyNotImplementedError(
                 "stress needs a structure periodic in all three directions"
             )
-        result = self.potential.predict(self.atoms, compute_stress=self.atoms.pbc.all())
+        # stress only when asked (MD asks for forces alone; a later stress request recomputes)
+        result = self.potential.predict(self.atoms, compute_stress=want_stress)
         self.results = {
             "energy": result["energy"],
             "free_energy": result["energy"],
