@@ -5,6 +5,7 @@ validation, metrics, checkpoints (exact resume) and a clear stop on a NaN/inf lo
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import sys
 import time
@@ -353,6 +354,8 @@ def _finish(run: _Run) -> dict:
             for name in ("val", "test")
         },
         "baseline_val": run.baseline,
+        "wall_s": elapsed,  # the epochs and evaluations (data and graphs before them excluded)
+        "date": datetime.date.today().isoformat(),
         "structures_per_s": n_seen / elapsed if n_seen else 0.0,
         "data_wait_fraction": (run.loaders["train"].wait_seconds / elapsed if n_seen else 0.0),
         "devices": run.mesh.size,
