@@ -98,7 +98,9 @@ class LossConfig:
 
 @dataclasses.dataclass
 class OptimConfig:
-    """optax optimizer: adam or adamw, warm-up then cosine decay, gradient clipping, EMA."""
+    """optax optimizer: adam or adamw, warm-up then cosine decay, gradient clipping, and an EMA
+    of the params for evaluation (decay ``min(ema_decay, (1 + step) / (10 + step))``; see
+    `equijax.training.step.ema_update`)."""
 
     optimizer: str = "adam"
     learning_rate: float = 1e-3
