@@ -80,10 +80,12 @@ def experiment_config(
     n_structures: int | None = None,
     overrides: tuple[str, ...] = (),
 ) -> ExperimentConfig:
-    """The equijax config of one run: ``chgnet_emt_small`` on ``data`` with ``train.seed``
-    ``seed``, optionally fewer/more ``epochs`` or ``n_structures`` (a teacher subset is the
-    first N of the cached 2000), and ``overrides`` last."""
-    items = [f"data={data}", f"train.seed={seed}", f"train.run_dir={run_dir}"]
+    """The equijax config of one run: ``chgnet_emt_small`` with model ``chgnet_small`` (CHGNet's
+    own architecture, readout layer norm included, fixed here so the bench does not follow the
+    demo's model) on ``data`` with ``train.seed`` ``seed``, optionally fewer/more ``epochs`` or
+    ``n_structures`` (a teacher subset is the first N of the cached 2000), and ``overrides``
+    last."""
+    items = ["model=chgnet_small", f"data={data}", f"train.seed={seed}", f"train.run_dir={run_dir}"]
     items.append("train.progress=false")
     if "m" in DATASETS[data]:
         items.append("loss.magmoms=0.1")  # chgnet_emt_small sets 0 (EMT has no magmoms)
