@@ -9,11 +9,9 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("chgnet")
-
-from equijax.bench import train_quality, train_quality_reference  # noqa: E402
-from equijax.training.config import to_dict  # noqa: E402
-from equijax.training.evaluate import run_split  # noqa: E402
+from equijax.bench import train_quality, train_quality_reference
+from equijax.training.config import to_dict
+from equijax.training.evaluate import run_split
 
 pytestmark = pytest.mark.usefixtures("fast_compiles")
 
